@@ -1,0 +1,59 @@
+"""Settings, read once from the environment (and the command line) at start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("UJUMBE_DATA_DIR", "./ujumbe-data")))
+    database_url: str | None = field(default_factory=lambda: os.environ.get("UJUMBE_DATABASE_URL") or None)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    role: str = "all"  # api | worker | all
+    allow_private_callbacks: bool = field(default_factory=lambda: _flag("UJUMBE_ALLOW_PRIVATE_CALLBACKS"))
+    # The built-in operator simulator stands in for a carrier unless turned off.
+    simulator: bool = field(default_factory=lambda: not _flag("UJUMBE_NO_SIMULATOR"))
+    sim_receipt_delay_ms: tuple[int, int] = field(
+        default_factory=lambda: _range(os.environ.get("UJUMBE_SIM_RECEIPT_DELAY_MS", "500-3000"))
+    )
+    validity_s: int = 48 * 3600  # no final receipt by then: EXPIRED
+    access_token_ttl_s: int = 3600
+    refresh_token_ttl_s: int = 30 * 86400
+    secret_key: str = ""
+
+    def load_secret(self) -> str:
+        """The server secret signs tokens and derives per-account keys.
+
+        UJUMBE_SECRET_KEY wins (every machine of a cluster must share it);
+        otherwise a key is made once and kept in the data dir.
+        """
+        if self.secret_key:
+            return self.secret_key
+        env = os.environ.get("UJUMBE_SECRET_KEY")
+        if env:
+            self.secret_key = env
+            return env
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            self.secret_key = path.read_text().strip()
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.secret_key = secrets.token_urlsafe(48)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self.secret_key + "\n")
+        return self.secret_key
+
+
+def _range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    return int(low), int(high or low)

@@ -1,0 +1,129 @@
+"""Recipient normalization to E.164 and sender-ID classification.
+
+Clients send numbers in every shape: local (``0708400000``), national without
+the trunk zero (``708400000``), international with or without ``+``, with
+spaces and dashes. Everything inside Ujumbe uses bare E.164 digits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import carrier as _carrier
+
+_MAX_E164_DIGITS = 15  # ITU-T E.164
+_MIN_DIGITS = 4  # nothing shorter is a subscriber number anywhere
+_SHORTCODE_MAX_DIGITS = 8
+
+# Characters people use to format numbers; anything else means it is not one.
+_ALLOWED_RE = re.compile(r"^\+?[0-9\s().\-/]+$")
+_LETTER_RE = re.compile(r"[^\W\d_]")  # any Unicode letter
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneNumber:
+    e164: str  # digits only, no '+', e.g. "254708400000"
+    region: str  # "KE"
+    network: str | None  # carrier from phonenumbers' prefix data; None when unknown
+    country_code: int
+
+
+class InvalidNumber(ValueError):
+    def __init__(self, raw: str, reason: str) -> None:
+        self.raw = raw
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _parse_valid(candidate: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        parsed = phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return parsed if phonenumbers.is_valid_number(parsed) else None
+
+
+def _network(parsed: phonenumbers.PhoneNumber) -> str | None:
+    # Prefix-based: after number portability this is the *original* network.
+    return _carrier.name_for_number(parsed, "en") or None
+
+
+@lru_cache(maxsize=100_000)
+def _normalize(raw: str, region: str) -> PhoneNumber | str:
+    """Returns the number or the reason it is invalid.
+
+    The reason string is cached rather than an exception: re-raising one cached
+    instance would keep growing its traceback.
+    """
+    text = raw.strip()
+    if not text:
+        return "no phone number was given"
+    if _LETTER_RE.search(text):
+        return f"{raw!r} contains letters; a phone number has only digits"
+    if not _ALLOWED_RE.match(text):
+        return f"{raw!r} contains characters that are not part of a phone number"
+    invalid = f"{raw!r} is not a valid phone number for region {region}"
+    digits = re.sub(r"\D", "", text)
+    # Skip the parser for lengths no numbering plan allows (+3: room for an IDD like 000).
+    if not _MIN_DIGITS <= len(digits) <= _MAX_E164_DIGITS + 3:
+        return invalid
+
+    parsed = _parse_valid(text, region)
+    if parsed is None and not text.startswith("+"):
+        # International written without '+', e.g. "9779841234567" sent with region KE.
+        parsed = _parse_valid("+" + digits, None)
+        if parsed is None and digits.startswith("00"):
+            # The common "00" international prefix, even where the local IDD differs.
+            parsed = _parse_valid("+" + digits[2:], None)
+    if parsed is None:
+        return invalid
+
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+    return PhoneNumber(
+        e164=e164,
+        region=phonenumbers.region_code_for_number(parsed) or region,
+        network=_network(parsed),
+        country_code=parsed.country_code,
+    )
+
+
+def normalize(raw: str, region: str = "KE") -> PhoneNumber:
+    """Normalize ``raw`` to E.164; raises InvalidNumber with a readable reason."""
+    result = _normalize(raw, region.upper())
+    if isinstance(result, str):
+        raise InvalidNumber(raw, result)
+    return result
+
+
+@lru_cache(maxsize=100_000)
+def carrier_name(e164: str) -> str | None:
+    """Network name for bare (or '+'-prefixed) E.164 digits; None when unknown."""
+    try:
+        parsed = phonenumbers.parse("+" + e164.lstrip("+"), None)
+    except phonenumbers.NumberParseException:
+        return None
+    return _network(parsed)
+
+
+def classify_sender(sender: str) -> str:
+    """"alphanumeric" | "shortcode" (digits, <= 8) | "international" (E.164, maybe '+').
+
+    Decides the SMPP source TON/NPI. Spaces and dashes inside a numeric sender
+    are ignored; any letter makes it alphanumeric.
+    """
+    text = sender.strip()
+    if not text:
+        raise ValueError("sender is empty")
+    compact = re.sub(r"[\s\-]", "", text)
+    plus = compact.startswith("+")
+    digits = compact[1:] if plus else compact
+    if not (digits.isascii() and digits.isdigit()):
+        return "alphanumeric"
+    if len(digits) > _MAX_E164_DIGITS:
+        raise ValueError(f"sender {sender!r} has {len(digits)} digits; E.164 allows at most {_MAX_E164_DIGITS}")
+    if plus or len(digits) > _SHORTCODE_MAX_DIGITS:
+        return "international"
+    return "shortcode"

@@ -1,0 +1,196 @@
+"""Queries on requests, messages, their parts and events, and the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ujumbe.store.accounts import as_dict
+from ujumbe.store.base import Tx
+
+MESSAGE_COLUMNS = (
+    "m.id, m.request_id, m.account_id, m.channel, m.dialect, m.sender, m.recipient, m.network, "
+    "m.body, m.encoding, m.parts, m.cost, m.charge, m.state, m.error_code, m.error_reason, "
+    "m.connector, m.callback_url, m.meta, m.created_at, m.submitted_at, m.done_at, m.updated_at, "
+    "m.expires_at, r.reference, r.meta AS request_meta, a.dlr_url"
+)
+MESSAGE_FROM = "messages m JOIN requests r ON r.id = m.request_id JOIN accounts a ON a.id = m.account_id"
+
+INSERT_MESSAGE = (
+    "INSERT INTO messages (id, request_id, account_id, channel, dialect, sender, recipient, network, body, "
+    "encoding, parts, cost, charge, state, error_code, error_reason, callback_url, meta, created_at, "
+    "updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_EVENT = "INSERT INTO message_events (message_id, at, state, detail) VALUES (?, ?, ?, ?)"
+
+
+async def insert_request(tx: Tx, r: dict[str, Any]) -> bool:
+    """Insert a request; False when the account already used this reference."""
+    row = await tx.fetchrow(
+        "INSERT INTO requests (id, account_id, reference, dialect, channel, sender, template_key, callback_url, "
+        "recipients, accepted, cost, meta, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (account_id, reference) DO NOTHING RETURNING id",
+        r["id"], r["account_id"], r["reference"], r["dialect"], r["channel"], r["sender"],
+        r["template_key"], r["callback_url"], r["recipients"], r["accepted"], r["cost"],
+        r["meta"], r["created_at"],
+    )
+    return row is not None
+
+
+async def request_by_reference(tx: Tx, account_id: str, reference: str) -> dict[str, Any] | None:
+    return as_dict(
+        await tx.fetchrow("SELECT * FROM requests WHERE account_id = ? AND reference = ?", account_id, reference)
+    )
+
+
+async def request_by_id(tx: Tx, account_id: str, request_id: str) -> dict[str, Any] | None:
+    return as_dict(await tx.fetchrow("SELECT * FROM requests WHERE account_id = ? AND id = ?", account_id, request_id))
+
+
+async def messages_of_request(tx: Tx, request_id: str) -> list[dict[str, Any]]:
+    rows = await tx.fetch(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.request_id = ? ORDER BY m.id", request_id)
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def message(tx: Tx, message_id: int, account_id: str | None = None) -> dict[str, Any] | None:
+    if account_id is None:
+        row = await tx.fetchrow(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ?", message_id)
+    else:
+        row = await tx.fetchrow(
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ? AND m.account_id = ?", message_id, account_id
+        )
+    return as_dict(row)
+
+
+async def messages_by_ids(tx: Tx, ids: Sequence[int]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 500):  # SQLite caps bound parameters
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = await tx.fetch(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id IN ({marks})", *chunk)
+        out.extend(as_dict(r) for r in rows)  # type: ignore[misc]
+    return out
+
+
+async def events(tx: Tx, message_id: int) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT at, state, detail FROM message_events WHERE message_id = ? ORDER BY at, rowid"
+        if tx.dialect == "sqlite"
+        else "SELECT at, state, detail FROM message_events WHERE message_id = ? ORDER BY at, ctid",
+        message_id,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def list_messages(
+    tx: Tx, account_id: str, *, limit: int, before: int | None = None, state: str | None = None,
+    recipient: str | None = None, request_id: str | None = None, since: int | None = None,
+) -> list[dict[str, Any]]:
+    where = ["m.account_id = ?", "m.id < ?"]
+    args: list[Any] = [account_id, before if before is not None else 2**62]
+    for column, value in (("m.state", state), ("m.recipient", recipient), ("m.request_id", request_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        where.append("m.created_at >= ?")
+        args.append(since)
+    rows = await tx.fetch(
+        f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?",
+        *args, limit,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def update_message(tx: Tx, message_id: int, fields: dict[str, Any]) -> None:
+    sets = ", ".join(f"{k} = ?" for k in fields)
+    await tx.execute(f"UPDATE messages SET {sets} WHERE id = ?", *fields.values(), message_id)
+
+
+# --- outbox ---
+
+
+async def claim(tx: Tx, owner: str, now: int, lease_ms: int, limit: int) -> list[tuple[int, int]]:
+    """Lease up to ``limit`` due messages; (message_id, attempts) pairs."""
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+    rows = await tx.fetch(
+        "UPDATE outbox SET due_at = ?, lease_owner = ?, attempts = attempts + 1 WHERE message_id IN "
+        f"(SELECT message_id FROM outbox WHERE due_at <= ? ORDER BY due_at LIMIT ?{lock}) "
+        "RETURNING message_id, attempts",
+        now + lease_ms, owner, now, limit,
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def outbox_done(tx: Tx, message_ids: Sequence[int]) -> None:
+    await tx.executemany("DELETE FROM outbox WHERE message_id = ?", [(i,) for i in message_ids])
+
+
+async def outbox_retry(tx: Tx, message_id: int, due_at: int) -> None:
+    await tx.execute("UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE message_id = ?", due_at, message_id)
+
+
+async def outbox_release(tx: Tx, owner: str) -> None:
+    """Give back every lease ``owner`` holds (a clean shutdown)."""
+    await tx.execute("UPDATE outbox SET due_at = 0, lease_owner = NULL WHERE lease_owner = ?", owner)
+
+
+# --- parts and receipts ---
+
+
+async def insert_parts(tx: Tx, rows: list[tuple[int, int, str, str, str, int]]) -> None:
+    await tx.executemany(
+        "INSERT INTO message_parts (message_id, part, operator_id, connector, state, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id, part) DO UPDATE SET operator_id = excluded.operator_id, "
+        "connector = excluded.connector, state = excluded.state, updated_at = excluded.updated_at",
+        rows,
+    )
+
+
+async def parts_by_operator_id(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[tuple[int, int]]:
+    marks = ",".join("?" * len(operator_ids))
+    rows = await tx.fetch(
+        f"SELECT message_id, part FROM message_parts WHERE operator_id IN ({marks}) AND connector = ?",
+        *operator_ids, connector,
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def part_states(tx: Tx, message_id: int) -> list[tuple[int, str]]:
+    rows = await tx.fetch("SELECT part, state FROM message_parts WHERE message_id = ? ORDER BY part", message_id)
+    return [(r[0], r[1]) for r in rows]
+
+
+async def set_part_state(tx: Tx, message_id: int, part: int, state: str, at: int) -> None:
+    await tx.execute(
+        "UPDATE message_parts SET state = ?, updated_at = ? WHERE message_id = ? AND part = ?",
+        state, at, message_id, part,
+    )
+
+
+async def insert_early_receipt(tx: Tx, r: tuple[str, str, str, int, str, str, int]) -> None:
+    await tx.execute(
+        "INSERT INTO early_receipts (operator_id, connector, state, at, error_code, reason, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        *r,
+    )
+
+
+async def take_early_receipts(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[dict[str, Any]]:
+    if not operator_ids:
+        return []
+    marks = ",".join("?" * len(operator_ids))
+    rows = await tx.fetch(
+        f"DELETE FROM early_receipts WHERE connector = ? AND operator_id IN ({marks}) "
+        "RETURNING operator_id, connector, state, at, error_code, reason",
+        connector, *operator_ids,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def overdue(tx: Tx, now: int, limit: int) -> list[int]:
+    rows = await tx.fetch(
+        "SELECT id FROM messages WHERE state IN ('queued', 'submitted', 'accepted') AND expires_at < ? LIMIT ?",
+        now, limit,
+    )
+    return [r[0] for r in rows]

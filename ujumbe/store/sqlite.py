@@ -1,0 +1,174 @@
+"""Embedded store: SQLite in WAL mode with one writer and group commit.
+
+SQLite allows one writer at a time, so instead of fighting over the lock we
+own it: a single writer task takes every pending unit, runs each inside its
+own SAVEPOINT (one failing unit does not undo the others) and commits them all
+with one fsync. Statements run inline on the event loop (they touch only the
+page cache); the commit, which waits on the disk, runs on a thread. Reads use
+a second connection, which WAL lets proceed while a commit is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ujumbe.store.base import MIGRATIONS_TABLE, Row, Store, T, Unit
+
+log = logging.getLogger("ujumbe.store")
+
+MAX_BATCH = 1000
+
+
+class SqliteTx:
+    dialect = "sqlite"
+    __slots__ = ("_conn", "_store", "topics")
+
+    def __init__(self, conn: sqlite3.Connection, store: SqliteStore | None) -> None:
+        self._conn = conn
+        self._store = store
+        self.topics: set[str] = set()
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        self._conn.execute(sql, args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return self._conn.execute(sql, args).fetchall()
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        return self._conn.execute(sql, args).fetchone()
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = self._conn.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    async def next_ids(self, table: str, n: int) -> list[int]:
+        assert self._store is not None, "ids are allocated only in write units"
+        return self._store._allocate(table, n, self._conn)
+
+    def notify(self, topic: str) -> None:
+        self.topics.add(topic)
+
+
+class SqliteStore(Store):
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        super().__init__()
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._pending: collections.deque[tuple[Unit[Any], asyncio.Future[Any]]] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
+        self._next: dict[str, int] = {}
+        self._closing = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before we answer; group commit pays for the fsync.
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._w = self._connect()
+        self._r = self._connect()
+        self._r.execute("PRAGMA query_only=1")
+        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._writer_task:
+            await self._writer_task
+        self._committer.shutdown(wait=True)
+        self._w.close()
+        self._r.close()
+
+    async def _ensure_migrations_table(self) -> None:
+        self._w.execute(MIGRATIONS_TABLE)
+
+    def _allocate(self, table: str, n: int, conn: sqlite3.Connection) -> list[int]:
+        start = self._next.get(table)
+        if start is None:
+            start = (conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]) + 1
+        self._next[table] = start + n
+        return list(range(start, start + n))
+
+    async def run(self, unit: Unit[T]) -> T:
+        if self._closing:
+            raise RuntimeError("store is closed")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((unit, fut))
+        self._wakeup.set()
+        return await fut
+
+    async def read(self, unit: Unit[T]) -> T:
+        # The read connection is used inline: a unit never really suspends, so
+        # units do not interleave on it.
+        return await unit(SqliteTx(self._r, None))
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        conn = self._w
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
+            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            topics: set[str] = set()
+            saved_next = dict(self._next)
+            conn.execute("BEGIN IMMEDIATE")
+            for unit, fut in batch:
+                tx = SqliteTx(conn, self)
+                conn.execute("SAVEPOINT unit")
+                try:
+                    result = await unit(tx)
+                except Exception as exc:  # this unit only: the batch goes on
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    outcomes.append((fut, None, exc))
+                else:
+                    conn.execute("RELEASE unit")
+                    outcomes.append((fut, result, None))
+                    topics |= tx.topics
+            try:
+                await loop.run_in_executor(self._committer, conn.execute, "COMMIT")
+            except Exception as exc:
+                log.exception("commit failed; %d units rolled back", len(batch))
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                self._next = saved_next
+                for fut, _, _ in outcomes:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for fut, result, error in outcomes:
+                if fut.done():  # the caller went away; the work is committed regardless
+                    continue
+                if error is None:
+                    fut.set_result(result)
+                else:
+                    fut.set_exception(error)
+            self._wake(topics)
