@@ -19,7 +19,7 @@ MESSAGE_FROM = "messages m JOIN requests r ON r.id = m.request_id JOIN accounts 
 INSERT_MESSAGE = (
     "INSERT INTO messages (id, request_id, account_id, channel, dialect, sender, recipient, network, body, "
     "encoding, parts, cost, charge, state, error_code, error_reason, callback_url, meta, created_at, "
-    "updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "updated_at, done_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_EVENT = "INSERT INTO message_events (message_id, at, state, detail) VALUES (?, ?, ?, ?)"
 

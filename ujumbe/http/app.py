@@ -1,0 +1,62 @@
+"""The ASGI application: every dialect's routes on one Starlette app."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ujumbe.dialects import native
+from ujumbe.http.common import JSON
+from ujumbe.http.openapi import docs_page
+from ujumbe.runtime import Platform
+
+
+def create_app(platform: Platform, *, role: str = "all", manage_platform: bool = True) -> Starlette:
+    document = native.api.document()
+
+    async def openapi(_: Request) -> Response:
+        return JSON(document)
+
+    async def health(_: Request) -> Response:
+        return JSON({"status": "ok", "role": platform.role, "database": platform.store.dialect})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "error")
+        message = {404: f"No such endpoint: {request.url.path}", 405: f"{request.method} is not allowed here"}.get(
+            status, "Something went wrong"
+        )
+        return JSON({"error": {"code": code, "message": message}}, status_code=status)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return JSON({"error": {"code": "internal_error", "message": "Something went wrong on our side"}}, 500)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_platform:
+            await platform.start(role)
+        try:
+            yield
+        finally:
+            if manage_platform:
+                await platform.stop()
+
+    routes = [
+        Route("/health", health),
+        Route("/openapi.json", openapi),
+        Route("/docs", docs_page),
+        *native.api.routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: not_found, 500: server_error},
+    )
+    app.state.platform = platform
+    return app

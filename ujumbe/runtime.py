@@ -1,0 +1,127 @@
+"""Wiring: builds the store, services, channels and workers for one process.
+
+``Platform`` is the composition root. Entry points (the HTTP app, the CLI,
+tests) make one, ``start`` it with a role, and reach services through it;
+nothing below this module knows how the pieces were put together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ujumbe.channels.base import Channel
+from ujumbe.channels.simulator import Simulator
+from ujumbe.config import Settings
+from ujumbe.services.accounts import Accounts
+from ujumbe.services.callbacks import CallbackLog, check_target
+from ujumbe.services.credits import Credits
+from ujumbe.services.messaging import Messaging
+from ujumbe.services.reports import Reports
+from ujumbe.services.templates import Templates
+from ujumbe.store import Store, create_store
+from ujumbe.workers.callbacks import CallbackSender
+from ujumbe.workers.dispatch import Dispatcher, Router
+from ujumbe.workers.schedules import Sweeper
+
+log = logging.getLogger("ujumbe")
+
+
+class Platform:
+    def __init__(self, settings: Settings, *, channels: list[Channel] | None = None) -> None:
+        self.settings = settings
+        self.store: Store = create_store(settings.database_url, settings.data_dir)
+        secret = settings.load_secret()
+        self.accounts = Accounts(
+            self.store, secret, access_ttl_s=settings.access_token_ttl_s, refresh_ttl_s=settings.refresh_token_ttl_s
+        )
+        self.templates = Templates(self.store)
+        self.credits = Credits(self.store)
+        self.callback_log = CallbackLog(self.store)
+        self.reports = Reports(self.store)
+        self.simulator: Simulator | None = None
+        chans = list(channels or [])
+        if settings.simulator and not any(c.kind == "sms" for c in chans):
+            self.simulator = Simulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
+            chans.append(self.simulator)
+        self.channels = {c.name: c for c in chans}
+        self.messaging = Messaging(
+            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"}
+        )
+        self.router = Router(self.channels)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.role = "api"
+        self.dispatcher: Dispatcher | None = None
+
+    async def open(self) -> None:
+        """Open the store and bring its schema up to date."""
+        await self.store.open()
+        applied = await self.store.migrate()
+        if applied:
+            log.info("applied migrations %s", applied)
+        import ujumbe.dialects  # noqa: F401  (each dialect registers its callback formats)
+
+    async def start(self, role: str = "all") -> None:
+        self.role = role
+        await self.open()
+        if role in ("worker", "all"):
+            await self.start_workers()
+
+    async def start_workers(self) -> None:
+        for channel in self.channels.values():
+            await channel.start(self.reports)
+        self.dispatcher = Dispatcher(self.store, self.router)
+        sender = CallbackSender(
+            self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks
+        )
+        for name, worker in (
+            ("dispatch", self.dispatcher),
+            ("reports", self.reports),
+            ("callbacks", sender),
+            ("sweeper", Sweeper(self.store)),
+        ):
+            self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
+        if self.simulator is not None:
+            await self._replay_simulator()
+
+    async def _supervise(self, name: str, worker: Any) -> None:
+        """Restart a worker that crashed; the work it held is leased, not lost."""
+        while not self._stop.is_set():
+            try:
+                await worker.run(self._stop)
+                return
+            except Exception:
+                log.exception("worker %s crashed; restarting in 1 s", name)
+                await asyncio.sleep(1)
+
+    async def _replay_simulator(self) -> None:
+        """A real SMSC keeps receipts it could not deliver and sends them after
+        a rebind; the in-process simulator does the same after a restart."""
+        sim = self.simulator
+        assert sim is not None
+        rows = await self.store.read(
+            lambda tx: tx.fetch(
+                "SELECT p.operator_id, m.recipient, m.id, m.parts FROM message_parts p "
+                "JOIN messages m ON m.id = p.message_id WHERE p.connector = ? AND p.state = 'submitted'",
+                sim.name,
+            )
+        )
+        for op_id, recipient, _mid, _parts in rows:
+            sim.replay(op_id, recipient)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for channel in self.channels.values():
+            await channel.stop()
+        await self.store.close()
+
+    async def _webhook_secret(self, account_id: str) -> str:
+        account = await self.accounts.get(account_id)
+        return self.accounts.webhook_secret(account.key_seed)
+
+    async def check_callback_url(self, url: str) -> str:
+        return await asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks)

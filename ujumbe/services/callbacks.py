@@ -1,0 +1,179 @@
+"""Push notifications to clients: formats by dialect, signing, target checks.
+
+Each dialect registers how its clients expect to be told about a message
+(``Format``); the life cycle enqueues a callback row in the same transaction
+as the state change, so a change is never recorded without its notification.
+The callback worker delivers rows, retrying until the client acknowledges.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from ujumbe.core.errors import Invalid, NotFound
+from ujumbe.store import Tx, now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    state: str
+    at: int
+    error_code: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class Format:
+    """How one dialect notifies its clients."""
+
+    # message dict + event -> JSON-able payload, or None when this dialect does
+    # not report that state
+    dlr: Callable[[dict[str, Any], Event], Any | None] | None = None
+    inbound: Callable[[dict[str, Any]], Any] | None = None
+    subscription: Callable[[dict[str, Any]], Any] | None = None
+    # (HTTP status, body) -> whether the client acknowledged
+    acknowledged: Callable[[int, str], bool] = lambda status, body: 200 <= status < 300
+    # seconds to wait before each retry; its length is the number of retries
+    retry_delays: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    content_type: str = "application/json"
+    # (services, callback row, status, body): act on what the client answered,
+    # e.g. Tilil's ``result_message`` reply to an inbound message
+    after_ack: Callable[[Any, dict[str, Any], int, str], Awaitable[None]] | None = None
+
+
+# Exponential backoff: 10 s doubling to an hour, about a day of tries.
+DEFAULT_RETRIES = tuple(min(10 * 2**i, 3600) for i in range(30))
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(dialect: str, fmt: Format) -> None:
+    FORMATS[dialect] = fmt
+
+
+def retry_delays(dialect: str, kind: str) -> tuple[int, ...]:
+    fmt = FORMATS.get(dialect)
+    return (fmt.retry_delays.get(kind) if fmt else None) or DEFAULT_RETRIES
+
+
+def encode(payload: Any) -> str:
+    return payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+async def enqueue(
+    tx: Tx, *, account_id: str, kind: str, dialect: str, url: str, payload: Any, message_id: int | None = None,
+) -> None:
+    now = now_ms()
+    await tx.execute(
+        "INSERT INTO callbacks (account_id, message_id, kind, dialect, url, payload, status, attempts, due_at, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+        account_id, message_id, kind, dialect, url, encode(payload), now, now,
+    )
+    tx.notify("callbacks")
+
+
+async def enqueue_dlr(tx: Tx, msg: dict[str, Any], event: Event) -> None:
+    """Queue a delivery report for ``msg`` if its client asked for one."""
+    url = msg.get("callback_url") or msg.get("dlr_url")
+    if not url:
+        return
+    fmt = FORMATS.get(msg["dialect"]) or FORMATS.get("native")
+    if fmt is None or fmt.dlr is None:
+        return
+    payload = fmt.dlr(msg, event)
+    if payload is None:
+        return
+    await enqueue(
+        tx, account_id=msg["account_id"], kind="dlr", dialect=msg["dialect"], url=url,
+        payload=payload, message_id=msg["id"],
+    )
+
+
+# --- Standard Webhooks signatures (https://www.standardwebhooks.com) ---
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def signed_headers(secret: str, callback_id: int, body: str, content_type: str) -> dict[str, str]:
+    ts = int(time.time())
+    msg_id = f"msg_{callback_id}"
+    return {
+        "content-type": content_type,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(secret, msg_id, ts, body),
+        "user-agent": "Ujumbe-Webhooks/1",
+    }
+
+
+# --- where callbacks may go ---
+
+
+def check_target(url: str, *, allow_private: bool) -> str:
+    """Refuse URLs a client could use to make us call our own network (SSRF)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid(f"'{url}' is not an http(s) URL", code="invalid_callback_url")
+    if allow_private:
+        return url
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        raise Invalid(f"The host of '{url}' does not resolve", code="invalid_callback_url") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise Invalid(
+                f"Callbacks to private or loopback addresses ({address}) are refused; "
+                "set UJUMBE_ALLOW_PRIVATE_CALLBACKS=1 to allow them",
+                code="private_callback_url",
+            )
+    return url
+
+
+class CallbackLog:
+    """Callbacks as the client sees them: listed, and replayed on request."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    async def list(self, account_id: str, status: str | None, limit: int, before: int | None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT id, kind, url, status, attempts, last_status, last_error, message_id, created_at, payload "
+            "FROM callbacks WHERE account_id = ? AND id < ?"
+        )
+        args: list[Any] = [account_id, before if before is not None else 2**62]
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = await self.store.read(lambda tx: tx.fetch(sql, *args, limit))
+        return [{k: r[k] for k in r.keys()} for r in rows]
+
+    async def retry(self, account_id: str, callback_id: int) -> None:
+        async def unit(tx: Tx) -> bool:
+            row = await tx.fetchrow(
+                "UPDATE callbacks SET status = 'pending', attempts = 0, due_at = ?, lease_owner = NULL "
+                "WHERE id = ? AND account_id = ? RETURNING id",
+                now_ms(), callback_id, account_id,
+            )
+            if row is not None:
+                tx.notify("callbacks")
+            return row is not None
+
+        if not await self.store.run(unit):
+            raise NotFound(f"No callback {callback_id}")

@@ -1,0 +1,132 @@
+"""What channels tell us after a send: receipts and inbound messages.
+
+Channels call ``receipt`` and ``inbound`` from their own tasks; both are
+buffered and applied in batches, so a burst of receipts costs one commit.
+A receipt whose submit has not been recorded yet is parked in
+``early_receipts`` and applied when the submit is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from ujumbe.channels.base import Inbound, Receipt
+from ujumbe.core.ids import id_variants
+from ujumbe.core.states import State
+from ujumbe.services import callbacks
+from ujumbe.services.lifecycle import apply_part_state
+from ujumbe.store import Store, Tx, now_ms
+from ujumbe.store import messages as q
+from ujumbe.store.accounts import as_dict
+
+log = logging.getLogger("ujumbe.reports")
+
+
+async def apply_receipt(tx: Tx, r: Receipt) -> bool:
+    """Apply one receipt; False when no submitted part matches it (yet)."""
+    found = await q.parts_by_operator_id(tx, r.channel, id_variants(r.operator_id))
+    if not found:
+        return False
+    for message_id, part in found:
+        msg = await q.message(tx, message_id)
+        if msg is None:
+            continue
+        detail = f"receipt {r.operator_id}: {r.raw or r.state.value}"[:300]
+        await apply_part_state(
+            tx, msg, part, r.state, r.at, detail=detail, error_code=r.error_code or None, reason=r.reason or None
+        )
+    return True
+
+
+async def apply_early_receipts(tx: Tx, connector: str, operator_ids: list[str]) -> None:
+    variants = [v for op in operator_ids for v in id_variants(op)]
+    for row in await q.take_early_receipts(tx, connector, variants):
+        r = Receipt(connector, row["operator_id"], State(row["state"]), row["at"], row["error_code"] or "", row["reason"] or "")
+        await apply_receipt(tx, r)
+
+
+class Reports:
+    def __init__(self, store: Store, *, batch: int = 500) -> None:
+        self.store = store
+        self.batch = batch
+        self._receipts: list[Receipt] = []
+        self._inbound: list[Inbound] = []
+        self._wake = asyncio.Event()
+        self._flushed = asyncio.Event()
+
+    # ChannelEvents
+    async def receipt(self, receipt: Receipt) -> None:
+        self._receipts.append(receipt)
+        self._wake.set()
+
+    async def inbound(self, message: Inbound) -> None:
+        self._inbound.append(message)
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not (stop.is_set() and not self._receipts and not self._inbound):
+            if not self._receipts and not self._inbound:
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+                continue
+            receipts, self._receipts = self._receipts[: self.batch], self._receipts[self.batch :]
+            inbound, self._inbound = self._inbound[: self.batch], self._inbound[self.batch :]
+            try:
+                await self.store.run(lambda tx: self._apply(tx, receipts, inbound))
+            except Exception:
+                # Keep them: a receipt is never dropped because a commit failed.
+                log.exception("applying %d receipts failed; retrying", len(receipts))
+                self._receipts[:0] = receipts
+                self._inbound[:0] = inbound
+                await asyncio.sleep(1)
+
+    async def _apply(self, tx: Tx, receipts: list[Receipt], inbound: list[Inbound]) -> None:
+        now = now_ms()
+        for r in receipts:
+            if not await apply_receipt(tx, r):
+                await q.insert_early_receipt(
+                    tx, (r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now)
+                )
+        for m in inbound:
+            await record_inbound(tx, m)
+
+
+async def record_inbound(tx: Tx, m: Inbound) -> dict[str, Any]:
+    """Store an inbound message for the account that owns its destination,
+    and forward it to that account's inbound URL in the number's dialect."""
+    owner = as_dict(
+        await tx.fetchrow(
+            "SELECT n.account_id, n.dialect, a.inbound_url FROM numbers n JOIN accounts a ON a.id = n.account_id "
+            "WHERE n.number = ?",
+            m.recipient,
+        )
+    )
+    account_id = owner["account_id"] if owner else None
+    row = await tx.fetchrow(
+        "INSERT INTO inbound (account_id, channel, sender, recipient, body, network, link_id, meta, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        account_id, m.channel, m.sender, m.recipient, m.body, m.network, m.link_id,
+        json.dumps(m.meta) if m.meta else None, m.at,
+    )
+    record = {
+        "id": row[0], "account_id": account_id, "channel": m.channel, "sender": m.sender,
+        "recipient": m.recipient, "body": m.body, "network": m.network, "link_id": m.link_id,
+        "meta": m.meta, "received_at": m.at,
+    }
+    if owner and owner["inbound_url"]:
+        fmt = callbacks.FORMATS.get(owner["dialect"]) or callbacks.FORMATS.get("native")
+        if fmt is not None and fmt.inbound is not None:
+            await callbacks.enqueue(
+                tx, account_id=account_id, kind="inbound", dialect=owner["dialect"],  # type: ignore[arg-type]
+                url=owner["inbound_url"], payload=fmt.inbound(record),
+            )
+    elif owner is None:
+        log.warning("inbound message to %s, which no account owns; kept unassigned", m.recipient)
+    return record

@@ -1,0 +1,178 @@
+"""The callback worker: delivers queued callbacks to client URLs.
+
+Each row is POSTed with a Standard Webhooks signature. A callback counts as
+delivered only when the dialect's acknowledgement rule says so (a 2xx, or
+Tilil's ``OK`` body); otherwise it is retried on the dialect's schedule and,
+when the schedule runs out, kept as ``failed`` where the client can see and
+replay it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ujumbe.services import callbacks
+from ujumbe.store import Store, Tx, now_ms
+from ujumbe.workers.signals import wait_any
+
+log = logging.getLogger("ujumbe.callbacks")
+
+
+class CallbackSender:
+    def __init__(
+        self, store: Store, secret_for: Any, *, services: Any = None, allow_private: bool = False, concurrency: int = 200,
+        batch: int = 500, lease_ms: int = 60_000, timeout_s: float = 10.0, poll_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.secret_for = secret_for  # async (account_id) -> webhook secret
+        self.services = services  # handed to dialects' after-ack hooks
+        self.allow_private = allow_private
+        self.concurrency = concurrency
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.poll_s = poll_s
+        self.owner = f"cb-{uuid.uuid4().hex[:12]}"
+        self._client = httpx.AsyncClient(
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            follow_redirects=False,  # a redirect could point anywhere, including inside our network
+        )
+        self._results: list[tuple[dict[str, Any], int | None, str, bool]] = []
+        self._in_flight = 0
+        self._slot_free = asyncio.Event()
+        self._result_ready = asyncio.Event()
+        self._resolved: dict[str, tuple[float, bool]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        wake = self.store.listener("callbacks")
+        recorder = asyncio.create_task(self._record_loop(stop))
+        try:
+            while not stop.is_set():
+                free = self.concurrency - self._in_flight
+                if free <= 0:
+                    self._slot_free.clear()
+                    await wait_any(self._slot_free, stop, self.poll_s)
+                    continue
+                wake.clear()
+                rows = await self.store.run(lambda tx: self._claim(tx, min(free, self.batch)))
+                if not rows:
+                    await wait_any(wake, stop, self.poll_s)
+                    continue
+                for row in rows:
+                    self._in_flight += 1
+                    task = asyncio.create_task(self._deliver(row))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._result_ready.set()
+            await recorder
+            await self._client.aclose()
+
+    async def _claim(self, tx: Tx, limit: int) -> list[dict[str, Any]]:
+        now = now_ms()
+        lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+        rows = await tx.fetch(
+            "UPDATE callbacks SET due_at = ?, lease_owner = ? WHERE id IN (SELECT id FROM callbacks "
+            f"WHERE status = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?{lock}) "
+            "RETURNING id, account_id, message_id, kind, dialect, url, payload, attempts",
+            now + self.lease_ms, self.owner, now, limit,
+        )
+        return [{k: r[k] for k in r.keys()} for r in rows]
+
+    async def _target_allowed(self, url: str) -> bool:
+        """Check at send time too: a name may resolve elsewhere than when it was set."""
+        if self.allow_private:
+            return True
+        host = urlsplit(url).hostname or ""
+        hit = self._resolved.get(host)
+        if hit and time.monotonic() - hit[0] < 60:
+            return hit[1]
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+            ok = all(ipaddress.ip_address(i[4][0]).is_global for i in infos)
+        except OSError:
+            ok = False
+        self._resolved[host] = (time.monotonic(), ok)
+        return ok
+
+    async def _deliver(self, row: dict[str, Any]) -> None:
+        status: int | None = None
+        body = ""
+        ok = False
+        try:
+            if not await self._target_allowed(row["url"]):
+                body = "refused: the callback URL resolves to a private or loopback address"
+            else:
+                fmt = callbacks.FORMATS.get(row["dialect"]) or callbacks.Format()
+                secret = await self.secret_for(row["account_id"])
+                headers = callbacks.signed_headers(secret, row["id"], row["payload"], fmt.content_type)
+                response = await self._client.post(row["url"], content=row["payload"].encode(), headers=headers)
+                status, body = response.status_code, response.text[:2000]
+                ok = fmt.acknowledged(status, body)
+                if ok and fmt.after_ack is not None:
+                    try:
+                        await fmt.after_ack(self.services, row, status, body)
+                    except Exception:
+                        log.exception("after-ack hook failed for callback %s", row["id"])
+        except httpx.HTTPError as exc:
+            body = f"{type(exc).__name__}: {exc}"[:500]
+        finally:
+            self._in_flight -= 1
+            self._slot_free.set()
+        self._results.append((row, status, body, ok))
+        self._result_ready.set()
+
+    async def _record_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            if not self._results:
+                if stop.is_set() and not self._tasks:
+                    return
+                self._result_ready.clear()
+                await wait_any(self._result_ready, stop, 0.5)
+                continue
+            batch, self._results = self._results[:1000], self._results[1000:]
+            try:
+                await self.store.run(lambda tx: self._record(tx, batch))
+            except Exception:
+                log.exception("recording %d callback results failed; retrying", len(batch))
+                self._results[:0] = batch
+                await asyncio.sleep(0.5)
+
+    async def _record(self, tx: Tx, batch: list[tuple[dict[str, Any], int | None, str, bool]]) -> None:
+        now = now_ms()
+        for row, status, body, ok in batch:
+            attempts = row["attempts"] + 1
+            if ok:
+                await tx.execute(
+                    "UPDATE callbacks SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, "
+                    "delivered_at = ?, lease_owner = NULL WHERE id = ?",
+                    attempts, status, now, row["id"],
+                )
+                continue
+            delays = callbacks.retry_delays(row["dialect"], row["kind"])
+            error = f"HTTP {status}: {body}"[:500] if status is not None else body[:500]
+            if attempts > len(delays):
+                await tx.execute(
+                    "UPDATE callbacks SET status = 'failed', attempts = ?, last_status = ?, last_error = ?, "
+                    "lease_owner = NULL WHERE id = ?",
+                    attempts, status, error, row["id"],
+                )
+                log.warning("callback %s to %s given up after %d attempts", row["id"], row["url"], attempts)
+            else:
+                await tx.execute(
+                    "UPDATE callbacks SET attempts = ?, last_status = ?, last_error = ?, due_at = ?, "
+                    "lease_owner = NULL WHERE id = ?",
+                    attempts, status, error, now + delays[attempts - 1] * 1000, row["id"],
+                )
+

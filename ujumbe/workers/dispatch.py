@@ -1,0 +1,213 @@
+"""The dispatch worker: claims queued messages and hands them to channels.
+
+Claims are leases (``outbox.due_at`` pushed forward), so messages a dead
+worker held fall due again and another worker takes them. Sends run
+concurrently up to each channel's ``max_in_flight``; their outcomes are
+recorded in batches. Transient failures come back with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
+from ujumbe.core.states import State
+from ujumbe.services.lifecycle import transition
+from ujumbe.services.reports import apply_early_receipts
+from ujumbe.store import Store, Tx, now_ms
+from ujumbe.workers.signals import wait_any
+from ujumbe.store import messages as q
+
+log = logging.getLogger("ujumbe.dispatch")
+
+
+class Router:
+    """Chooses the channel for a message. The default: one channel per kind."""
+
+    def __init__(self, channels: dict[str, Channel]) -> None:
+        self.channels = channels
+
+    def route(self, msg: dict[str, Any]) -> Channel | None:
+        for channel in self.channels.values():
+            if channel.kind == msg["channel"]:
+                return channel
+        return None
+
+
+def backoff_ms(attempt: int) -> int:
+    """1 s, 2 s, 4 s ... capped at 5 minutes, with jitter so retries spread out."""
+    base = min(1000 * 2 ** max(attempt - 1, 0), 300_000)
+    return int(base * random.uniform(0.8, 1.2))
+
+
+@dataclass(slots=True)
+class Outcome:
+    message_id: int
+    attempts: int
+    channel: str
+    submitted: Submitted | None = None
+    error: SendError | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self, store: Store, router: Router, *, batch: int = 500, lease_ms: int = 120_000,
+        max_attempts: int = 10, poll_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.max_attempts = max_attempts
+        self.poll_s = poll_s
+        self.owner = f"w-{uuid.uuid4().hex[:12]}"
+        self._outcomes: list[Outcome] = []
+        self._outcome_ready = asyncio.Event()
+        self._in_flight = 0
+        self._slot_free = asyncio.Event()
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def capacity(self) -> int:
+        return sum(c.max_in_flight for c in self.router.channels.values()) or 1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        wake = self.store.listener("outbox")
+        recorder = asyncio.create_task(self._record_loop(stop), name="dispatch-recorder")
+        try:
+            while not stop.is_set():
+                free = self.capacity - self._in_flight
+                if free <= 0:
+                    self._slot_free.clear()
+                    await wait_any(self._slot_free, stop, timeout=self.poll_s)
+                    continue
+                wake.clear()
+                claimed = await self.store.run(lambda tx: self._claim(tx, min(free, self.batch)))
+                if not claimed:
+                    await wait_any(wake, stop, timeout=self.poll_s)
+                    continue
+                for msg, attempts in claimed:
+                    self._in_flight += 1
+                    task = asyncio.create_task(self._send(msg, attempts))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._outcome_ready.set()
+            await recorder
+            # hand back what we leased but never sent, for the next worker
+            await self.store.run(lambda tx: q.outbox_release(tx, self.owner))
+
+    async def _claim(self, tx: Tx, limit: int) -> list[tuple[dict[str, Any], int]]:
+        now = now_ms()
+        leased = await q.claim(tx, self.owner, now, self.lease_ms, limit)
+        if not leased:
+            return []
+        attempts = dict(leased)
+        out = []
+        for msg in await q.messages_by_ids(tx, list(attempts)):
+            state = State(msg["state"])
+            if state.final or state == State.SUBMITTED:  # expired or already sent: nothing to do
+                await q.outbox_done(tx, [msg["id"]])
+            elif msg["expires_at"] < now:
+                await transition(tx, msg, State.EXPIRED, now, detail="validity period ended before sending")
+                await q.outbox_done(tx, [msg["id"]])
+            else:
+                out.append((msg, attempts[msg["id"]]))
+        return out
+
+    async def _send(self, msg: dict[str, Any], attempts: int) -> None:
+        channel = self.router.route(msg)
+        try:
+            if channel is None:
+                raise SendError(f"no channel carries {msg['channel']} messages", transient=False, code="no_route")
+            sem = self._sems.get(channel.name)
+            if sem is None:
+                sem = self._sems[channel.name] = asyncio.Semaphore(channel.max_in_flight)
+            meta = json.loads(msg["meta"]) if msg["meta"] else {}
+            outbound = Outbound(
+                message_id=str(msg["id"]), account_id=msg["account_id"], sender=msg["sender"] or "",
+                recipient=msg["recipient"], body=msg["body"], encoding=msg["encoding"], parts=msg["parts"],
+                validity_s=max(1, (msg["expires_at"] - now_ms()) // 1000), network=msg["network"], meta=meta,
+            )
+            async with sem:
+                submitted = await channel.send(outbound)
+            outcome = Outcome(msg["id"], attempts, channel.name, submitted=submitted)
+        except SendError as exc:
+            outcome = Outcome(msg["id"], attempts, channel.name if channel else "", error=exc)
+        except Exception as exc:  # never lose a message to a bug: retry it
+            log.exception("dispatch of message %s crashed", msg["id"])
+            outcome = Outcome(msg["id"], attempts, channel.name if channel else "", error=SendError(str(exc), transient=True))
+        finally:
+            self._in_flight -= 1
+            self._slot_free.set()
+        self._outcomes.append(outcome)
+        self._outcome_ready.set()
+
+    async def _record_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            if not self._outcomes:
+                if stop.is_set() and not self._tasks:
+                    return
+                self._outcome_ready.clear()
+                await wait_any(self._outcome_ready, stop, timeout=0.5)
+                continue
+            batch, self._outcomes = self._outcomes[:1000], self._outcomes[1000:]
+            try:
+                await self.store.run(lambda tx: self._record(tx, batch))
+            except Exception:
+                log.exception("recording %d send outcomes failed; retrying", len(batch))
+                self._outcomes[:0] = batch
+                await asyncio.sleep(0.5)
+
+    async def _record(self, tx: Tx, batch: list[Outcome]) -> None:
+        now = now_ms()
+        msgs = {m["id"]: m for m in await q.messages_by_ids(tx, [o.message_id for o in batch])}
+        done: list[int] = []
+        parts: list[tuple[int, int, str, str, str, int]] = []
+        submitted_ids: dict[str, list[str]] = {}
+        for o in batch:
+            msg = msgs.get(o.message_id)
+            if msg is None:
+                continue
+            if o.submitted is not None:
+                ids = o.submitted.operator_ids
+                for n, op_id in enumerate(ids, 1):
+                    parts.append((o.message_id, n, op_id, o.channel, State.SUBMITTED.value, now))
+                submitted_ids.setdefault(o.channel, []).extend(ids)
+                await transition(
+                    tx, msg, State.SUBMITTED, now, detail=f"{o.channel}: {','.join(ids)}"[:300],
+                    extra={"connector": o.channel},
+                )
+                done.append(o.message_id)
+            else:
+                err = o.error
+                assert err is not None
+                if err.transient and o.attempts < self.max_attempts:
+                    due = now + backoff_ms(o.attempts)
+                    await q.outbox_retry(tx, o.message_id, due)
+                    await tx.execute(
+                        q.INSERT_EVENT, o.message_id, now, "retry",
+                        f"attempt {o.attempts} failed ({err.reason}); next at {due}"[:300],
+                    )
+                else:
+                    state = err.state if not err.transient else State.FAILED
+                    await transition(
+                        tx, msg, state, now, detail=err.reason[:300], error_code=err.code or None,
+                        reason=err.reason[:200],
+                    )
+                    done.append(o.message_id)
+        if parts:
+            await q.insert_parts(tx, parts)
+        await q.outbox_done(tx, done)
+        for channel, ids in submitted_ids.items():
+            await apply_early_receipts(tx, channel, ids)
+
