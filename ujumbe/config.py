@@ -29,6 +29,7 @@ class Settings:
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 86400
     secret_key: str = ""
+    callback_delay_scale: float = 1.0  # multiplies every callback retry delay (tests use a small one)
 
     def load_secret(self) -> str:
         """The server secret signs tokens and derives per-account keys.

@@ -20,7 +20,7 @@ from ujumbe.services.credits import Credits
 from ujumbe.services.messaging import Messaging
 from ujumbe.services.reports import Reports
 from ujumbe.services.templates import Templates
-from ujumbe.store import Store, create_store
+from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
 from ujumbe.workers.dispatch import Dispatcher, Router
 from ujumbe.workers.schedules import Sweeper
@@ -70,11 +70,20 @@ class Platform:
             await self.start_workers()
 
     async def start_workers(self) -> None:
+        if self.store.dialect == "sqlite":
+            # The embedded store has one process: any lease left behind is from a
+            # previous run that died, so its messages are due now, not when it expires.
+            await self.store.run(
+                lambda tx: tx.execute(
+                    "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE lease_owner IS NOT NULL", now_ms()
+                )
+            )
         for channel in self.channels.values():
             await channel.start(self.reports)
         self.dispatcher = Dispatcher(self.store, self.router)
         sender = CallbackSender(
-            self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks
+            self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,
+            delay_scale=self.settings.callback_delay_scale,
         )
         for name, worker in (
             ("dispatch", self.dispatcher),

@@ -30,6 +30,7 @@ class CallbackSender:
     def __init__(
         self, store: Store, secret_for: Any, *, services: Any = None, allow_private: bool = False, concurrency: int = 200,
         batch: int = 500, lease_ms: int = 60_000, timeout_s: float = 10.0, poll_s: float = 1.0,
+        delay_scale: float = 1.0,
     ) -> None:
         self.store = store
         self.secret_for = secret_for  # async (account_id) -> webhook secret
@@ -39,6 +40,7 @@ class CallbackSender:
         self.batch = batch
         self.lease_ms = lease_ms
         self.poll_s = poll_s
+        self.delay_scale = delay_scale  # tests shrink the retry schedule
         self.owner = f"cb-{uuid.uuid4().hex[:12]}"
         self._client = httpx.AsyncClient(
             timeout=timeout_s,
@@ -51,9 +53,10 @@ class CallbackSender:
         self._result_ready = asyncio.Event()
         self._resolved: dict[str, tuple[float, bool]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        wake = self.store.listener("callbacks")
+        wake = self._wake = self.store.listener("callbacks")
         recorder = asyncio.create_task(self._record_loop(stop))
         try:
             while not stop.is_set():
@@ -170,9 +173,13 @@ class CallbackSender:
                 )
                 log.warning("callback %s to %s given up after %d attempts", row["id"], row["url"], attempts)
             else:
+                delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
                 await tx.execute(
                     "UPDATE callbacks SET attempts = ?, last_status = ?, last_error = ?, due_at = ?, "
                     "lease_owner = NULL WHERE id = ?",
-                    attempts, status, error, now + delays[attempts - 1] * 1000, row["id"],
+                    attempts, status, error, now + delay_ms, row["id"],
                 )
+                if delay_ms < self.poll_s * 1000 and self._wake is not None:
+                    # due before the next poll: wake up for it rather than wait
+                    asyncio.get_running_loop().call_later(delay_ms / 1000, self._wake.set)
 

@@ -57,7 +57,7 @@ class Outcome:
 
 class Dispatcher:
     def __init__(
-        self, store: Store, router: Router, *, batch: int = 500, lease_ms: int = 120_000,
+        self, store: Store, router: Router, *, batch: int = 500, lease_ms: int = 30_000,
         max_attempts: int = 10, poll_s: float = 1.0,
     ) -> None:
         self.store = store

@@ -7,7 +7,9 @@ import asyncio
 import logging
 
 from ujumbe.core.states import State
+from ujumbe.channels.base import Receipt
 from ujumbe.services.lifecycle import transition
+from ujumbe.services.reports import apply_receipt
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import messages as q
 
@@ -17,23 +19,49 @@ EARLY_RECEIPT_TTL_MS = 7 * 86400 * 1000
 
 
 class Sweeper:
-    def __init__(self, store: Store, *, every_s: float = 5.0, batch: int = 1000) -> None:
+    def __init__(self, store: Store, *, every_s: float = 1.0, expire_every_s: float = 5.0, batch: int = 1000) -> None:
         self.store = store
         self.every_s = every_s
+        self.expire_every_s = expire_every_s
         self.batch = batch
 
     async def run(self, stop: asyncio.Event) -> None:
+        last_expiry = 0.0
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
-                while await self.store.run(self.expire) == self.batch:
-                    pass
-                await self.store.run(self.forget_orphans)
+                await self.store.run(self.match_early_receipts)
+                if loop.time() - last_expiry >= self.expire_every_s:
+                    last_expiry = loop.time()
+                    while await self.store.run(self.expire) == self.batch:
+                        pass
+                    await self.store.run(self.forget_orphans)
             except Exception:
                 log.exception("sweep failed")
             try:
                 await asyncio.wait_for(stop.wait(), self.every_s)
             except asyncio.TimeoutError:
                 pass
+
+    async def match_early_receipts(self, tx: Tx) -> None:
+        """Receipts parked because their submit was not recorded yet.
+
+        With several workers, a receipt and the record of its submit can commit
+        in two transactions that never see each other; this pass catches them.
+        """
+        lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+        rows = await tx.fetch(
+            "SELECT operator_id, connector, state, at, error_code, reason, received_at FROM early_receipts "
+            f"ORDER BY received_at LIMIT ?{lock}",
+            self.batch,
+        )
+        for row in rows:
+            receipt = Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "")
+            if await apply_receipt(tx, receipt):
+                await tx.execute(
+                    "DELETE FROM early_receipts WHERE operator_id = ? AND connector = ? AND received_at = ?",
+                    row[0], row[1], row[6],
+                )
 
     async def expire(self, tx: Tx) -> int:
         """No final receipt within the validity period: the message expired."""

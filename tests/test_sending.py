@@ -1,0 +1,174 @@
+"""Sending through /v1, end to end on the simulator, on both databases."""
+
+from __future__ import annotations
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import Receiver, auth, eventually, make_account
+from ujumbe.runtime import Platform
+
+
+async def test_templated_send_to_three_numbers_one_invalid(
+    platform: Platform, api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    account = await make_account(platform, credits="10")
+    h = auth(account)
+    r = await api.put("/v1/templates/welcome", json={"body": "Habari ${name}, karibu {shop}!"}, headers=h)
+    assert r.status_code == 200, r.text
+
+    r = await api.post(
+        "/v1/messages",
+        headers=h,
+        json={
+            "to": ["0708400000", "12345", "+254 722 000 100"],
+            "template": "welcome",
+            "params": {"name": "Wanjiru", "shop": "Duka"},
+            "reference": "order-17",
+            "callback_url": receiver.url + "/dlr",
+        },
+    )
+    assert r.status_code == 202, r.text
+    sent = r.json()
+    assert [m["to"] for m in sent["messages"]] == ["254708400000", "12345", "254722000100"]
+    assert [m["state"] for m in sent["messages"]] == ["queued", "rejected", "queued"]
+    assert "not a valid phone number" in sent["messages"][1]["error"]["message"]
+    assert sent["cost"] == 2 and sent["balance"] == 8
+
+    ids = [m["id"] for m in sent["messages"] if m["state"] == "queued"]
+
+    async def delivered() -> bool:
+        states = [(await api.get(f"/v1/messages/{i}", headers=h)).json()["state"] for i in ids]
+        return states == ["delivered", "delivered"]
+
+    await eventually(delivered)
+    msg = (await api.get(f"/v1/messages/{ids[0]}", headers=h)).json()
+    assert msg["text"] == "Habari Wanjiru, karibu Duka!"
+    assert [e["state"] for e in msg["events"]] == ["accepted", "queued", "submitted", "delivered"]
+    assert msg["submitted_at"] and msg["done_at"]
+
+    # Signed callbacks: submitted and delivered for each valid recipient,
+    # verified with the Standard Webhooks reference library.
+    calls = await receiver.wait_for(4)
+    secret = (await api.get("/v1/account/webhook-secret", headers=h)).json()["secret"]
+    hook = Webhook(secret)
+    seen = set()
+    for call in calls:
+        payload = hook.verify(call.body, call.headers)
+        seen.add((payload["data"]["id"], payload["data"]["state"]))
+    assert seen == {(i, s) for i in ids for s in ("submitted", "delivered")}
+
+    # Credits were charged: a ledger of the top-up and one charge.
+    tx = (await api.get("/v1/transactions", headers=h)).json()["data"]
+    assert [(t["kind"], t["amount"]) for t in tx] == [("charge", -2), ("topup", 10)]
+    assert (await api.get("/v1/balance", headers=h)).json() == {"balance": 8}
+
+    # The same reference again: the original request, nothing new sent.
+    again = await api.post(
+        "/v1/messages", headers=h,
+        json={"to": ["0708400000"], "text": "different", "reference": "order-17"},
+    )
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
+    assert again.json()["request_id"] == sent["request_id"]
+    listed = (await api.get("/v1/messages", headers=h)).json()["data"]
+    assert len(listed) == 3
+    assert (await api.get("/v1/balance", headers=h)).json() == {"balance": 8}
+
+
+async def test_failure_numbers_end_as_documented_and_refund_what_never_left(
+    platform: Platform, api: httpx.AsyncClient
+) -> None:
+    account = await make_account(platform, credits="10")
+    h = auth(account)
+    to = ["254700000001", "254700000002", "254700000004", "254700000006", "254700000100"]
+    r = await api.post("/v1/messages", headers=h, json={"to": to, "text": "hello"})
+    assert r.status_code == 202, r.text
+    ids = {m["to"]: m["id"] for m in r.json()["messages"]}
+
+    async def states() -> dict[str, str] | None:
+        got = {n: (await api.get(f"/v1/messages/{i}", headers=h)).json()["state"] for n, i in ids.items()}
+        return got if all(s not in ("queued", "submitted") for s in got.values()) else None
+
+    final = await eventually(states, timeout=20)
+    assert final == {
+        "254700000001": "rejected",  # refused at submit: never reached the operator
+        "254700000002": "undelivered",
+        "254700000004": "delivered",  # throttled twice, then through
+        "254700000006": "rejected",
+        "254700000100": "delivered",
+    }
+    throttled = (await api.get(f"/v1/messages/{ids['254700000004']}", headers=h)).json()
+    assert [e["state"] for e in throttled["events"]].count("retry") == 2
+    # Only the message that never reached the operator is refunded.
+    tx = (await api.get("/v1/transactions", headers=h)).json()["data"]
+    refunds = [t for t in tx if t["kind"] == "refund"]
+    assert [(t["message_id"], t["amount"]) for t in refunds] == [(ids["254700000001"], 1)]
+    assert (await api.get("/v1/balance", headers=h)).json() == {"balance": 6}
+
+
+async def test_long_message_parts_fold_to_the_worst_outcome(platform: Platform, api: httpx.AsyncClient) -> None:
+    account = await make_account(platform, credits="10")
+    h = auth(account)
+    text = "x" * 300  # three GSM-7 parts
+    r = await api.post("/v1/messages", headers=h, json={"to": ["254700000007", "254700000200"], "text": text})
+    body = r.json()
+    assert body["parts"] == 2 and body["cost"] == 4
+    bad, good = (m["id"] for m in body["messages"])
+
+    async def final() -> list[str] | None:
+        got = [(await api.get(f"/v1/messages/{i}", headers=h)).json()["state"] for i in (bad, good)]
+        return got if "submitted" not in got and "queued" not in got else None
+
+    # the first part's delivery does not hide the second part's failure
+    assert await eventually(final) == ["undelivered", "delivered"]
+
+
+async def test_insufficient_credit_sends_nothing(platform: Platform, api: httpx.AsyncClient) -> None:
+    account = await make_account(platform, credits="1")
+    h = auth(account)
+    r = await api.post("/v1/messages", headers=h, json={"to": ["0708400000", "0722000000"], "text": "hi"})
+    assert r.status_code == 402
+    assert r.json()["error"]["code"] == "insufficient_credit"
+    assert "costs 2" in r.json()["error"]["message"]
+    assert (await api.get("/v1/messages", headers=h)).json()["data"] == []
+    assert (await api.get("/v1/balance", headers=h)).json() == {"balance": 1}
+
+
+async def test_scheduled_message_waits_for_its_time(platform: Platform, api: httpx.AsyncClient) -> None:
+    import datetime as dt
+
+    account = await make_account(platform)
+    h = auth(account)
+    at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+    r = await api.post("/v1/messages", headers=h, json={"to": "0708400000", "text": "later", "send_at": at.isoformat()})
+    mid = r.json()["messages"][0]["id"]
+    assert r.json()["messages"][0]["state"] == "accepted"
+    msg = (await api.get(f"/v1/messages/{mid}", headers=h)).json()
+    assert msg["state"] == "accepted"
+
+    async def sent() -> bool:
+        return (await api.get(f"/v1/messages/{mid}", headers=h)).json()["state"] == "delivered"
+
+    await eventually(sent, timeout=15)
+    msg = (await api.get(f"/v1/messages/{mid}", headers=h)).json()
+    assert msg["submitted_at"] >= at.isoformat(timespec="milliseconds").replace("+00:00", "Z")[:19]
+
+
+async def test_list_filters_and_pages(platform: Platform, api: httpx.AsyncClient) -> None:
+    account = await make_account(platform)
+    h = auth(account)
+    r = await api.post("/v1/messages", headers=h, json={"to": [f"07084000{i}9" for i in range(5)] + ["1"], "text": "hi"})
+    request_id = r.json()["request_id"]
+    page = (await api.get("/v1/messages", headers=h, params={"limit": 2})).json()
+    assert len(page["data"]) == 2 and page["next_cursor"]
+    rest = (await api.get("/v1/messages", headers=h, params={"limit": 10, "cursor": page["next_cursor"]})).json()
+    assert len(rest["data"]) == 4 and rest["next_cursor"] is None
+    ids = [m["id"] for m in page["data"] + rest["data"]]
+    assert ids == sorted(ids, reverse=True)
+    rejected = (await api.get("/v1/messages", headers=h, params={"state": "rejected"})).json()["data"]
+    assert [m["to"] for m in rejected] == ["1"]
+    one = (await api.get("/v1/messages", headers=h, params={"to": "254708400039"})).json()["data"]
+    assert len(one) == 1
+    req = (await api.get(f"/v1/requests/{request_id}", headers=h)).json()
+    assert len(req["messages"]) == 6
