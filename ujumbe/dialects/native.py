@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ujumbe.core.errors import Invalid, NotFound, UjumbeError
-from ujumbe.core.pricing import display, to_units
+from ujumbe.core.pricing import display
 from ujumbe.core.states import State
 from ujumbe.http.common import JSON, bearer, client_address, error_status, read_json, services
 from ujumbe.http.openapi import Api
@@ -559,4 +559,6 @@ def inbound_payload(record: dict[str, Any]) -> dict[str, Any]:
 
 callbacks.register("native", callbacks.Format(dlr=dlr_payload, inbound=inbound_payload))
 
-__all__ = ["api", "to_units"]
+
+def routes() -> list[Any]:
+    return api.routes()

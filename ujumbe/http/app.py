@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ujumbe import dialects
 from ujumbe.dialects import native
 from ujumbe.http.common import JSON
 from ujumbe.http.openapi import docs_page
@@ -51,7 +52,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
         Route("/health", health),
         Route("/openapi.json", openapi),
         Route("/docs", docs_page),
-        *native.api.routes(),
+        *(route for module in dialects.MODULES for route in module.routes()),
     ]
     app = Starlette(
         routes=routes,
