@@ -108,8 +108,9 @@ def _units(text: str, encoding: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-def _split(text: str, encoding: str, per_part: int) -> list[str]:
-    """Greedy fill: a 2-unit char that does not fit moves whole to the next part."""
+def split_units(text: str, encoding: str, per_part: int) -> list[str]:
+    """Split into parts of at most ``per_part`` units. Greedy fill: a 2-unit
+    char (escape or surrogate pair) that does not fit moves whole to the next part."""
     parts: list[str] = []
     start = 0
     used = 0
@@ -133,7 +134,7 @@ def segment(text: str, force: str | None = None) -> Segmentation:
     if units <= single:
         parts: tuple[str, ...] = (text,)
     else:
-        parts = tuple(_split(text, encoding, multi))
+        parts = tuple(split_units(text, encoding, multi))
     return Segmentation(encoding=encoding, parts=parts, units=units, chars=len(text))
 
 
@@ -162,7 +163,7 @@ def count_parts(text: str) -> tuple[str, int]:
 def _count_with_pairs(text: str, encoding: str, per_part: int) -> int:
     """Greedy split counted in unit space, O(parts + pairs) Python steps.
 
-    Equivalent to ``len(_split(...))``: a part takes ``per_part`` units unless its
+    Equivalent to ``len(split_units(...))``: a part takes ``per_part`` units unless its
     last unit would be the first half of a pair, in which case it stops one short.
     """
     if encoding == GSM7:
@@ -183,7 +184,7 @@ def _count_with_pairs(text: str, encoding: str, per_part: int) -> int:
         data = text.encode("utf-16-le")
     except UnicodeEncodeError:
         # Lone surrogates: the byte view cannot tell them from pairs; be exact instead.
-        return len(_split(text, encoding, per_part))
+        return len(split_units(text, encoding, per_part))
     total = len(data) // 2
     parts = 1
     pos = 0

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ujumbe.channels.base import Channel, ChannelEvents, Inbound, Outbound, SendError, Submitted
-from ujumbe.core.encoding import GSM7, GSM_EXTENSION, UCS2, decode_part, encode_part, segment
+from ujumbe.core.encoding import GSM7, UCS2, decode_part, encode_part, segment, split_units
 from ujumbe.core.numbers import classify_sender
 from ujumbe.core.states import State
 
@@ -91,23 +91,6 @@ def relative_validity(seconds: int) -> str:
     h, rest = divmod(rest, 3600)
     m, s = divmod(rest, 60)
     return f"0000{days:02d}{h:02d}{m:02d}{s:02d}000R"
-
-
-def split_units(text: str, encoding: str, per_part: int) -> list[str]:
-    """Greedy split by SMS units, never splitting a GSM escape or a surrogate pair."""
-    parts: list[str] = []
-    start = used = 0
-    for i, ch in enumerate(text):
-        if encoding == GSM7:
-            cost = 2 if ch in GSM_EXTENSION else 1
-        else:
-            cost = 2 if ord(ch) > 0xFFFF else 1
-        if used + cost > per_part:
-            parts.append(text[start:i])
-            start, used = i, 0
-        used += cost
-    parts.append(text[start:])
-    return parts
 
 
 def decode_sm(data: bytes, data_coding: int) -> str:
