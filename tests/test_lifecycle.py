@@ -1,0 +1,111 @@
+"""The life cycle against a real store: receipts early, late, twice or never."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import eventually, make_account, make_settings
+from ujumbe.channels.base import Receipt, Submitted
+from ujumbe.core.states import State
+from ujumbe.runtime import Platform
+from ujumbe.services.messaging import SendRequest
+from ujumbe.store import now_ms
+from ujumbe.workers.dispatch import Dispatcher, Outcome, Router
+
+
+@pytest.fixture
+async def idle(tmp_path: Path, database_url: str | None) -> AsyncIterator[Platform]:
+    """A platform with its store open but no workers: the test plays the channel."""
+    p = Platform(make_settings(tmp_path, database_url))
+    await p.open()
+    try:
+        yield p
+    finally:
+        await p.store.close()
+
+
+async def send_one(p: Platform, to: str = "0708400000", text: str = "hello", **kw: object) -> dict:
+    account = await make_account(p)
+    acc = await p.accounts.get(account["account_id"])
+    result = await p.messaging.send(acc, SendRequest(recipients=[to], text=text, **kw))  # type: ignore[arg-type]
+    return await p.messaging.message(acc.id, result.recipients[0].message_id)  # type: ignore[arg-type]
+
+
+async def submit(p: Platform, msg: dict, operator_ids: list[str], channel: str = "smsc-a") -> None:
+    dispatcher = Dispatcher(p.store, Router({}))
+    await p.store.run(lambda tx: dispatcher._record(tx, [Outcome(msg["id"], 1, channel, submitted=Submitted(operator_ids))]))
+
+
+async def receipt(p: Platform, op_id: str, state: State, channel: str = "smsc-a") -> None:
+    await p.store.run(lambda tx: p.reports._apply(tx, [Receipt(channel, op_id, state, now_ms(), raw=state.value)], []))
+
+
+async def test_receipt_before_its_submit_is_recorded_is_not_lost(idle: Platform) -> None:
+    msg = await send_one(idle)
+    # The SMSC reports in decimal before we stored its hex answer to submit_sm.
+    await receipt(idle, "2748", State.DELIVERED)
+    parked = await idle.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts"))
+    assert parked == 1
+    await submit(idle, msg, ["ABC"])
+    after = await idle.messaging.message(msg["account_id"], msg["id"])
+    assert after["state"] == "delivered"
+    assert await idle.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts")) == 0
+
+
+async def test_final_state_is_never_overwritten_and_late_receipts_are_kept(idle: Platform) -> None:
+    msg = await send_one(idle)
+    await submit(idle, msg, ["m1"])
+    await receipt(idle, "m1", State.DELIVERED)
+    await receipt(idle, "m1", State.UNDELIVERED)  # late and contradictory
+    await receipt(idle, "m1", State.SUBMITTED)  # an ENROUTE after the end
+    after = await idle.messaging.message(msg["account_id"], msg["id"])
+    assert after["state"] == "delivered"
+    states = [e["state"] for e in after["events"]]
+    assert states[:4] == ["accepted", "queued", "submitted", "delivered"]
+    assert len(states) == 6  # the two late receipts are recorded as events, nothing more
+
+
+async def test_one_failed_part_fails_the_message_whatever_order_receipts_come_in(idle: Platform) -> None:
+    msg = await send_one(idle, text="y" * 400)  # three parts
+    assert msg["parts"] == 3
+    await submit(idle, msg, ["p1", "p2", "p3"])
+    await receipt(idle, "p2", State.UNDELIVERED)
+    mid = await idle.messaging.message(msg["account_id"], msg["id"])
+    assert mid["state"] == "submitted"  # not final until every part is
+    await receipt(idle, "p3", State.DELIVERED)
+    await receipt(idle, "p1", State.DELIVERED)
+    after = await idle.messaging.message(msg["account_id"], msg["id"])
+    assert after["state"] == "undelivered"
+
+
+async def test_unicode_is_counted_in_ucs2_parts_and_priced_by_network(idle: Platform) -> None:
+    await idle.credits.set_price("Safaricom", "0.8")
+    await idle.credits.set_price("Airtel", "1.5")
+    idle.messaging.forget_prices()
+    account = await make_account(idle)
+    acc = await idle.accounts.get(account["account_id"])
+    text = "Habari 😀 " * 10  # an emoji forces UCS-2; 100 UTF-16 units → 2 parts
+    result = await idle.messaging.send(acc, SendRequest(recipients=["0708400000", "0733000000", "0770000000"], text=text))
+    assert result.encoding == "ucs2" and result.parts == 2
+    costs = {r.network: r.cost for r in result.recipients}
+    assert costs == {"Safaricom": 16_000, "Airtel": 30_000, "Telkom": 20_000}  # 0.8, 1.5 and the default 1.0 per part
+
+
+async def test_no_final_receipt_within_validity_expires(tmp_path: Path, database_url: str | None) -> None:
+    p = Platform(make_settings(tmp_path, database_url))
+    await p.start("all")
+    try:
+        msg = await send_one(p, to="254700000005", validity_s=1)  # the simulator never reports this number
+
+        async def expired() -> bool:
+            m = await p.messaging.message(msg["account_id"], msg["id"])
+            return m["state"] == "expired"
+
+        await eventually(expired, timeout=20)
+        m = await p.messaging.message(msg["account_id"], msg["id"])
+        assert m["events"][-1]["detail"] == "no final receipt within the validity period"
+    finally:
+        await p.stop()
