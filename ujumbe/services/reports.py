@@ -21,6 +21,7 @@ from ujumbe.services.lifecycle import apply_part_state
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import messages as q
 from ujumbe.store.accounts import as_dict
+from ujumbe.workers.signals import wait_any
 
 log = logging.getLogger("ujumbe.reports")
 
@@ -55,7 +56,6 @@ class Reports:
         self._receipts: list[Receipt] = []
         self._inbound: list[Inbound] = []
         self._wake = asyncio.Event()
-        self._flushed = asyncio.Event()
 
     # ChannelEvents
     async def receipt(self, receipt: Receipt) -> None:
@@ -70,11 +70,7 @@ class Reports:
         while not (stop.is_set() and not self._receipts and not self._inbound):
             if not self._receipts and not self._inbound:
                 self._wake.clear()
-                waiter = asyncio.ensure_future(self._wake.wait())
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                stopper.cancel()
+                await wait_any(self._wake, stop, timeout=1.0)
                 continue
             receipts, self._receipts = self._receipts[: self.batch], self._receipts[self.batch :]
             inbound, self._inbound = self._inbound[: self.batch], self._inbound[self.batch :]
