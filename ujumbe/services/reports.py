@@ -21,7 +21,7 @@ from ujumbe.services.lifecycle import apply_part_state
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import messages as q
 from ujumbe.store.accounts import as_dict
-from ujumbe.workers.signals import wait_any
+from ujumbe.aio import wait_any
 
 log = logging.getLogger("ujumbe.reports")
 

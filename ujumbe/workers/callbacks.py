@@ -21,7 +21,7 @@ import httpx
 
 from ujumbe.services import callbacks
 from ujumbe.store import Store, Tx, now_ms
-from ujumbe.workers.signals import wait_any
+from ujumbe.aio import wait_any
 
 log = logging.getLogger("ujumbe.callbacks")
 

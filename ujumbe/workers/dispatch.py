@@ -21,7 +21,7 @@ from ujumbe.core.states import State
 from ujumbe.services.lifecycle import transition
 from ujumbe.services.reports import apply_early_receipts
 from ujumbe.store import Store, Tx, now_ms
-from ujumbe.workers.signals import wait_any
+from ujumbe.aio import wait_any
 from ujumbe.store import messages as q
 
 log = logging.getLogger("ujumbe.dispatch")

@@ -1,4 +1,4 @@
-"""Waiting on whichever comes first: work, a stop request, or a timeout."""
+"""asyncio helpers shared by the long-running loops: wait for whichever comes first: work, a stop request, or a timeout."""
 
 from __future__ import annotations
 
