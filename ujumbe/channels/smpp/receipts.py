@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from ujumbe.channels.base import Receipt
+from ujumbe.core.ids import id_variants as core_id_variants
 from ujumbe.core.states import SMPP_MESSAGE_STATE, SMPP_STAT, STATE_TO_SMPP_STAT, State
 
 from .pdu import (
@@ -152,24 +153,11 @@ def receipt_from_pdu(
     )
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
 def id_variants(op_id: str) -> set[str]:
-    """Every spelling of an operator id: itself, lower-case hex without leading
-    zeros, and decimal. A digits-only id is ambiguous, so both readings appear."""
-    s = op_id.strip()
-    out = {op_id, s}
-    if not s or len(s) > 32 or not set(s) <= _HEX:
-        return out
-    as_hex = int(s, 16)
-    out.add(format(as_hex, "x"))
-    out.add(str(as_hex))
-    if s.isdigit():
-        as_dec = int(s)
-        out.add(str(as_dec))
-        out.add(format(as_dec, "x"))
-    return out
+    """Every spelling of an operator id (hex, decimal, with or without leading
+    zeros). The one rule lives in ``ujumbe.core.ids``, which the store matches
+    receipts with; this is its set, for callers that compare spellings."""
+    return set(core_id_variants(op_id))
 
 
 def format_smpp_date(epoch_ms: int, seconds: bool = False) -> str:
