@@ -1,0 +1,539 @@
+"""The SMPP dialect: customers bind to Ujumbe's SMPP server (SMPP 3.4).
+
+Wire format in, service call, wire format out, as for every dialect:
+
+* ``submit_sm`` / ``data_sm`` -> ``Messaging.send`` (dialect ``smpp``); the
+  ``submit_sm_resp`` carries Ujumbe's message id in decimal.
+* a final state -> a ``deliver_sm`` receipt (esm_class 0x04), and an inbound
+  message to one of the account's ``smpp`` numbers -> a ``deliver_sm``
+  (esm_class 0). Both go through the callbacks table (url ``smpp:<account>``)
+  so they are durable and retried like HTTP callbacks; ``SmppGateway.deliver``
+  is the transport the callback worker hands those rows to. A row counts as
+  delivered only when the customer answered ``deliver_sm_resp`` OK.
+* ``PUT /v1/smpp/credentials`` lets an account set its own system_id and
+  password; the bind limit and throughput are set by the operator
+  (``ujumbe smpp credentials``).
+
+Each submitted PDU becomes one message. A customer sending a long text should
+put it in ``message_payload`` (we split and concatenate it for the operator);
+UDH or SAR segments are sent as separate messages (see docs/smpp-server.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ujumbe.channels.smpp.pdu import (
+    DELIVER_SM,
+    ESM_UDHI,
+    ESME_RINVDSTADR,
+    ESME_RINVMSGLEN,
+    ESME_RINVSRCADR,
+    ESME_ROK,
+    ESME_RSUBMITFAIL,
+    ESME_RSYSERR,
+    ESME_RTHROTTLED,
+    TAG_MESSAGE_PAYLOAD,
+    Pdu,
+    SmppError,
+)
+from ujumbe.channels.smpp.receipts import receipt_pdu
+from ujumbe.channels.smpp.server import SmppServer
+from ujumbe.channels.smpp.session import RequestTimeout, SessionClosed, SmppSession
+from ujumbe.core import encoding, numbers
+from ujumbe.core.errors import (
+    ChannelUnavailable,
+    Conflict,
+    InsufficientCredit,
+    Invalid,
+    NotFound,
+    RateLimited,
+    UjumbeError,
+)
+from ujumbe.core.states import State
+from ujumbe.dialects.native import account_of, handles_errors, iso
+from ujumbe.http.common import JSON, read_json, services
+from ujumbe.http.openapi import Api
+from ujumbe.services import callbacks
+from ujumbe.services.accounts import Account
+from ujumbe.services.messaging import SendRequest
+from ujumbe.store import Store, Tx, now_ms
+
+log = logging.getLogger("ujumbe.smpp.customers")
+
+DIALECT = "smpp"
+URL_PREFIX = "smpp:"
+_hasher = PasswordHasher()
+
+# SMPP 3.4 C-strings: system_id 16 octets, password 9, each with its NUL.
+MAX_SYSTEM_ID = 15
+MAX_PASSWORD = 8
+
+# data_coding -> how core.encoding reads it. 0 is "SMSC default alphabet",
+# which for us (as for the operators we relay to) is GSM 03.38, unpacked.
+_DATA_CODING = {0x00: encoding.GSM7, 0x01: "ascii", 0x03: "latin1", 0x08: encoding.UCS2}
+
+
+def smpp_url(account_id: str) -> str:
+    return URL_PREFIX + account_id
+
+
+# --- credentials ---------------------------------------------------------------------
+
+
+def _check_credentials(system_id: str, password: str) -> None:
+    if not system_id or len(system_id) > MAX_SYSTEM_ID or not system_id.isprintable() or " " in system_id:
+        raise Invalid(
+            f"The system_id must be 1-{MAX_SYSTEM_ID} printable characters without spaces", code="invalid_system_id"
+        )
+    if not password or len(password) > MAX_PASSWORD or not password.isascii():
+        # The bind PDU itself has room for no more (SMPP 3.4, 5.2.1).
+        raise Invalid(f"The SMPP password must be 1-{MAX_PASSWORD} ASCII characters", code="invalid_password")
+
+
+async def set_credentials(
+    store: Store, account_id: str, system_id: str, password: str, *,
+    max_binds: int | None = None, tps: float | None = None, limits: bool = False,
+) -> dict[str, Any]:
+    """Create or replace an account's SMPP credentials. With ``limits`` the bind
+    limit and throughput are set too (operator only); otherwise an existing
+    account keeps its limits and a new one gets the defaults."""
+    _check_credentials(system_id, password)
+    if max_binds is not None and not 1 <= max_binds <= 100:
+        raise Invalid("max_binds must be between 1 and 100", code="invalid_max_binds")
+    if tps is not None and not tps > 0:
+        raise Invalid("tps must be a positive number (leave it out for unlimited)", code="invalid_tps")
+    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    now = now_ms()
+
+    async def unit(tx: Tx) -> dict[str, Any]:
+        if await tx.fetchval("SELECT id FROM accounts WHERE id = ?", account_id) is None:
+            raise NotFound(f"No account {account_id}")
+        owner = await tx.fetchval("SELECT account_id FROM smpp_credentials WHERE system_id = ?", system_id)
+        if owner is not None and owner != account_id:
+            raise Conflict("Another account uses this system_id", code="system_id_taken")
+        current = await tx.fetchrow("SELECT max_binds, tps, created_at FROM smpp_credentials WHERE account_id = ?", account_id)
+        binds = max_binds if (limits and max_binds is not None) else (current["max_binds"] if current else 2)
+        rate = tps if limits else (current["tps"] if current else None)
+        created = current["created_at"] if current else now
+        await tx.execute("DELETE FROM smpp_credentials WHERE account_id = ?", account_id)
+        await tx.execute(
+            "INSERT INTO smpp_credentials (account_id, system_id, password_hash, max_binds, tps, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            account_id, system_id, password_hash, binds, rate, created, now,
+        )
+        return {"account_id": account_id, "system_id": system_id, "max_binds": binds, "tps": rate,
+                "created_at": created, "updated_at": now}
+
+    return await store.run(unit)
+
+
+async def get_credentials(store: Store, account_id: str) -> dict[str, Any]:
+    row = await store.read(
+        lambda tx: tx.fetchrow(
+            "SELECT account_id, system_id, max_binds, tps, created_at, updated_at FROM smpp_credentials "
+            "WHERE account_id = ?", account_id,
+        )
+    )
+    if row is None:
+        raise NotFound("This account has no SMPP credentials; PUT /v1/smpp/credentials sets them", code="no_smpp_credentials")
+    return {k: row[k] for k in row.keys()}
+
+
+# --- HTTP: the one endpoint of this dialect --------------------------------------------
+
+api = Api("Ujumbe SMPP", "1.0")
+
+
+class CredentialsBody(msgspec.Struct, forbid_unknown_fields=True):
+    system_id: str
+    password: str
+
+
+class CredentialsOut(msgspec.Struct):
+    system_id: str
+    max_binds: int
+    tps: float | None
+    created_at: str
+    updated_at: str
+
+
+def _credentials_out(c: dict[str, Any]) -> CredentialsOut:
+    return CredentialsOut(c["system_id"], c["max_binds"], c["tps"], iso(c["created_at"]) or "", iso(c["updated_at"]) or "")
+
+
+def _route(method: str, path: str, **kw: Any) -> Any:
+    def register(handler: Any) -> Any:
+        return api.route(method, path, **kw)(handles_errors(handler))
+
+    return register
+
+
+@_route("PUT", "/v1/smpp/credentials", summary="Set the system_id and password this account binds with over SMPP",
+        tag="smpp", body=CredentialsBody, response=CredentialsOut)
+async def put_credentials(request: Request) -> Response:
+    account = await account_of(request)
+    body = await read_json(request, CredentialsBody)
+    creds = await set_credentials(services(request).store, account.id, body.system_id, body.password)
+    return JSON(_credentials_out(creds))
+
+
+@_route("GET", "/v1/smpp/credentials", summary="This account's SMPP system_id and limits (never the password)",
+        tag="smpp", response=CredentialsOut)
+async def read_credentials(request: Request) -> Response:
+    account = await account_of(request)
+    return JSON(_credentials_out(await get_credentials(services(request).store, account.id)))
+
+
+def routes() -> list[Any]:
+    return api.routes()
+
+
+# --- PDUs -> SendRequest ---------------------------------------------------------------
+
+
+def submitted_text(pdu: Pdu) -> tuple[str, bool]:
+    """The text of a submit_sm/data_sm and whether the customer asked for UCS-2."""
+    raw = pdu.fields.get("short_message") or b""
+    payload = pdu.tlvs.get(TAG_MESSAGE_PAYLOAD)
+    if payload:
+        if raw:
+            # SMPP 3.4, 5.3.2.32: one or the other, never both.
+            raise SmppError(ESME_RINVMSGLEN, "short_message and message_payload both given")
+        raw = payload if isinstance(payload, bytes) else str(payload).encode("latin-1", "replace")
+    if pdu.fields.get("esm_class", 0) & ESM_UDHI:
+        if not raw or raw[0] + 1 > len(raw):
+            raise SmppError(ESME_RINVMSGLEN, "the UDH is longer than the message")
+        raw = raw[raw[0] + 1 :]
+    dc = pdu.fields.get("data_coding", 0)
+    if 0xF0 <= dc <= 0xFF:
+        # Message-class coding group: bit 2 clear means the GSM default alphabet.
+        enc = encoding.GSM7 if not dc & 0x04 else None
+    else:
+        enc = _DATA_CODING.get(dc)
+    if enc is None:
+        raise SmppError(ESME_RSUBMITFAIL, f"data_coding 0x{dc:02X} is not supported (use 0, 1, 3 or 8)")
+    return encoding.decode_part(bytes(raw), enc), enc == encoding.UCS2
+
+
+def _error_status(exc: UjumbeError) -> int:
+    if isinstance(exc, InsufficientCredit):
+        # Not THROTTLED: a client retries that at once, forever. SUBMITFAIL
+        # tells it this message was refused; topping up is a human's job.
+        return ESME_RSUBMITFAIL
+    if isinstance(exc, RateLimited):
+        return ESME_RTHROTTLED
+    if isinstance(exc, ChannelUnavailable):
+        return ESME_RSUBMITFAIL
+    if exc.code in ("message_too_long", "missing_text"):
+        return ESME_RINVMSGLEN
+    return ESME_RSUBMITFAIL
+
+
+def _ton_npi(addr: str) -> tuple[int, int]:
+    if not addr:
+        return 0, 0
+    if not addr.lstrip("+").isdigit():
+        return 5, 0  # alphanumeric
+    if len(addr.lstrip("+")) >= 10:
+        return 1, 1  # international, E.164
+    return 0, 1  # a short code
+
+
+# --- states -> deliver_sm (the callbacks Format) --------------------------------------
+
+
+def _meta(msg: dict[str, Any]) -> dict[str, Any]:
+    raw = msg.get("meta")
+    if isinstance(raw, str) and raw:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _err(error_code: str | None) -> str:
+    code = (error_code or "").strip()
+    return code[-3:].zfill(3) if code.isdigit() else "000"
+
+
+def dlr_payload(msg: dict[str, Any], event: callbacks.Event) -> dict[str, Any] | None:
+    # Only messages that asked for a receipt carry an smpp: URL; without this
+    # check the account's HTTP dlr_url would get SMPP receipts.
+    if not (msg.get("callback_url") or "").startswith(URL_PREFIX):
+        return None
+    state = State(event.state)
+    if not state.final:
+        return None
+    if state == State.REJECTED and msg["parts"] == 0:
+        return None  # rejected at accept: the submit_sm_resp already said so
+    meta = _meta(msg)
+    if meta.get("registered_delivery") == 2 and state == State.DELIVERED:
+        return None  # 2 = receipts for failures only
+    return {
+        "type": "receipt",
+        "message_id": str(msg["id"]),
+        "state": state.value,
+        "source_addr": msg["recipient"],  # swapped, as in the submit: the handset reports to the sender
+        "destination_addr": msg.get("sender") or "",
+        "dest_ton": meta.get("source_ton"),
+        "dest_npi": meta.get("source_npi"),
+        "submit_at": msg["created_at"],
+        "done_at": event.at,
+        "err": _err(event.error_code if state != State.DELIVERED else None),
+        "text": (msg.get("body") or "")[:20],
+    }
+
+
+def inbound_payload(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "mo",
+        "id": record["id"],
+        "source_addr": record["sender"],
+        "destination_addr": record["recipient"],
+        "text": record["body"],
+    }
+
+
+def deliver_pdu(payload: dict[str, Any]) -> Pdu:
+    """The deliver_sm a queued receipt or inbound payload becomes."""
+    if payload.get("type") == "receipt":
+        dest_ton, dest_npi = _ton_npi(payload["destination_addr"])
+        src_ton, src_npi = _ton_npi(payload["source_addr"])
+        return receipt_pdu(
+            payload["message_id"], State(payload["state"]),
+            source_addr=payload["source_addr"], destination_addr=payload["destination_addr"],
+            submit_at_ms=payload["submit_at"], done_at_ms=payload["done_at"], err=payload["err"],
+            text=payload.get("text", ""), source_ton=src_ton, source_npi=src_npi,
+            dest_ton=payload["dest_ton"] if payload.get("dest_ton") is not None else dest_ton,
+            dest_npi=payload["dest_npi"] if payload.get("dest_npi") is not None else dest_npi,
+        )
+    text = payload.get("text") or ""
+    if encoding.detect_encoding(text) == encoding.GSM7:
+        body, dc = encoding.encode_part(text, encoding.GSM7), 0x00
+    else:
+        body, dc = encoding.encode_part(text, encoding.UCS2), 0x08
+    src_ton, src_npi = _ton_npi(payload["source_addr"])
+    dest_ton, dest_npi = _ton_npi(payload["destination_addr"])
+    fields: dict[str, Any] = {
+        "source_addr_ton": src_ton, "source_addr_npi": src_npi, "source_addr": payload["source_addr"],
+        "dest_addr_ton": dest_ton, "dest_addr_npi": dest_npi, "destination_addr": payload["destination_addr"],
+        "esm_class": 0, "data_coding": dc, "short_message": b"",
+    }
+    tlvs: dict[int, Any] = {}
+    if len(body) > 254:
+        tlvs[TAG_MESSAGE_PAYLOAD] = body
+    else:
+        fields["short_message"] = body
+    return Pdu(DELIVER_SM, 0, 0, fields, tlvs)
+
+
+callbacks.register(
+    DIALECT,
+    callbacks.Format(
+        dlr=dlr_payload,
+        inbound=inbound_payload,
+        # A customer without a receiver bind is woken on its next bind
+        # (SmppGateway._wake), so the schedule only covers binds that refuse.
+        retry_delays={
+            "dlr": tuple(min(5 * 2**i, 600) for i in range(160)),  # about a day
+            "inbound": tuple(min(5 * 2**i, 600) for i in range(160)),
+        },
+    ),
+)
+
+
+# --- the gateway: SmppServer <-> services -----------------------------------------------
+
+
+@dataclass
+class Customer:
+    """What a bind is authenticated as; SmppServer reads id, max_binds and tps."""
+
+    id: str
+    system_id: str
+    max_binds: int
+    tps: float | None
+    account: Account
+    loaded_at: float
+
+
+class SmppGateway:
+    """Runs the SmppServer for customers and is the ``smpp:`` callback transport."""
+
+    def __init__(
+        self, platform: Any, host: str = "127.0.0.1", port: int = 2775, *,
+        max_in_flight: int = 5000, deliver_timeout_s: float = 10.0, account_ttl_s: float = 5.0,
+    ) -> None:
+        self.platform = platform
+        self.max_in_flight = max_in_flight
+        self.deliver_timeout_s = deliver_timeout_s
+        self.account_ttl_s = account_ttl_s
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.server = SmppServer(host, port, authenticate=self.authenticate, on_submit=self.on_submit)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- binds ---
+
+    async def authenticate(self, system_id: str, password: str, system_type: str, mode: str, peer: Any) -> Customer | None:
+        # Per system_id, not per address: an ESME reconnecting in a loop with a
+        # stale password must not lock out the other system_ids on its host.
+        keys = (f"smpp:{system_id.lower()}",)
+        limiter = self.platform.accounts.limiter
+        try:
+            limiter.check(*keys)
+        except RateLimited:
+            return None
+        row = await self.platform.store.read(
+            lambda tx: tx.fetchrow(
+                "SELECT c.account_id, c.password_hash, c.max_binds, c.tps FROM smpp_credentials c "
+                "JOIN accounts a ON a.id = c.account_id WHERE c.system_id = ? AND a.active = 1",
+                system_id,
+            )
+        )
+        ok = False
+        if row is not None:
+            try:
+                ok = await asyncio.to_thread(_hasher.verify, row["password_hash"], password)
+            except (VerificationError, InvalidHashError):
+                ok = False
+        else:
+            # the same time for an unknown system_id, so timing does not reveal which exist
+            await asyncio.to_thread(_hasher.hash, password or "-")
+        if not ok or row is None:
+            limiter.failed(*keys)
+            return None
+        limiter.succeeded(*keys)
+        account = await self.platform.accounts.get(row["account_id"])
+        customer = Customer(account.id, system_id, row["max_binds"], row["tps"], account, time.monotonic())
+        if mode in ("receiver", "transceiver"):
+            # Runs after this bind is registered (the server sets it up without
+            # awaiting once we return), so what is woken finds the new bind.
+            self._spawn(self._wake(account.id))
+        return customer
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wake(self, account_id: str) -> None:
+        """Receipts and MOs that waited for this customer are due now, not at their next retry."""
+
+        async def unit(tx: Tx) -> None:
+            await tx.execute(
+                "UPDATE callbacks SET due_at = ? WHERE url = ? AND status = 'pending' AND lease_owner IS NULL",
+                now_ms(), smpp_url(account_id),
+            )
+            tx.notify("callbacks")
+
+        try:
+            await self.platform.store.run(unit)
+        except Exception:
+            log.exception("waking queued deliveries for %s failed; they go at their next retry", account_id)
+
+    async def _fresh(self, customer: Customer) -> Account:
+        # Re-read now and then: a region change or a disabled account must show
+        # on binds that stay up for weeks.
+        if time.monotonic() - customer.loaded_at > self.account_ttl_s:
+            customer.account = await self.platform.accounts.get(customer.id)
+            customer.loaded_at = time.monotonic()
+        return customer.account
+
+    # --- submits ---
+
+    async def on_submit(self, session: SmppSession, customer: Customer, pdu: Pdu) -> str:
+        if self._in_flight >= self.max_in_flight:
+            raise SmppError(ESME_RTHROTTLED, "too many submits waiting for the store")
+        self._in_flight += 1
+        try:
+            return await self._submit(customer, pdu)
+        finally:
+            self._in_flight -= 1
+
+    async def _submit(self, customer: Customer, pdu: Pdu) -> str:
+        account = await self._fresh(customer)
+        if not account.active:
+            raise SmppError(ESME_RSUBMITFAIL, "account disabled")
+        text, unicode = submitted_text(pdu)
+        destination = str(pdu.fields.get("destination_addr") or "")
+        try:
+            number = numbers.normalize(destination, account.region)
+        except numbers.InvalidNumber:
+            raise SmppError(ESME_RINVDSTADR) from None
+        source = str(pdu.fields.get("source_addr") or "")
+        registered = int(pdu.fields.get("registered_delivery", 0)) & 0x03
+        wants_receipt = registered in (1, 2)
+        meta: dict[str, Any] = {
+            "registered_delivery": registered,
+            "source_ton": int(pdu.fields.get("source_addr_ton", 0)),
+            "source_npi": int(pdu.fields.get("source_addr_npi", 0)),
+            "system_id": customer.system_id,
+        }
+        request = SendRequest(
+            recipients=[number.e164], text=text, sender=source or None, dialect=DIALECT,
+            callback_url=smpp_url(account.id) if wants_receipt else None, unicode=unicode, message_meta=meta,
+        )
+        try:
+            result = await self.platform.messaging.send(account, request)
+        except UjumbeError as exc:
+            log.info("submit from %s refused: %s", customer.system_id, exc.message)
+            raise SmppError(_error_status(exc), exc.message) from None
+        except Exception:
+            log.exception("submit from %s failed", customer.system_id)
+            raise SmppError(ESME_RSYSERR) from None
+        recipient = result.recipients[0]
+        if recipient.message_id is None or recipient.state == State.REJECTED.value:
+            # a per-recipient policy refused it (kept as a rejected message, like in /v1)
+            status = ESME_RINVSRCADR if "sender" in (recipient.error_code or "") else ESME_RINVDSTADR
+            raise SmppError(status, recipient.error or "")
+        return str(recipient.message_id)
+
+    # --- the smpp: callback transport ---
+
+    async def deliver(self, row: dict[str, Any]) -> bool:
+        """Send one queued receipt/MO to the account's receiver binds on this
+        server; True only when the customer acknowledged it."""
+        account_id = row["url"][len(URL_PREFIX):]
+        if account_id != row["account_id"]:
+            log.warning("callback %s: %s is not its account's SMPP target", row["id"], row["url"])
+            return False
+        receivers = [
+            s for s in self.server.bound_sessions(account_id) if s.bound in ("receiver", "transceiver") and s.is_open
+        ]
+        if not receivers:
+            return False
+        pdu = deliver_pdu(json.loads(row["payload"]))
+        session = min(receivers, key=lambda s: s.outstanding)  # a slow bind must not hold up the others
+        try:
+            resp = await session.request(pdu, timeout=self.deliver_timeout_s)
+        except (SessionClosed, RequestTimeout):
+            return False
+        if resp.status != ESME_ROK:
+            log.info("%s answered deliver_sm with status 0x%X", account_id, resp.status)
+        return resp.status == ESME_ROK
