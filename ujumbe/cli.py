@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ujumbe.config import Settings
+from ujumbe.config import SMPP_DEFAULT_PORT, Settings, smpp_port_from_env
 from ujumbe.core.errors import UjumbeError
 from ujumbe.core.pricing import display
 
@@ -60,6 +60,7 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.host, settings.port, settings.role = args.host, args.port, args.role
+    settings.smpp_port = smpp_port_from_env(SMPP_DEFAULT_PORT)  # serve listens for SMPP customers by default
     logging.basicConfig(level=os.environ.get("UJUMBE_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     platform = Platform(settings)
     where = settings.database_url.split("@")[-1] if settings.database_url else str(settings.data_dir / "ujumbe.db")
@@ -137,6 +138,93 @@ async def _add_number(platform: Any, args: argparse.Namespace) -> Any:
     return {"number": args.number, "account_id": args.account, "kind": args.kind, "dialect": args.dialect}
 
 
+async def _smpp_credentials(platform: Any, args: argparse.Namespace) -> Any:
+    from ujumbe.dialects import smpp
+
+    return await smpp.set_credentials(
+        platform.store, args.account, args.system_id, args.password, max_binds=args.max_binds, tps=args.tps,
+        limits=True,
+    )
+
+
+def _connector_password(args: argparse.Namespace) -> str | None:
+    """--password, else UJUMBE_CONNECTOR_PASSWORD, else a prompt: a password on
+    the command line is visible to every user of the machine."""
+    if args.password is not None:
+        return str(args.password)
+    env = os.environ.get("UJUMBE_CONNECTOR_PASSWORD")
+    if env:
+        return env
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("operator password: ")
+    return sys.stdin.readline().rstrip("\n") or None
+
+
+def _connector_fields(args: argparse.Namespace) -> dict[str, Any]:
+    names = {"host": "host", "port": "port", "system_id": "system_id", "system_type": "system_type",
+             "bind": "bind_mode", "binds": "binds", "window": "window_size", "tps": "tps", "tls": "tls",
+             "data_coding": "data_coding", "long_messages": "long_messages", "enabled": "enabled"}
+    return {column: getattr(args, attr) for attr, column in names.items() if getattr(args, attr, None) is not None}
+
+
+async def _add_connector(platform: Any, args: argparse.Namespace) -> Any:
+    fields = {"name": args.name, **_connector_fields(args), "password": _connector_password(args)}
+    return await platform.routing.add_connector(fields)
+
+
+async def _set_connector(platform: Any, args: argparse.Namespace) -> Any:
+    changes = _connector_fields(args)
+    if args.password is not None or args.new_password:
+        changes["password"] = _connector_password(args)
+    return await platform.routing.update_connector(args.name, changes)
+
+
+async def _list_connectors(platform: Any, args: argparse.Namespace) -> Any:
+    return await platform.routing.list_connectors()
+
+
+async def _remove_connector(platform: Any, args: argparse.Namespace) -> Any:
+    await platform.routing.remove_connector(args.name)
+    return {"removed": args.name}
+
+
+async def _add_route(platform: Any, args: argparse.Namespace) -> Any:
+    return await platform.routing.add_route(
+        kind=args.kind, value=args.value or "", connector=args.connector, priority=args.priority, account_id=args.account,
+    )
+
+
+async def _list_routes(platform: Any, args: argparse.Namespace) -> Any:
+    return await platform.routing.list_routes(args.account)
+
+
+async def _remove_route(platform: Any, args: argparse.Namespace) -> Any:
+    await platform.routing.remove_route(args.id)
+    return {"removed": args.id}
+
+
+async def _add_sender(platform: Any, args: argparse.Namespace) -> Any:
+    from ujumbe.services.senders import Senders
+
+    networks = [n for n in (args.networks or "").split(",") if n.strip()]
+    sender = await Senders(platform.store).add(args.account, args.name, networks or None)
+    return {"account_id": args.account, "name": sender.name, "networks": list(sender.networks or []) or None}
+
+
+async def _add_service(platform: Any, args: argparse.Namespace) -> Any:
+    from ujumbe.services.premium import Premium
+
+    service = await Premium(platform.store).create(
+        args.account, shortcode=args.shortcode, kind=args.type,
+        keywords=[k for k in (args.keywords or "").split(",") if k.strip()], name=args.name,
+        api_token=args.api_token, service_id=args.service_id, dialect=args.dialect,
+    )
+    return {"service_id": service.id, "account_id": service.account_id, "shortcode": service.shortcode,
+            "type": service.kind, "keywords": list(service.keywords), "api_token_set": bool(service.api_token)}
+
+
 def smsc_sim(args: argparse.Namespace, rest: list[str]) -> int:
     from ujumbe.channels.smpp import sim
 
@@ -204,6 +292,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dialect", default="native", help="format inbound messages are forwarded in")
     p.add_argument("--data-dir", default=argparse.SUPPRESS)
     p.set_defaults(func=_with_platform(_add_number))
+
+    smpp = sub.add_parser("smpp", help="the SMPP server customers bind to").add_subparsers(dest="action", required=True)
+    p = smpp.add_parser("credentials", help="set an account's SMPP system_id, password and limits")
+    p.add_argument("account")
+    p.add_argument("--system-id", required=True, help="at most 15 characters")
+    p.add_argument("--password", required=True, help="at most 8 characters (SMPP 3.4)")
+    p.add_argument("--max-binds", type=int, default=2, help="concurrent binds allowed (default 2)")
+    p.add_argument("--tps", type=float, default=None, help="submits per second over all binds (default unlimited)")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS)
+    p.set_defaults(func=_with_platform(_smpp_credentials))
+
+    connectors = sub.add_parser("connectors", help="operator (SMSC) connectors").add_subparsers(dest="action", required=True)
+
+    def connector_options(p: argparse.ArgumentParser, creating: bool) -> None:
+        p.add_argument("name")
+        p.add_argument("--host", required=creating)
+        p.add_argument("--port", type=int, required=creating)
+        p.add_argument("--system-id", required=creating)
+        p.add_argument("--password", help="SMPP password (else UJUMBE_CONNECTOR_PASSWORD, else asked)")
+        p.add_argument("--system-type")
+        p.add_argument("--bind", choices=("transceiver", "transmitter", "receiver"))
+        p.add_argument("--binds", type=int, help="connections to keep bound (default 1)")
+        p.add_argument("--window", type=int, help="requests in flight per bind (default 64)")
+        p.add_argument("--tps", type=float, help="submits per second per bind (default unlimited)")
+        p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None)
+        p.add_argument("--data-coding", choices=("gsm7", "latin1"))
+        p.add_argument("--long-messages", choices=("udh", "udh16", "payload", "sar"))
+        p.add_argument("--enabled", action=argparse.BooleanOptionalAction, default=None)
+        p.add_argument("--data-dir", default=argparse.SUPPRESS)
+
+    p = connectors.add_parser("add", help="add an SMPP connector; running workers bind it within seconds")
+    connector_options(p, True)
+    p.set_defaults(func=_with_platform(_add_connector))
+    p = connectors.add_parser("set", help="change a connector (only the options given); it rebinds")
+    connector_options(p, False)
+    p.add_argument("--new-password", action="store_true", help="ask for a new password")
+    p.set_defaults(func=_with_platform(_set_connector))
+    p = connectors.add_parser("list", help="list connectors (passwords are never shown)")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS)
+    p.set_defaults(func=_with_platform(_list_connectors))
+    p = connectors.add_parser("remove", help="remove a connector; its sends in flight finish first")
+    p.add_argument("name")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS)
+    p.set_defaults(func=_with_platform(_remove_connector))
+
+    routes = sub.add_parser("routes", help="which connector carries which traffic").add_subparsers(dest="action", required=True)
+    p = routes.add_parser("add", help="route by prefix, network or default to a connector")
+    p.add_argument("--kind", choices=("prefix", "network", "default"), required=True)
+    p.add_argument("--value", help="the prefix (e.g. 2547) or network (e.g. Safaricom)")
+    p.add_argument("--connector", required=True)
+    p.add_argument("--priority", type=int, default=100, help="lower goes first; the next is the failover")
+    p.add_argument("--account", help="only this account's traffic (default: everyone)")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS)
+    p.set_defaults(func=_with_platform(_add_route))
+    p = routes.add_parser("list", help="list routes")
+    p.add_argument("--account", help="only this account's own routes")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS)
+    p.set_defaults(func=_with_platform(_list_routes))
+    p = routes.add_parser("remove", help="remove a route")
+    p.add_argument("id", type=int)
+    p.add_argument("--data-dir", default=argparse.SUPPRESS)
+    p.set_defaults(func=_with_platform(_remove_route))
+
+    senders = sub.add_parser("senders", help="sender names").add_subparsers(dest="action", required=True)
+    p = senders.add_parser("add", help="allow an account a sender name (again: replaces its networks)")
+    p.add_argument("account")
+    p.add_argument("name")
+    p.add_argument("--networks", help="comma-separated networks it may reach, e.g. Safaricom,Airtel (default: all)")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS)
+    p.set_defaults(func=_with_platform(_add_sender))
+
+    services = sub.add_parser("services", help="premium short-code services").add_subparsers(dest="action", required=True)
+    p = services.add_parser("add", help="register a premium service and claim its short code")
+    p.add_argument("account")
+    p.add_argument("--shortcode", required=True)
+    p.add_argument("--type", choices=("subscription", "on-demand"), required=True)
+    p.add_argument("--keywords", help="comma-separated keywords, e.g. GAME,PLAY")
+    p.add_argument("--name")
+    p.add_argument("--api-token", help="the token the client expects in our pushes (Tilil api_token)")
+    p.add_argument("--service-id", type=int, help="the id clients send as service_id (default: next free)")
+    p.add_argument("--dialect", default="tilil", help="format inbound messages to the short code are forwarded in")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS)
+    p.set_defaults(func=_with_platform(_add_service))
 
     sub.add_parser("smsc-sim", help="run the SMPP SMSC simulator (options: ujumbe smsc-sim --help)", add_help=False)
     return parser

@@ -12,6 +12,19 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+SMPP_DEFAULT_PORT = 2775
+
+
+def smpp_port_from_env(default: int | None) -> int | None:
+    """UJUMBE_SMPP_PORT: a port, or 0/off for no SMPP server; unset gives ``default``."""
+    raw = os.environ.get("UJUMBE_SMPP_PORT", "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("0", "off", "no", "false", "none"):
+        return None
+    return int(raw)
+
+
 @dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(os.environ.get("UJUMBE_DATA_DIR", "./ujumbe-data")))
@@ -30,6 +43,14 @@ class Settings:
     refresh_token_ttl_s: int = 30 * 86400
     secret_key: str = ""
     callback_delay_scale: float = 1.0  # multiplies every callback retry delay (tests use a small one)
+    # Platform admin (operator connectors, routes). Empty: the /admin API answers 404.
+    admin_token: str = field(default_factory=lambda: os.environ.get("UJUMBE_ADMIN_TOKEN", ""))
+    # Workers re-read connectors and routes this often, for changes another process made on SQLite.
+    routing_poll_s: float = 5.0
+    # The SMPP server customers bind to (worker roles). None: none. `ujumbe serve`
+    # defaults to 2775; a Platform built in code listens only when told (0 = any free port).
+    smpp_port: int | None = field(default_factory=lambda: smpp_port_from_env(None))
+    smpp_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_SMPP_HOST", "127.0.0.1"))
 
     def load_secret(self) -> str:
         """The server secret signs tokens and derives per-account keys.

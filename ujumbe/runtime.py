@@ -19,10 +19,11 @@ from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.credits import Credits
 from ujumbe.services.messaging import Messaging
 from ujumbe.services.reports import Reports
+from ujumbe.services.routing import PasswordBox, Router, Routing, RoutingWatcher
 from ujumbe.services.templates import Templates
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
-from ujumbe.workers.dispatch import Dispatcher, Router
+from ujumbe.workers.dispatch import Dispatcher
 from ujumbe.workers.schedules import Sweeper
 
 log = logging.getLogger("ujumbe")
@@ -49,11 +50,14 @@ class Platform:
         self.messaging = Messaging(
             self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"}
         )
-        self.router = Router(self.channels)
+        # Operator connectors and routes come from the database (services/routing.py).
+        self.routing = Routing(self.store, PasswordBox(secret))
+        self.router = Router(self.channels, store=self.store, box=self.routing.box)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.role = "api"
         self.dispatcher: Dispatcher | None = None
+        self.smpp: Any = None  # the SMPP server customers bind to (dialects.smpp.SmppGateway), in worker roles
 
     async def open(self) -> None:
         """Open the store and bring its schema up to date."""
@@ -80,16 +84,20 @@ class Platform:
             )
         for channel in self.channels.values():
             await channel.start(self.reports)
+        routing_watcher = RoutingWatcher(self.store, self.router, poll_s=self.settings.routing_poll_s)
+        await self.router.start(self.reports)  # before dispatch: the first sends must see the routes
         self.dispatcher = Dispatcher(self.store, self.router)
+        transports = await self._start_smpp()
         sender = CallbackSender(
             self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,
-            delay_scale=self.settings.callback_delay_scale,
+            delay_scale=self.settings.callback_delay_scale, transports=transports,
         )
         for name, worker in (
             ("dispatch", self.dispatcher),
             ("reports", self.reports),
             ("callbacks", sender),
             ("sweeper", Sweeper(self.store)),
+            ("routing", routing_watcher),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
         if self.simulator is not None:
@@ -124,6 +132,9 @@ class Platform:
         self._stop.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.smpp is not None:
+            await self.smpp.stop()
+        await self.router.close()
         for channel in self.channels.values():
             await channel.stop()
         await self.store.close()
@@ -134,3 +145,25 @@ class Platform:
 
     async def check_callback_url(self, url: str) -> str:
         return await asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks)
+
+    async def _start_smpp(self) -> dict[str, Any]:
+        """Start the customers' SMPP server; its deliver_sm is the transport for smpp: callbacks."""
+        if self.settings.smpp_port is None:
+            return {}
+        from ujumbe.dialects.smpp import SmppGateway
+
+        gateway = SmppGateway(self, self.settings.smpp_host, self.settings.smpp_port)
+        try:
+            await gateway.start()
+        except OSError as exc:
+            # Several workers on one host cannot share the port: the others run
+            # without SMPP (and leave smpp: callbacks to the one that has it).
+            log.error("SMPP server not started on %s:%s: %s", self.settings.smpp_host, self.settings.smpp_port, exc)
+            return {}
+        self.smpp = gateway
+        return {"smpp": gateway.deliver}
+
+    @property
+    def smpp_port(self) -> int | None:
+        """The port the SMPP server listens on (None when it does not run here)."""
+        return self.smpp.port if self.smpp is not None else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
+from phonenumbers import timezone as pn_timezone
 from phonenumbers import carrier as _carrier
 
 _MAX_E164_DIGITS = 15  # ITU-T E.164
@@ -127,3 +128,14 @@ def classify_sender(sender: str) -> str:
     if plus or len(digits) > _SHORTCODE_MAX_DIGITS:
         return "international"
     return "shortcode"
+
+
+@lru_cache(maxsize=100_000)
+def time_zone(e164: str) -> str | None:
+    """The IANA time zone of a number's country or area (e.g. Africa/Nairobi),
+    for dialects whose times are the subscriber's local time."""
+    try:
+        zones = pn_timezone.time_zones_for_number(phonenumbers.parse("+" + e164.lstrip("+")))
+    except phonenumbers.NumberParseException:
+        return None
+    return zones[0] if zones and zones[0] != "Etc/Unknown" else None

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from ujumbe import dialects
 from ujumbe.dialects import native
+from ujumbe.http import admin
 from ujumbe.http.common import JSON
 from ujumbe.http.openapi import docs_page
 from ujumbe.runtime import Platform
@@ -53,6 +54,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
         Route("/openapi.json", openapi),
         Route("/docs", docs_page),
         *(route for module in dialects.MODULES for route in module.routes()),
+        *admin.routes(),  # platform admin (/admin/v1) and accounts' own routes (/v1/routes)
     ]
     app = Starlette(
         routes=routes,

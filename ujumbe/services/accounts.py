@@ -192,16 +192,27 @@ class Accounts:
         return None if row is None else Account.from_row(row)
 
     async def by_api_key(self, api_key: str) -> Account | None:
+        """The account holding this key (even if disabled), or None."""
         digest = sha256(api_key)
         hit = self._key_cache.get(digest)
         now = time.monotonic()
         if hit and now - hit[0] < self.key_cache_ttl_s:
             return hit[1]
         row = await self.store.read(lambda tx: q.account_by_api_key(tx, digest))
-        account = Account.from_row(row) if row and row["active"] else None
+        account = Account.from_row(row) if row else None
         self._key_cache[digest] = (now, account)
         if len(self._key_cache) > 10_000:
             self._key_cache.popitem(last=False)
+        return account
+
+    async def authenticate_api_key(self, api_key: str) -> Account:
+        """The active account holding this key; unknown keys and disabled
+        accounts are told apart by the error code (some dialects need that)."""
+        account = await self.by_api_key(api_key)
+        if account is None:
+            raise Unauthorized("Unknown or revoked API key", code="invalid_api_key")
+        if not account.active:
+            raise Unauthorized("This account is disabled", code="account_disabled")
         return account
 
     # --- passwords and tokens ---
@@ -260,10 +271,7 @@ class Accounts:
     async def authenticate_bearer(self, token: str) -> Account:
         """An API key or an access token, as sent in ``Authorization: Bearer``."""
         if token.startswith(API_KEY_PREFIX):
-            account = await self.by_api_key(token)
-            if account is None:
-                raise Unauthorized("Unknown or revoked API key", code="invalid_api_key")
-            return account
+            return await self.authenticate_api_key(token)
         account = await self.get(self.account_id_from_token(token))
         if not account.active:
             raise Unauthorized("This account is disabled", code="account_disabled")

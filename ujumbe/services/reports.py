@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ujumbe.channels.base import Inbound, Receipt
@@ -94,6 +95,13 @@ class Reports:
             await record_inbound(tx, m)
 
 
+# Services that act on inbound messages (premium keywords and subscriptions)
+# register here. Each runs in the inbound's transaction, may add fields to the
+# record for the forwarded payload, and returns True when it consumed the
+# message (e.g. a subscription keyword), which then is not forwarded as inbound.
+INBOUND_HOOKS: list[Callable[[Tx, dict[str, Any]], Awaitable[bool]]] = []
+
+
 async def record_inbound(tx: Tx, m: Inbound) -> dict[str, Any]:
     """Store an inbound message for the account that owns its destination,
     and forward it to that account's inbound URL in the number's dialect."""
@@ -116,12 +124,21 @@ async def record_inbound(tx: Tx, m: Inbound) -> dict[str, Any]:
         "recipient": m.recipient, "body": m.body, "network": m.network, "link_id": m.link_id,
         "meta": m.meta, "received_at": m.at,
     }
-    if owner and owner["inbound_url"]:
+    if account_id is not None:
+        consumed = False
+        for hook in INBOUND_HOOKS:
+            consumed = await hook(tx, record) or consumed
+        if consumed:
+            return record
+    target = owner["inbound_url"] if owner else None
+    if owner and owner["dialect"] == "smpp":
+        target = f"smpp:{account_id}"  # SMPP customers get inbound as deliver_sm on their binds
+    if owner and target:
         fmt = callbacks.FORMATS.get(owner["dialect"]) or callbacks.FORMATS.get("native")
         if fmt is not None and fmt.inbound is not None:
             await callbacks.enqueue(
                 tx, account_id=account_id, kind="inbound", dialect=owner["dialect"],  # type: ignore[arg-type]
-                url=owner["inbound_url"], payload=fmt.inbound(record),
+                url=target, payload=fmt.inbound(record),
             )
     elif owner is None:
         log.warning("inbound message to %s, which no account owns; kept unassigned", m.recipient)

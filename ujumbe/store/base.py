@@ -147,7 +147,9 @@ def render_ddl(sql: str, dialect: str) -> str:
 
 
 def split_sql(script: str) -> list[str]:
-    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    """Statements of a migration. Comments go first, so a ';' in a comment is
+    harmless; migrations hold no string literal with '--' or ';' in it."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,14 +26,19 @@ from ujumbe.aio import wait_any
 
 log = logging.getLogger("ujumbe.callbacks")
 
+# Delivers one callback row whose URL is "<scheme>:..." by other means than
+# HTTP (e.g. "smpp:<account>" as a deliver_sm); True when the client acknowledged.
+Transport = Callable[[dict[str, Any]], Awaitable[bool]]
+
 
 class CallbackSender:
     def __init__(
         self, store: Store, secret_for: Any, *, services: Any = None, allow_private: bool = False, concurrency: int = 200,
         batch: int = 500, lease_ms: int = 60_000, timeout_s: float = 10.0, poll_s: float = 1.0,
-        delay_scale: float = 1.0,
+        delay_scale: float = 1.0, transports: dict[str, Transport] | None = None,
     ) -> None:
         self.store = store
+        self.transports = dict(transports or {})
         self.secret_for = secret_for  # async (account_id) -> webhook secret
         self.services = services  # handed to dialects' after-ack hooks
         self.allow_private = allow_private
@@ -85,11 +91,15 @@ class CallbackSender:
     async def _claim(self, tx: Tx, limit: int) -> list[dict[str, Any]]:
         now = now_ms()
         lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+        # Only rows this process can deliver: an "smpp:" row is left to a
+        # process that runs the SMPP server rather than failed here.
+        schemes = ["http%", *(f"{scheme}:%" for scheme in self.transports)]
+        deliverable = " OR ".join("url LIKE ?" for _ in schemes)
         rows = await tx.fetch(
             "UPDATE callbacks SET due_at = ?, lease_owner = ? WHERE id IN (SELECT id FROM callbacks "
-            f"WHERE status = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?{lock}) "
+            f"WHERE status = 'pending' AND due_at <= ? AND ({deliverable}) ORDER BY due_at LIMIT ?{lock}) "
             "RETURNING id, account_id, message_id, kind, dialect, url, payload, attempts",
-            now + self.lease_ms, self.owner, now, limit,
+            now + self.lease_ms, self.owner, now, *schemes, limit,
         )
         return [{k: r[k] for k in r.keys()} for r in rows]
 
@@ -113,8 +123,13 @@ class CallbackSender:
         status: int | None = None
         body = ""
         ok = False
+        transport = self.transports.get(row["url"].partition(":")[0])
         try:
-            if not await self._target_allowed(row["url"]):
+            if transport is not None:
+                ok = await transport(row)
+                if not ok:
+                    body = "not acknowledged: no receiving bind, or the client refused it"
+            elif not await self._target_allowed(row["url"]):
                 body = "refused: the callback URL resolves to a private or loopback address"
             else:
                 fmt = callbacks.FORMATS.get(row["dialect"]) or callbacks.Format()
@@ -129,6 +144,11 @@ class CallbackSender:
                     except Exception:
                         log.exception("after-ack hook failed for callback %s", row["id"])
         except httpx.HTTPError as exc:
+            body = f"{type(exc).__name__}: {exc}"[:500]
+        except Exception as exc:
+            if transport is None:
+                raise
+            log.exception("%s transport failed on callback %s", row["url"].partition(":")[0], row["id"])
             body = f"{type(exc).__name__}: {exc}"[:500]
         finally:
             self._in_flight -= 1

@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,24 +21,12 @@ from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
 from ujumbe.core.states import State
 from ujumbe.services.lifecycle import transition
 from ujumbe.services.reports import apply_early_receipts
+from ujumbe.services.routing import Router  # the routing rules live there; re-exported
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.aio import wait_any
 from ujumbe.store import messages as q
 
 log = logging.getLogger("ujumbe.dispatch")
-
-
-class Router:
-    """Chooses the channel for a message. The default: one channel per kind."""
-
-    def __init__(self, channels: dict[str, Channel]) -> None:
-        self.channels = channels
-
-    def route(self, msg: dict[str, Any]) -> Channel | None:
-        for channel in self.channels.values():
-            if channel.kind == msg["channel"]:
-                return channel
-        return None
 
 
 def backoff_ms(attempt: int) -> int:
@@ -71,7 +60,7 @@ class Dispatcher:
         self._outcome_ready = asyncio.Event()
         self._in_flight = 0
         self._slot_free = asyncio.Event()
-        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._sems: weakref.WeakKeyDictionary[Channel, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -125,21 +114,22 @@ class Dispatcher:
         return out
 
     async def _send(self, msg: dict[str, Any], attempts: int) -> None:
-        channel = self.router.route(msg)
+        channel: Channel | None = None
         try:
-            if channel is None:
-                raise SendError(f"no channel carries {msg['channel']} messages", transient=False, code="no_route")
-            sem = self._sems.get(channel.name)
+            channel = self.router.route(msg)  # SendError when nothing can carry it (now)
+            # per channel object: a connector restarted with a new window gets a new semaphore
+            sem = self._sems.get(channel)
             if sem is None:
-                sem = self._sems[channel.name] = asyncio.Semaphore(channel.max_in_flight)
+                sem = self._sems[channel] = asyncio.Semaphore(channel.max_in_flight)
             meta = json.loads(msg["meta"]) if msg["meta"] else {}
             outbound = Outbound(
                 message_id=str(msg["id"]), account_id=msg["account_id"], sender=msg["sender"] or "",
                 recipient=msg["recipient"], body=msg["body"], encoding=msg["encoding"], parts=msg["parts"],
                 validity_s=max(1, (msg["expires_at"] - now_ms()) // 1000), network=msg["network"], meta=meta,
             )
-            async with sem:
-                submitted = await channel.send(outbound)
+            with self.router.sending(channel):  # a connector being removed waits for this send
+                async with sem:
+                    submitted = await channel.send(outbound)
             outcome = Outcome(msg["id"], attempts, channel.name, submitted=submitted)
         except SendError as exc:
             outcome = Outcome(msg["id"], attempts, channel.name if channel else "", error=exc)
