@@ -301,3 +301,12 @@ async def test_mo_udh16_and_sar_out_of_order(sim: SmscSimulator, connect: Connec
     sim.server.push("test", Pdu.make("deliver_sm", tlvs={"message_payload": "Привет".encode("utf-16-be")}, **{**base, "data_coding": 8}))
     await events.wait_for(lambda: len(events.mo) == 3)
     assert {m.body for m in events.mo} == {"hello world", "part one, part two", "Привет"}
+
+
+def test_no_sender_leaves_source_addr_to_the_smsc() -> None:
+    from ujumbe.channels.base import Outbound
+    from ujumbe.channels.smpp import SmppConnector
+
+    connector = SmppConnector("127.0.0.1", 1, "id", "pw")
+    (pdu,) = connector.build_pdus(Outbound("1", "acc", "", "254708400000", "hi", "gsm7", 1))
+    assert (pdu.fields["source_addr"], pdu.fields["source_addr_ton"], pdu.fields["source_addr_npi"]) == ("", 0, 0)

@@ -386,6 +386,9 @@ class SmppConnector(Channel):
         return Submitted(operator_ids=ids)
 
     def _source(self, sender: str) -> tuple[int, int, str]:
+        if not sender.strip():
+            # SMPP allows a NULL source_addr: the SMSC puts the account's default sender
+            return 0, 0, ""
         try:
             kind = classify_sender(sender)
         except ValueError as exc:
