@@ -84,3 +84,45 @@ async def test_inbound_message_reaches_the_number_owner(platform: Platform, api:
     (call,) = await receiver.wait_for(1, path="/mo")
     data = call.json()["data"]
     assert (data["from"], data["to"], data["text"]) == ("254708400000", "22915", "STOP")
+    (kept,) = (await api.get("/v1/inbound", headers=auth(account))).json()["data"]
+    assert (kept["sender"], kept["to"], kept["text"]) == ("254708400000", "22915", "STOP")
+    other = await make_account(platform)
+    assert (await api.get("/v1/inbound", headers=auth(other))).json()["data"] == []
+
+
+async def test_a_failing_inbound_hook_neither_loses_the_message_nor_blocks_others(
+    platform: Platform, api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    from ujumbe.services import reports
+    from ujumbe.store import now_ms
+
+    account = await make_account(platform)
+    await platform.accounts.set_callbacks(account["account_id"], {"inbound_url": receiver.url + "/mo"})
+    await platform.store.run(
+        lambda tx: tx.execute(
+            "INSERT INTO numbers (number, account_id, kind, dialect, created_at) VALUES (?, ?, 'shortcode', 'native', ?)",
+            "40404", account["account_id"], now_ms(),
+        )
+    )
+
+    async def broken(tx, record):  # type: ignore[no-untyped-def]
+        if record["body"] == "boom":
+            raise RuntimeError("a bug in a hook")
+        return False
+
+    reports.INBOUND_HOOKS.append(broken)
+    try:
+        sent = await api.post("/v1/messages", headers=auth(account), json={"to": "0708400000", "text": "hi"})
+        for text in ("boom", "fine"):
+            r = await api.post("/v1/simulator/inbound", headers=auth(account), json={"sender": "254708400000", "to": "40404", "text": text})
+            assert r.status_code == 202
+        calls = await receiver.wait_for(2, path="/mo")
+        assert sorted(c.json()["data"]["text"] for c in calls) == ["boom", "fine"]
+
+        async def delivered() -> bool:
+            mid = sent.json()["messages"][0]["id"]
+            return (await api.get(f"/v1/messages/{mid}", headers=auth(account))).json()["state"] == "delivered"
+
+        await eventually(delivered)
+    finally:
+        reports.INBOUND_HOOKS.remove(broken)

@@ -197,6 +197,22 @@ class ApiKeyOut(msgspec.Struct):
     api_key: str
 
 
+class InboundOut(msgspec.Struct):
+    id: int
+    sender: str
+    to: str
+    text: str
+    network: str | None
+    link_id: str | None
+    channel: str
+    received_at: str
+
+
+class InboundPage(msgspec.Struct):
+    data: list[InboundOut]
+    next_cursor: str | None
+
+
 class InboundBody(msgspec.Struct, forbid_unknown_fields=True):
     sender: str
     to: str
@@ -509,6 +525,21 @@ async def retry_callback(request: Request) -> Response:
     account = await account_of(request)
     await services(request).callback_log.retry(account.id, request.path_params["id"])
     return JSON({"status": "pending"}, 202)
+
+
+@route("GET", "/v1/inbound", summary="Inbound messages to the account's numbers, newest first", tag="inbound",
+       response=InboundPage, query={"limit": "1-500", "cursor": "next page"})
+async def list_inbound(request: Request) -> Response:
+    account = await account_of(request)
+    limit = int_param(request, "limit", 50, high=500) or 50
+    before = int_param(request, "cursor", None)
+    rows = await services(request).messaging.inbound(account.id, limit=limit, before=before)
+    data = [
+        InboundOut(r["id"], r["sender"], r["recipient"], r["body"], r["network"], r["link_id"], r["channel"],
+                   iso(r["received_at"]) or "")
+        for r in rows
+    ]
+    return JSON(InboundPage(data, str(data[-1].id) if len(data) == limit else None))
 
 
 @route("POST", "/v1/simulator/inbound", summary="Make the built-in simulator deliver an inbound message",

@@ -305,6 +305,10 @@ class Messaging:
     async def messages(self, account_id: str, **filters: Any) -> list[dict[str, Any]]:
         return await self.store.read(lambda tx: q.list_messages(tx, account_id, **filters))
 
+    async def inbound(self, account_id: str, *, limit: int, before: int | None = None) -> list[dict[str, Any]]:
+        """Messages subscribers sent to the account's numbers, newest first."""
+        return await self.store.read(lambda tx: q.inbound_page(tx, account_id, limit=limit, before=before))
+
 
 async def _result_of(tx: Tx, req: dict[str, Any], *, duplicate: bool) -> SendResult:
     msgs = await q.messages_of_request(tx, req["id"])

@@ -78,10 +78,36 @@ class Reports:
             try:
                 await self.store.run(lambda tx: self._apply(tx, receipts, inbound))
             except Exception:
-                # Keep them: a receipt is never dropped because a commit failed.
-                log.exception("applying %d receipts failed; retrying", len(receipts))
-                self._receipts[:0] = receipts
-                self._inbound[:0] = inbound
+                log.exception("applying %d receipts and %d inbound failed; one at a time", len(receipts), len(inbound))
+                await self._apply_singly(receipts, inbound)
+
+    async def _apply_singly(self, receipts: list[Receipt], inbound: list[Inbound]) -> None:
+        """One bad item must not hold up the others, and nothing is dropped: a
+        receipt that cannot be applied is parked, an inbound message whose
+        hooks fail is stored and forwarded without them."""
+        for r in receipts:
+            try:
+                await self.store.run(lambda tx, r=r: self._apply(tx, [r], []))
+            except Exception:
+                log.exception("receipt %s on %s failed; parked", r.operator_id, r.channel)
+                await self._retry_later(lambda tx, r=r: q.insert_early_receipt(
+                    tx, (r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now_ms())
+                ))
+        for m in inbound:
+            try:
+                await self.store.run(lambda tx, m=m: record_inbound(tx, m))
+            except Exception:
+                log.exception("inbound from %s to %s failed in its hooks; kept without them", m.sender, m.recipient)
+                await self._retry_later(lambda tx, m=m: record_inbound(tx, m, hooks=False))
+
+    async def _retry_later(self, unit: Any) -> None:
+        # only the store itself failing lands here: keep trying, never drop
+        while True:
+            try:
+                await self.store.run(unit)
+                return
+            except Exception:
+                log.exception("store unavailable; retrying in 1 s")
                 await asyncio.sleep(1)
 
     async def _apply(self, tx: Tx, receipts: list[Receipt], inbound: list[Inbound]) -> None:
@@ -102,7 +128,7 @@ class Reports:
 INBOUND_HOOKS: list[Callable[[Tx, dict[str, Any]], Awaitable[bool]]] = []
 
 
-async def record_inbound(tx: Tx, m: Inbound) -> dict[str, Any]:
+async def record_inbound(tx: Tx, m: Inbound, *, hooks: bool = True) -> dict[str, Any]:
     """Store an inbound message for the account that owns its destination,
     and forward it to that account's inbound URL in the number's dialect."""
     owner = as_dict(
@@ -124,7 +150,7 @@ async def record_inbound(tx: Tx, m: Inbound) -> dict[str, Any]:
         "recipient": m.recipient, "body": m.body, "network": m.network, "link_id": m.link_id,
         "meta": m.meta, "received_at": m.at,
     }
-    if account_id is not None:
+    if account_id is not None and hooks:
         consumed = False
         for hook in INBOUND_HOOKS:
             consumed = await hook(tx, record) or consumed

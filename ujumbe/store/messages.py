@@ -102,6 +102,15 @@ async def list_messages(
     return [as_dict(r) for r in rows]  # type: ignore[misc]
 
 
+async def inbound_page(tx: Tx, account_id: str, *, limit: int, before: int | None = None) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT id, sender, recipient, body, network, link_id, channel, received_at FROM inbound "
+        "WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        account_id, before if before is not None else 2**62, limit,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
 async def update_message(tx: Tx, message_id: int, fields: dict[str, Any]) -> None:
     sets = ", ".join(f"{k} = ?" for k in fields)
     await tx.execute(f"UPDATE messages SET {sets} WHERE id = ?", *fields.values(), message_id)
