@@ -120,6 +120,16 @@ TINGG_STATUS = {
     State.FAILED: (105, "Error during preprocessing of message"),
 }
 
+
+
+def tingg_status(state: State, *, reached_operator: bool) -> tuple[int, str]:
+    """Refused by the operator after it took the message is a failure on the
+    operator side (129), not a preprocessing error (102)."""
+    if state == State.REJECTED and reached_operator:
+        return TINGG_STATUS[State.UNDELIVERED]
+    return TINGG_STATUS[state]
+
+
 # Tilil delivery codes (1-26). Detailed operator reasons pick a finer code
 # where the channel reported one (see ``tilil_delivery_code``).
 TILIL_DELIVERY = {

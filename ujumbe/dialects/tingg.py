@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ujumbe.core.errors import ChannelUnavailable, Invalid, UjumbeError
-from ujumbe.core.states import TINGG_STATUS, State
+from ujumbe.core.states import State, tingg_status
 from ujumbe.http.common import JSON, bearer, client_address, error_status, services
 from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks
@@ -276,11 +276,7 @@ def dlr_payload(msg: dict[str, Any], event: callbacks.Event) -> dict[str, Any] |
     state = State(event.state)
     if state in (State.ACCEPTED, State.QUEUED):
         return None  # 100 "pending": the engagement answer already said so
-    # Refused by the operator after it took the message: that is a failure on
-    # the operator side (129), not a preprocessing error (102).
-    code, description = TINGG_STATUS[
-        State.UNDELIVERED if state == State.REJECTED and msg.get("submitted_at") else state
-    ]
+    code, description = tingg_status(state, reached_operator=bool(msg.get("submitted_at")))
     if event.reason and state.final and state != State.DELIVERED:
         description = f"{description}: {event.reason}"  # "check description to determine what is wrong"
     return {
