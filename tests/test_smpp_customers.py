@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ujumbe.channels.smpp import pdu as P
-from ujumbe.dialects import smpp as smpp_dialect
+from ujumbe.services import smpp_credentials
 from ujumbe.http.app import create_app
 from ujumbe.runtime import Platform
 from ujumbe.store import now_ms
@@ -189,7 +189,7 @@ async def test_receiver_bind_gets_receipts_for_a_transmitter_bind_and_bind_limit
     platform: Platform, api: httpx.AsyncClient
 ) -> None:
     account = await make_account(platform)
-    creds = await smpp_dialect.set_credentials(
+    creds = await smpp_credentials.set_credentials(
         platform.store, account["account_id"], "duka-rx", "s3cret", max_binds=2, limits=True
     )
     assert creds["max_binds"] == 2 and creds["tps"] is None
@@ -314,7 +314,7 @@ async def test_credentials_endpoint_validates_and_keeps_accounts_apart(platform:
     r = await api.put("/v1/smpp/credentials", headers=auth(a), json={"system_id": "shared", "passwd": "x"})
     assert r.status_code == 400
     # the account changes its password; the operator's limits stay
-    await smpp_dialect.set_credentials(platform.store, a["account_id"], "shared", "pass1", max_binds=5, tps=20, limits=True)
+    await smpp_credentials.set_credentials(platform.store, a["account_id"], "shared", "pass1", max_binds=5, tps=20, limits=True)
     r = await api.put("/v1/smpp/credentials", headers=auth(a), json={"system_id": "shared", "password": "pass3"})
     assert (r.json()["max_binds"], r.json()["tps"]) == (5, 20)
     assert await bind_error(platform.smpp_port or 0, "transmitter", "shared", "pass1") == P.ESME_RBINDFAIL

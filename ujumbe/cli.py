@@ -139,9 +139,9 @@ async def _add_number(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _smpp_credentials(platform: Any, args: argparse.Namespace) -> Any:
-    from ujumbe.dialects import smpp
+    from ujumbe.services import smpp_credentials
 
-    return await smpp.set_credentials(
+    return await smpp_credentials.set_credentials(
         platform.store, args.account, args.system_id, args.password, max_binds=args.max_binds, tps=args.tps,
         limits=True,
     )
