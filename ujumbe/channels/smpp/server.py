@@ -50,7 +50,6 @@ from .pdu import (
     SUBMIT_SM,
     TAG_SC_INTERFACE_VERSION,
     Pdu,
-    SmppError,
 )
 from .ratelimit import TokenBucket
 from .session import RequestTimeout, SessionClosed, SmppSession
