@@ -57,9 +57,8 @@ from ujumbe.core.errors import (
     UjumbeError,
 )
 from ujumbe.core.states import State
-from ujumbe.dialects.native import account_of, handles_errors, iso
+from ujumbe.dialects.native import account_of, iso, route
 from ujumbe.http.common import JSON, read_json, services
-from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
 from ujumbe.services import smpp_credentials
@@ -82,9 +81,6 @@ def smpp_url(account_id: str) -> str:
 
 # --- HTTP: the one endpoint of this dialect --------------------------------------------
 
-api = Api("Ujumbe SMPP", "1.0")
-
-
 class CredentialsBody(msgspec.Struct, forbid_unknown_fields=True):
     system_id: str
     password: str
@@ -102,14 +98,9 @@ def _credentials_out(c: dict[str, Any]) -> CredentialsOut:
     return CredentialsOut(c["system_id"], c["max_binds"], c["tps"], iso(c["created_at"]) or "", iso(c["updated_at"]) or "")
 
 
-def _route(method: str, path: str, **kw: Any) -> Any:
-    def register(handler: Any) -> Any:
-        return api.route(method, path, **kw)(handles_errors(handler))
-
-    return register
-
-
-@_route("PUT", "/v1/smpp/credentials", summary="Set the system_id and password this account binds with over SMPP",
+# The credentials endpoints belong to the native API (and its OpenAPI document);
+# the SMPP dialect itself speaks PDUs, not HTTP.
+@route("PUT", "/v1/smpp/credentials", summary="Set the system_id and password this account binds with over SMPP",
         tag="smpp", body=CredentialsBody, response=CredentialsOut)
 async def put_credentials(request: Request) -> Response:
     account = await account_of(request)
@@ -118,7 +109,7 @@ async def put_credentials(request: Request) -> Response:
     return JSON(_credentials_out(creds))
 
 
-@_route("GET", "/v1/smpp/credentials", summary="This account's SMPP system_id and limits (never the password)",
+@route("GET", "/v1/smpp/credentials", summary="This account's SMPP system_id and limits (never the password)",
         tag="smpp", response=CredentialsOut)
 async def read_credentials(request: Request) -> Response:
     account = await account_of(request)
@@ -126,7 +117,7 @@ async def read_credentials(request: Request) -> Response:
 
 
 def routes() -> list[Any]:
-    return api.routes()
+    return []  # its two HTTP endpoints are mounted with the native API
 
 
 # --- PDUs -> SendRequest ---------------------------------------------------------------

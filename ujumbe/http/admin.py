@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ujumbe.core.errors import Invalid, NotFound, UjumbeError, Unauthorized
+from ujumbe.dialects.native import route as native_route
 from ujumbe.http.common import JSON, bearer, error_status, read_json, services
 from ujumbe.services.routing import ROUTE_KINDS
 
@@ -200,11 +201,16 @@ async def _account_id(request: Request) -> str:
     return str(account.id)
 
 
+# These three belong to the native API, so they are registered with it and
+# appear in its OpenAPI document.
+@native_route("GET", "/v1/routes", summary="This account's own routes (pinning its traffic to a connector)", tag="routes")
 async def list_account_routes(request: Request) -> Response:
     account_id = await _account_id(request)
     return JSON({"data": [route_out(r) for r in await services(request).routing.list_routes(account_id)]})
 
 
+@native_route("POST", "/v1/routes", summary="Pin this account's traffic (by prefix, network or default) to a connector",
+              tag="routes", body=AccountRouteBody, status=201)
 async def create_account_route(request: Request) -> Response:
     account_id = await _account_id(request)
     body = await read_json(request, AccountRouteBody)
@@ -215,6 +221,7 @@ async def create_account_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
+@native_route("DELETE", "/v1/routes/{id}", summary="Remove one of this account's routes", tag="routes", status=204)
 async def delete_account_route(request: Request) -> Response:
     account_id = await _account_id(request)
     await services(request).routing.remove_route(_route_id(request), account_id=account_id)
@@ -232,7 +239,4 @@ def routes() -> list[Route]:
         Route("/admin/v1/routes", h(list_routes), methods=["GET"]),
         Route("/admin/v1/routes", h(create_route), methods=["POST"]),
         Route("/admin/v1/routes/{id}", h(delete_route), methods=["DELETE"]),
-        Route("/v1/routes", h(list_account_routes), methods=["GET"]),
-        Route("/v1/routes", h(create_account_route), methods=["POST"]),
-        Route("/v1/routes/{id}", h(delete_account_route), methods=["DELETE"]),
     ]
