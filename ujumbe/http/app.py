@@ -54,7 +54,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
         Route("/openapi.json", openapi),
         Route("/docs", docs_page),
         *(route for module in dialects.MODULES for route in module.routes()),
-        *admin.routes(),  # platform admin (/admin/v1) and accounts' own routes (/v1/routes)
+        *admin.routes(),  # platform admin (/admin/v1)
     ]
     app = Starlette(
         routes=routes,
