@@ -172,3 +172,32 @@ async def test_list_filters_and_pages(platform: Platform, api: httpx.AsyncClient
     assert len(one) == 1
     req = (await api.get(f"/v1/requests/{request_id}", headers=h)).json()
     assert len(req["messages"]) == 6
+
+
+async def test_concurrent_sends_are_charged_and_deduplicated_one_by_one(platform: Platform) -> None:
+    """On PostgreSQL concurrent sends share transactions (group commit); each
+    must still get exactly the outcome it would have had alone."""
+    import asyncio
+
+    from ujumbe.core.errors import InsufficientCredit
+    from ujumbe.services.messaging import SendRequest
+
+    account = await make_account(platform, credits="5")
+    acc = await platform.accounts.get(account["account_id"])
+    results = await asyncio.gather(
+        *(platform.messaging.send(acc, SendRequest(recipients=[f"070840{i:02d}19"], text="hi")) for i in range(10)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, InsufficientCredit) for r in results) == 5
+    assert sum(not isinstance(r, Exception) for r in results) == 5
+    assert await platform.credits.balance(acc.id) == 0
+
+    other = await make_account(platform, credits="100")
+    acc2 = await platform.accounts.get(other["account_id"])
+    same = await asyncio.gather(
+        *(platform.messaging.send(acc2, SendRequest(recipients=["0708400019"], text="once", reference="ref-1")) for _ in range(10))
+    )
+    assert len({r.request_id for r in same}) == 1
+    assert sum(not r.duplicate for r in same) == 1
+    assert len(await platform.messaging.messages(acc2.id, limit=50)) == 1
+    assert await platform.credits.balance(acc2.id) == 99 * 10_000

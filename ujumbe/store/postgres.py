@@ -8,6 +8,8 @@ on another.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -21,6 +23,8 @@ from ujumbe.store.base import MIGRATIONS_TABLE, Row, Store, T, Unit
 log = logging.getLogger("ujumbe.store")
 
 CHANNEL = "ujumbe"
+GROUP_MAX = 128  # units per grouped commit
+GROUP_FLUSHERS = 4  # grouped commits in flight at once
 _PLACEHOLDER = re.compile(r"\?")
 
 
@@ -73,6 +77,9 @@ class PostgresStore(Store):
         self.min_size = min_size
         self.max_size = max_size
         self._listen_conn: asyncpg.Connection | None = None
+        # units marked ``groupable`` wait here to be committed several at a time
+        self._grouped: collections.deque[tuple[Unit[Any], asyncio.Future[Any]]] = collections.deque()
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
@@ -85,6 +92,8 @@ class PostgresStore(Store):
         self._wake(payload.split(","))
 
     async def close(self) -> None:
+        if self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)
         if self._listen_conn is not None:
             await self._listen_conn.close()
         await self._pool.close()
@@ -107,6 +116,11 @@ class PostgresStore(Store):
                 await conn.execute("SELECT pg_advisory_unlock(7262836)")
 
     async def run(self, unit: Unit[T]) -> T:
+        if getattr(unit, "groupable", False):
+            return await self._run_grouped(unit)
+        return await self._run_alone(unit)
+
+    async def _run_alone(self, unit: Unit[T]) -> T:
         async with self._pool.acquire() as conn:
             tx = PostgresTx(conn)
             async with conn.transaction():
@@ -119,3 +133,76 @@ class PostgresStore(Store):
     async def read(self, unit: Unit[T]) -> T:
         async with self._pool.acquire() as conn:
             return await unit(PostgresTx(conn))
+
+    # -- group commit for short units (sends) --
+    #
+    # Sends from one account all update its balance row, and PostgreSQL holds
+    # that row lock until the commit has flushed the WAL: one transaction per
+    # send caps an account at one send per WAL flush. Units marked
+    # ``groupable`` (short, touching only their own rows besides such
+    # counters, and safe to run again) are committed GROUP_MAX at a time on
+    # up to GROUP_FLUSHERS connections. If any unit of a group raises, the
+    # group is rolled back and each of its units is run again alone, so every
+    # caller gets exactly the outcome it would have had alone.
+
+    async def _run_grouped(self, unit: Unit[T]) -> T:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._grouped.append((unit, fut))
+        # (a flusher that just returned is done before its discard callback runs)
+        if sum(1 for t in self._flushers if not t.done()) < GROUP_FLUSHERS:
+            task = asyncio.create_task(self._flush_groups(), name="pg-group-commit")
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
+        return await fut
+
+    async def _flush_groups(self) -> None:
+        while self._grouped:
+            group = [self._grouped.popleft() for _ in range(min(len(self._grouped), GROUP_MAX))]
+            try:
+                await self._commit_group(group)
+            except BaseException as exc:  # the pool or the connection failed: every caller hears of it
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+    async def _commit_group(self, group: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> None:
+        if len(group) == 1:
+            unit, fut = group[0]
+            await self._settle(fut, unit)
+            return
+        results: list[Any] = []
+        failed = False
+        async with self._pool.acquire() as conn:
+            tx = PostgresTx(conn)
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                for unit, _ in group:
+                    results.append(await unit(tx))
+            except Exception:  # noqa: BLE001  (any error: each unit is run again alone below)
+                failed = True
+                await transaction.rollback()
+            else:
+                # a failure here propagates; the pool rolls the connection back on release
+                if tx.topics:
+                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, ",".join(sorted(tx.topics)))
+                await transaction.commit()
+        if failed:
+            # Somebody's unit raised: run each alone so only that one fails.
+            await asyncio.gather(*(self._settle(fut, unit) for unit, fut in group))
+            return
+        for (_, fut), result in zip(group, results):
+            if not fut.done():
+                fut.set_result(result)
+
+    async def _settle(self, fut: asyncio.Future[Any], unit: Unit[Any]) -> None:
+        try:
+            result = await self._run_alone(unit)
+        except Exception as exc:  # noqa: BLE001  (the caller's own error, handed to the caller)
+            if not fut.done():
+                fut.set_exception(exc)
+        else:
+            if not fut.done():
+                fut.set_result(result)
