@@ -46,7 +46,7 @@ class Outcome:
 
 class Dispatcher:
     def __init__(
-        self, store: Store, router: Router, *, batch: int = 500, lease_ms: int = 30_000,
+        self, store: Store, router: Router, *, batch: int = 200, lease_ms: int = 30_000,
         max_attempts: int = 10, poll_s: float = 1.0,
     ) -> None:
         self.store = store
@@ -150,7 +150,8 @@ class Dispatcher:
                 self._outcome_ready.clear()
                 await wait_any(self._outcome_ready, stop, timeout=0.5)
                 continue
-            batch, self._outcomes = self._outcomes[:1000], self._outcomes[1000:]
+            # small batches: on SQLite a unit runs on the event loop, and a long one stalls the API
+            batch, self._outcomes = self._outcomes[:250], self._outcomes[250:]
             try:
                 await self.store.run(lambda tx: self._record(tx, batch))
             except Exception:
