@@ -1,0 +1,188 @@
+"""End to end: HTTP accept -> SMPP submit -> delivery receipt -> callback delivered.
+
+    .venv/bin/python bench/e2e.py                 # SQLite, 60 s of load
+    .venv/bin/python bench/e2e.py --quick         # 10 s smoke run
+    .venv/bin/python bench/e2e.py --pg [URL]      # PostgreSQL (throwaway database)
+
+Processes, each on its own: the SMSC simulator (``ujumbe.channels.smpp.sim``,
+0 ms latency, receipts at once); Ujumbe (``bench/_server.py``: ``ujumbe
+serve --role all`` with an SMPP connector to the simulator); a callback
+receiver answering 200 (``bench/_receiver.py``); wrk POSTing one message per
+request for ``--seconds``. Then it waits until every accepted message has
+had its final callback.
+
+Figures: accepted/s during the load; submitted/s, delivered/s and callbacks/s
+during the load; and end to end: messages / time from the first request to
+the last final callback. Ceiling, same run: the simulator's own submit_sm/s
+taken by a raw pre-encoded blaster (bench/smpp_submit.py's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    BENCH,
+    DEFAULT_PG,
+    PY,
+    UJUMBE,
+    Database,
+    Proc,
+    create_account,
+    database,
+    free_port,
+    need_wrk,
+    py_spy,
+    today,
+    top_of_profile,
+    wait_http,
+    wrk,
+)
+from smpp_submit import run_ceiling
+
+
+def start_line_port(cmd: list[str], log: Path) -> tuple[Proc, int]:
+    proc = Proc(cmd, stdout=subprocess.PIPE, log=log)
+    assert proc.p.stdout is not None
+    line = proc.p.stdout.readline().decode()
+    if ":" not in line:
+        raise SystemExit(f"{cmd[1:3]} did not start: {log.read_text()[-2000:]}")
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+def stage_counts(db: Database) -> dict[str, int]:
+    """Messages per stage, straight from the database."""
+    sql = ("SELECT COUNT(*), SUM(CASE WHEN submitted_at IS NOT NULL THEN 1 ELSE 0 END), "
+           "SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END) FROM messages")
+    if db.url:
+        import asyncpg
+
+        async def q() -> Any:
+            conn = await asyncpg.connect(db.url)
+            try:
+                return await conn.fetchrow(sql)
+            finally:
+                await conn.close()
+
+        row = asyncio.run(q())
+    else:
+        conn = sqlite3.connect(f"file:{db.data_dir / 'ujumbe.db'}?mode=ro", uri=True, timeout=30)
+        row = conn.execute(sql).fetchone()
+        conn.close()
+    return {"accepted": int(row[0] or 0), "submitted": int(row[1] or 0), "delivered": int(row[2] or 0)}
+
+
+def receiver_counts(port: int) -> dict[str, int]:
+    return dict(httpx.get(f"http://127.0.0.1:{port}/count", timeout=5).json())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pg", nargs="?", const=DEFAULT_PG, default=None, help="run on PostgreSQL (admin URL)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="how long wrk sends")
+    ap.add_argument("--quick", action="store_true", help="10 s of load: a smoke run")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--binds", type=int, default=1, help="SMPP binds of the connector")
+    ap.add_argument("--window", type=int, default=64, help="SMPP window per bind")
+    ap.add_argument("--drain-timeout", type=float, default=300.0)
+    ap.add_argument("--profile", action="store_true", help="py-spy the Ujumbe process during the load")
+    ap.add_argument("--no-callbacks", action="store_true",
+                    help="no callback URL: done at the receipt (shows what the callbacks cost)")
+    args = ap.parse_args()
+    if args.quick:
+        args.seconds = 10.0
+    need_wrk()
+    tmp = Path("/tmp")
+    smsc, smpp_port = start_line_port(
+        [PY, "-m", "ujumbe.channels.smpp.sim", "--port", "0", "--latency-ms", "0", "--receipt-delay-ms", "0",
+         "--log-level", "WARNING", "--window", "256", "--uvloop"], tmp / "ujumbe-bench-smsc.log")
+    receiver, rport = start_line_port([PY, str(BENCH / "_receiver.py")], tmp / "ujumbe-bench-receiver.log")
+    server = None
+    try:
+        ceiling = asyncio.run(run_ceiling(smpp_port, 3.0))
+        with database(args.pg) as db:
+            env = dict(db.env, UJUMBE_ALLOW_PRIVATE_CALLBACKS="1")
+            db.env = env
+            account = create_account(db)
+            if not args.no_callbacks:
+                subprocess.run([*UJUMBE, "callbacks", "set", account["account_id"], "--dlr-url",
+                                f"http://127.0.0.1:{rport}/dlr"], env=env, check=True, capture_output=True)
+            port = free_port()
+            server = Proc([PY, str(BENCH / "_server.py"), "--port", str(port), "--role", "all", "--smpp-port",
+                           str(smpp_port), "--binds", str(args.binds), "--window", str(args.window)], env,
+                          log=db.data_dir / "server.log")
+            wait_http(port, proc=server)
+            time.sleep(1.0)  # the connector binds
+            raw = Path(tempfile.gettempdir()) / "ujumbe-e2e.raw"
+            spy = py_spy(server.pid, args.seconds, raw) if args.profile else None
+            t0 = time.perf_counter()
+            load = wrk(port, account["api_key"], args.seconds, args.connections)
+            t_load = time.perf_counter() - t0
+            at_load_end = stage_counts(db)
+            cb_load_end = receiver_counts(rport)
+            total = at_load_end["accepted"]
+            last_progress, last_final = time.perf_counter(), -1
+            t_done = None
+            if spy is not None:
+                spy.wait()
+                print(top_of_profile(raw, 40))
+            while True:
+                counts = stage_counts(db)
+                total = counts["accepted"]
+                got = counts["delivered"] if args.no_callbacks else receiver_counts(rport)["final_ids"]
+                now = time.perf_counter()
+                if got >= total:
+                    t_done = now - t0
+                    break
+                if got != last_final:
+                    last_final, last_progress = got, now
+                if now - last_progress > 30 or now - t0 > args.seconds + args.drain_timeout:
+                    break
+                time.sleep(0.2)
+            final = stage_counts(db)
+            cbs = receiver_counts(rport)
+            cpu = server.cpu_seconds()
+            rss = server.peak_rss_mb()
+            if server.p.poll() is not None:
+                print(server.log.read_text()[-3000:] if server.log else "", file=sys.stderr)
+    finally:
+        if server is not None:
+            server.stop()
+        receiver.stop()
+        smsc.stop()
+
+    print(f"\nend to end on {db.label}{' WITHOUT callbacks' if args.no_callbacks else ''}: wrk {args.connections} connections for {args.seconds:g} s, SMPP sim 0 ms, "
+          f"connector {args.binds} bind(s) x window {args.window}, {today()}")
+    if load.non2xx or load.errors:
+        print(f"!! {load.non2xx} non-2xx answers and {load.errors} socket errors during the load")
+    print(f"{'stage (during the load)':<34}{'count':>9}{'msg/s':>9}")
+    print(f"{'accepted (HTTP 202)':<34}{at_load_end['accepted']:>9}{at_load_end['accepted'] / t_load:>9.0f}")
+    print(f"{'submitted to the SMSC':<34}{at_load_end['submitted']:>9}{at_load_end['submitted'] / t_load:>9.0f}")
+    print(f"{'delivered (receipt recorded)':<34}{at_load_end['delivered']:>9}{at_load_end['delivered'] / t_load:>9.0f}")
+    print(f"{'final callbacks received':<34}{cb_load_end['final_ids']:>9}{cb_load_end['final_ids'] / t_load:>9.0f}")
+    complete = (args.no_callbacks or cbs["final_ids"] >= total) and final["delivered"] >= total
+    e2e = total / t_done if t_done else float("nan")
+    print(f"{'end to end (all ' + str(total) + ' done)':<34}{'' if complete else 'INCOMPLETE':>9}{e2e:>9.0f}"
+          f"   in {t_done or float('nan'):.1f} s")
+    print(f"receipts recorded {final['delivered']}/{total}; callbacks: {json.dumps(cbs)}")
+    print(f"SMPP peer ceiling (raw blaster, same simulator): {ceiling:.0f} submit_sm/s;"
+          f" e2e/ceiling = {e2e / ceiling:.2f}")
+    print(f"ujumbe process: {cpu:.1f} s CPU ({cpu / total * 1e6 if total else 0:.0f} us per message), "
+          f"peak RSS {rss:.0f} MB; accept p50 {load.p50_ms:.1f} ms p99 {load.p99_ms:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
