@@ -127,14 +127,21 @@ def make_settings(tmp_path: Path, database_url: str | None, **overrides: Any) ->
     return settings
 
 
-@pytest.fixture
-async def platform(tmp_path: Path, database_url: str | None) -> AsyncIterator[Platform]:
-    p = Platform(make_settings(tmp_path, database_url))
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, database_url: str | None, **overrides: Any) -> AsyncIterator[Platform]:
+    """A started platform (API services and every worker) for one test."""
+    p = Platform(make_settings(tmp_path, database_url, **overrides))
     await p.start("all")
     try:
         yield p
     finally:
         await p.stop()
+
+
+@pytest.fixture
+async def platform(tmp_path: Path, database_url: str | None) -> AsyncIterator[Platform]:
+    async with running(tmp_path, database_url) as p:
+        yield p
 
 
 @contextlib.asynccontextmanager
@@ -154,11 +161,18 @@ async def serving(app: Any) -> AsyncIterator[str]:
         await task
 
 
+@contextlib.asynccontextmanager
+async def client_of(platform: Platform, timeout: float = 30) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client to ``platform``'s app served on a real socket."""
+    async with serving(create_app(platform, manage_platform=False)) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=timeout) as client:
+            yield client
+
+
 @pytest.fixture
 async def api(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(create_app(platform, manage_platform=False)) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            yield client
+    async with client_of(platform) as client:
+        yield client
 
 
 @dataclass

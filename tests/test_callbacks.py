@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import Receiver, auth, eventually, make_account, make_settings, serving
+from tests.conftest import Receiver, auth, eventually, make_account, running, serving
 from ujumbe.http.app import create_app
 from ujumbe.runtime import Platform
 
@@ -13,12 +13,8 @@ from ujumbe.runtime import Platform
 @pytest.fixture
 async def quick_platform(tmp_path, database_url):  # type: ignore[no-untyped-def]
     # the full schedule (about a day of tries) shrunk to a few seconds
-    p = Platform(make_settings(tmp_path, database_url, callback_delay_scale=0.0001))
-    await p.start("all")
-    try:
+    async with running(tmp_path, database_url, callback_delay_scale=0.0001) as p:
         yield p
-    finally:
-        await p.stop()
 
 
 async def test_failing_receiver_gets_retries_until_it_answers(quick_platform: Platform, receiver: Receiver) -> None:

@@ -17,11 +17,10 @@ import pytest
 
 from ujumbe.channels.smpp import pdu as P
 from ujumbe.services import smpp_credentials
-from ujumbe.http.app import create_app
 from ujumbe.runtime import Platform
 from ujumbe.store import now_ms
 
-from tests.conftest import auth, eventually, make_account, make_settings, serving
+from tests.conftest import auth, eventually, make_account, client_of, running
 
 smpplib = pytest.importorskip("smpplib")
 import smpplib.client  # noqa: E402
@@ -32,19 +31,14 @@ import smpplib.exceptions  # noqa: E402
 @pytest.fixture
 async def platform(tmp_path: Path, database_url: str | None) -> AsyncIterator[Platform]:
     """The conftest platform, plus the customers' SMPP server on a free port."""
-    p = Platform(make_settings(tmp_path, database_url, smpp_port=0))
-    await p.start("all")
-    try:
+    async with running(tmp_path, database_url, smpp_port=0) as p:
         yield p
-    finally:
-        await p.stop()
 
 
 @pytest.fixture
 async def api(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(create_app(platform, manage_platform=False)) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            yield client
+    async with client_of(platform) as client:
+        yield client
 
 
 class Esme:

@@ -18,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Receiver, auth, eventually, make_account, make_settings, serving
-from ujumbe.http.app import create_app
+from tests.conftest import Receiver, auth, eventually, make_account, client_of, running
 from ujumbe.runtime import Platform
 from ujumbe.store import now_ms
 
@@ -111,19 +110,14 @@ async def peer(smscs: list[NodeSmsc], tmp_path: Path, name: str, **kw: Any) -> N
 @pytest.fixture
 async def operator_platform(tmp_path: Path, database_url: str | None) -> AsyncIterator[Platform]:
     """A platform with no simulator: every message goes to a real SMPP peer."""
-    p = Platform(make_settings(tmp_path, database_url, simulator=False, admin_token=ADMIN, callback_delay_scale=0.01))
-    await p.start("all")
-    try:
+    async with running(tmp_path, database_url, simulator=False, admin_token=ADMIN, callback_delay_scale=0.01) as p:
         yield p
-    finally:
-        await p.stop()
 
 
 @pytest.fixture
 async def api(operator_platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(create_app(operator_platform, manage_platform=False)) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-            yield client
+    async with client_of(operator_platform, timeout=60) as client:
+        yield client
 
 
 async def add_connector(api: httpx.AsyncClient, name: str, port: int, **kw: Any) -> None:

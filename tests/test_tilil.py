@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Received, Receiver, auth, eventually, make_account, make_settings, serving
+from tests.conftest import Received, Receiver, auth, eventually, make_account, client_of, running
 from ujumbe.channels.base import Inbound
-from ujumbe.http.app import create_app
 from ujumbe.runtime import Platform
 from ujumbe.store import now_ms
 
@@ -174,19 +173,14 @@ DLR_LINE = re.compile(r"^(\d+);Success;(\d+);(\w+);(\d{4}-\d\d-\d\d \d\d:\d\d:\d
 
 @pytest.fixture
 async def tplatform(tmp_path, database_url) -> AsyncIterator[Platform]:  # type: ignore[no-untyped-def]
-    p = Platform(make_settings(tmp_path, database_url, callback_delay_scale=0.001))
-    await p.start("all")
-    try:
+    async with running(tmp_path, database_url, callback_delay_scale=0.001) as p:
         yield p
-    finally:
-        await p.stop()
 
 
 @pytest.fixture
 async def tapi(tplatform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(create_app(tplatform, manage_platform=False)) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            yield client
+    async with client_of(tplatform) as client:
+        yield client
 
 
 async def tilil_account(api: httpx.AsyncClient, platform: Platform, credits: str | None = "149",
