@@ -180,3 +180,16 @@ async def test_api_and_two_workers_share_postgres_without_double_sends(tmp_path:
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
     finally:
         await conn.close()
+
+
+async def test_a_second_server_on_the_same_embedded_database_is_refused(tmp_path: Path) -> None:
+    env = env_for(tmp_path / "data", None)
+    first = await start_server(env, free_port())
+    try:
+        second = subprocess.run([*UJUMBE, "serve", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=30)
+        assert second.returncode != 0
+        assert "Another Ujumbe server is running" in second.stderr
+    finally:
+        stop(first)
+    again = await start_server(env, free_port())  # the lock went with the first server
+    stop(again)

@@ -8,7 +8,9 @@ nothing below this module knows how the pieces were put together.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+from pathlib import Path
 from typing import Any
 
 from ujumbe.channels.base import Channel
@@ -69,6 +71,8 @@ class Platform:
 
     async def start(self, role: str = "all") -> None:
         self.role = role
+        if self.store.dialect == "sqlite":
+            self._lock_data_dir()
         await self.open()
         if role in ("worker", "all"):
             await self.start_workers()
@@ -102,6 +106,21 @@ class Platform:
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
         if self.simulator is not None:
             await self._replay_simulator()
+
+    def _lock_data_dir(self) -> None:
+        """The embedded store counts message ids and owns every lease in one
+        process: a second server on the same database would double-send."""
+        path = Path(self.store.path).with_suffix(".lock")  # type: ignore[attr-defined]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(path, "a+")  # noqa: SIM115  (held until the process ends)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise RuntimeError(
+                f"Another Ujumbe server is running on {self.store.path}; the embedded database takes one. "  # type: ignore[attr-defined]
+                "Stop it, use another --data-dir, or share PostgreSQL (UJUMBE_DATABASE_URL) to run several."
+            ) from None
 
     async def _supervise(self, name: str, worker: Any) -> None:
         """Restart a worker that crashed; the work it held is leased, not lost."""
@@ -138,6 +157,8 @@ class Platform:
         for channel in self.channels.values():
             await channel.stop()
         await self.store.close()
+        if getattr(self, "_lock_file", None) is not None:
+            self._lock_file.close()  # releases the lock
 
     async def _webhook_secret(self, account_id: str) -> str:
         account = await self.accounts.get(account_id)
