@@ -74,3 +74,13 @@ async def test_openapi_document_and_docs_page(api: httpx.AsyncClient) -> None:
     assert "to" in doc["components"]["schemas"]["SendBody"]["properties"]
     page = await api.get("/docs")
     assert page.status_code == 200 and "openapi.json" in page.text
+
+
+async def test_a_lost_database_is_a_503_not_a_500(platform: Platform, api: httpx.AsyncClient, backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("only a server database can go away under a running process")
+    account = await make_account(platform)
+    await platform.store._pool.close()  # type: ignore[attr-defined]
+    r = await api.post("/v1/messages", headers=auth(account), json={"to": "0708400000", "text": "hi"})
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "database_unavailable"

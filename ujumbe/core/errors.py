@@ -6,7 +6,7 @@ from __future__ import annotations
 
 class UjumbeError(Exception):
     code = "error"
-    kind = "invalid"  # invalid | unauthorized | forbidden | not_found | conflict | payment | rate_limited | unavailable
+    kind = "invalid"  # invalid | unauthorized | forbidden | not_found | conflict | payment | rate_limited | unavailable | down
 
     def __init__(self, message: str, *, code: str | None = None, **details: object) -> None:
         super().__init__(message)
@@ -48,3 +48,10 @@ class RateLimited(UjumbeError):
 class ChannelUnavailable(UjumbeError):
     code = "channel_not_configured"
     kind = "unavailable"
+
+
+class StoreUnavailable(UjumbeError):
+    """The database cannot be reached; nothing was done, the client may retry."""
+
+    code = "database_unavailable"
+    kind = "down"

@@ -17,14 +17,13 @@ import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import msgspec
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ujumbe.core import numbers
-from ujumbe.core.errors import InsufficientCredit, NotFound, UjumbeError, Unauthorized
+from ujumbe.core.errors import InsufficientCredit, NotFound, StoreUnavailable, UjumbeError, Unauthorized
 from ujumbe.core.pricing import display
 from ujumbe.core.states import TILIL_DELIVERY, State, tilil_delivery_code
 from ujumbe.http.common import JSON, services
@@ -101,7 +100,7 @@ def network_id(network: str | None) -> str:
 
 def system_code(exc: BaseException) -> str:
     """1007 when the database cannot be reached, else 1005: never a 500."""
-    if isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)):
+    if isinstance(exc, (StoreUnavailable, OSError)):
         return "1007"
     return "1005"
 

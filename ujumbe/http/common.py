@@ -28,6 +28,7 @@ STATUS_BY_KIND = {
     "payment": 402,
     "rate_limited": 429,
     "unavailable": 422,
+    "down": 503,
 }
 
 

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
 import asyncpg
 
+from ujumbe.core.errors import StoreUnavailable
 from ujumbe.store.base import MIGRATIONS_TABLE, Row, Store, T, Unit
 
 log = logging.getLogger("ujumbe.store")
 
 CHANNEL = "ujumbe"
+_CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 GROUP_MAX = 128  # units per grouped commit
 GROUP_FLUSHERS = 4  # grouped commits in flight at once
 _PLACEHOLDER = re.compile(r"\?")
@@ -121,7 +124,7 @@ class PostgresStore(Store):
         return await self._run_alone(unit)
 
     async def _run_alone(self, unit: Unit[T]) -> T:
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             tx = PostgresTx(conn)
             async with conn.transaction():
                 result = await unit(tx)
@@ -131,8 +134,18 @@ class PostgresStore(Store):
         return result
 
     async def read(self, unit: Unit[T]) -> T:
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             return await unit(PostgresTx(conn))
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; losing the server is StoreUnavailable, which
+        every entry point can answer in its own words (e.g. Tilil's 1007)."""
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _CONNECTION_ERRORS as exc:
+            raise StoreUnavailable("The database cannot be reached; try again shortly") from exc
 
     # -- group commit for short units (sends) --
     #
@@ -174,7 +187,7 @@ class PostgresStore(Store):
             return
         results: list[Any] = []
         failed = False
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             tx = PostgresTx(conn)
             transaction = conn.transaction()
             await transaction.start()
