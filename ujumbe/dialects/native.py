@@ -561,8 +561,8 @@ def dlr_payload(msg: dict[str, Any], event: callbacks.Event) -> dict[str, Any] |
     state = State(event.state)
     if state in (State.ACCEPTED, State.QUEUED):
         return None  # the API answer already said so
-    if state == State.REJECTED and msg["parts"] == 0:
-        return None  # rejected at accept (stored with no parts): the API answer listed it
+    if event.at_accept:
+        return None  # the API answer already listed it
     return {
         "type": "message.status",
         "data": {

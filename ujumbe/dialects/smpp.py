@@ -198,7 +198,7 @@ def dlr_payload(msg: dict[str, Any], event: callbacks.Event) -> dict[str, Any] |
     state = State(event.state)
     if not state.final:
         return None
-    if state == State.REJECTED and msg["parts"] == 0:
+    if event.at_accept:
         return None  # rejected at accept: the submit_sm_resp already said so
     meta = _meta(msg)
     if meta.get("registered_delivery") == 2 and state == State.DELIVERED:

@@ -412,7 +412,7 @@ def dlr_payload(msg: dict[str, Any], event: callbacks.Event) -> dict[str, Any] |
     # Only final outcomes: Tilil clients treat each push as *the* report.
     if not state.final:
         return None
-    if state == State.REJECTED and msg["parts"] == 0:
+    if event.at_accept:
         return None  # refused at sendsms: the API answer already said so
     code, desc = delivery_code(state, event.reason, event.error_code)
     when = local_time(event.at, msg["recipient"])

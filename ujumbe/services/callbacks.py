@@ -30,6 +30,9 @@ class Event:
     at: int
     error_code: str | None = None
     reason: str | None = None
+    # refused while accepting the request: the client's answer already said
+    # so, and a dialect may not want to repeat it in a callback
+    at_accept: bool = False
 
 
 @dataclass(slots=True)

@@ -256,7 +256,7 @@ class Messaging:
                 # callback; each dialect's Format decides whether to send one.
                 for msg in await q.messages_by_ids(tx, list(rejected)):
                     r = rejected[msg["id"]]
-                    await enqueue_dlr(tx, msg, Event(State.REJECTED.value, now, r.error_code, r.error))
+                    await enqueue_dlr(tx, msg, Event(State.REJECTED.value, now, r.error_code, r.error, at_accept=True))
             if outbox:
                 tx.notify("outbox")
             if balance is None:
