@@ -16,6 +16,7 @@ from ujumbe.store import messages as q
 log = logging.getLogger("ujumbe.schedules")
 
 EARLY_RECEIPT_TTL_MS = 7 * 86400 * 1000
+EARLY_MATCH_WINDOW_MS = 10 * 60 * 1000
 
 
 class Sweeper:
@@ -50,10 +51,12 @@ class Sweeper:
         in two transactions that never see each other; this pass catches them.
         """
         lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+        # The race it mends lasts milliseconds; a receipt still unmatched after
+        # ten minutes belongs to nothing we sent and is only kept for the record.
         rows = await tx.fetch(
             "SELECT operator_id, connector, state, at, error_code, reason, received_at FROM early_receipts "
-            f"ORDER BY received_at LIMIT ?{lock}",
-            self.batch,
+            f"WHERE received_at > ? ORDER BY received_at LIMIT ?{lock}",
+            now_ms() - EARLY_MATCH_WINDOW_MS, self.batch,
         )
         for row in rows:
             receipt = Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "")
