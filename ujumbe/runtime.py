@@ -76,6 +76,11 @@ class Platform:
         await self.open()
         if role in ("worker", "all"):
             await self.start_workers()
+        if not await self.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM accounts")):
+            log.info(
+                "no accounts yet; create one with: ujumbe accounts create --name NAME --email EMAIL "
+                "--password PASSWORD --credits 100"
+            )
 
     async def start_workers(self) -> None:
         if self.store.dialect == "sqlite":
