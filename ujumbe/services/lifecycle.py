@@ -62,10 +62,15 @@ async def _settle(tx: Tx, msg: dict[str, Any], final: State) -> str:
 
 async def apply_part_state(
     tx: Tx, msg: dict[str, Any], part: int, state: State, at: int, *, detail: str | None,
-    error_code: str | None = None, reason: str | None = None,
+    error_code: str | None = None, reason: str | None = None, parts: dict[int, str] | None = None,
 ) -> bool:
-    """Record one part's receipt and fold all parts into the message's state."""
-    parts = dict(await q.part_states(tx, msg["id"]))
+    """Record one part's receipt and fold all parts into the message's state.
+
+    ``parts`` (part -> state), when the caller loaded them, is kept up to date
+    in place, so several receipts of one message can be applied in a row.
+    """
+    if parts is None:
+        parts = dict(await q.part_states(tx, msg["id"]))
     old = State(parts.get(part, State.SUBMITTED.value))
     if may_follow(old, state):
         await q.set_part_state(tx, msg["id"], part, state.value, at)

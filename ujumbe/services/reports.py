@@ -27,27 +27,57 @@ from ujumbe.aio import wait_any
 log = logging.getLogger("ujumbe.reports")
 
 
-async def apply_receipt(tx: Tx, r: Receipt) -> bool:
-    """Apply one receipt; False when no submitted part matches it (yet)."""
-    found = await q.parts_by_operator_id(tx, r.channel, id_variants(r.operator_id))
-    if not found:
-        return False
-    for message_id, part in found:
-        msg = await q.message(tx, message_id)
-        if msg is None:
+async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
+    """Apply receipts in the order they came; returns those that match no
+    submitted part (yet). Parts, messages and part states are looked up for
+    the whole batch at once rather than receipt by receipt."""
+    by_connector: dict[str, list[Receipt]] = {}
+    for r in receipts:
+        by_connector.setdefault(r.channel, []).append(r)
+    hits: dict[int, list[tuple[int, int]]] = {}  # id(receipt) -> its (message, part)s
+    for connector, rs in by_connector.items():
+        variants = sorted({v for r in rs for v in id_variants(r.operator_id)})
+        found: dict[str, list[tuple[int, int]]] = {}
+        for message_id, part, op_id in await q.parts_by_operator_ids(tx, connector, variants):
+            found.setdefault(op_id, []).append((message_id, part))
+        for r in rs:
+            matches = {m for v in id_variants(r.operator_id) for m in found.get(v, ())}
+            if matches:
+                hits[id(r)] = sorted(matches)
+    ids = sorted({mid for matches in hits.values() for mid, _ in matches})
+    msgs = {m["id"]: m for m in await q.messages_by_ids(tx, ids)}
+    states = await q.part_states_of(tx, ids)
+    unmatched = []
+    for r in receipts:
+        matches = hits.get(id(r))
+        if not matches:
+            unmatched.append(r)
             continue
         detail = f"receipt {r.operator_id}: {r.raw or r.state.value}"[:300]
-        await apply_part_state(
-            tx, msg, part, r.state, r.at, detail=detail, error_code=r.error_code or None, reason=r.reason or None
-        )
-    return True
+        for message_id, part in matches:
+            msg = msgs.get(message_id)
+            if msg is None:
+                continue
+            await apply_part_state(
+                tx, msg, part, r.state, r.at, detail=detail, error_code=r.error_code or None,
+                reason=r.reason or None, parts=states.setdefault(message_id, {}),
+            )
+    return unmatched
+
+
+async def apply_receipt(tx: Tx, r: Receipt) -> bool:
+    """Apply one receipt; False when no submitted part matches it (yet)."""
+    return not await apply_receipts(tx, [r])
 
 
 async def apply_early_receipts(tx: Tx, connector: str, operator_ids: list[str]) -> None:
     variants = [v for op in operator_ids for v in id_variants(op)]
-    for row in await q.take_early_receipts(tx, connector, variants):
-        r = Receipt(connector, row["operator_id"], State(row["state"]), row["at"], row["error_code"] or "", row["reason"] or "")
-        await apply_receipt(tx, r)
+    early = [
+        Receipt(connector, row["operator_id"], State(row["state"]), row["at"], row["error_code"] or "", row["reason"] or "")
+        for row in await q.take_early_receipts(tx, connector, variants)
+    ]
+    if early:
+        await apply_receipts(tx, sorted(early, key=lambda r: r.at))
 
 
 class Reports:
@@ -112,11 +142,8 @@ class Reports:
 
     async def _apply(self, tx: Tx, receipts: list[Receipt], inbound: list[Inbound]) -> None:
         now = now_ms()
-        for r in receipts:
-            if not await apply_receipt(tx, r):
-                await q.insert_early_receipt(
-                    tx, (r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now)
-                )
+        for r in await apply_receipts(tx, receipts):
+            await q.insert_early_receipt(tx, (r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now))
         for m in inbound:
             await record_inbound(tx, m)
 

@@ -156,13 +156,32 @@ async def insert_parts(tx: Tx, rows: list[tuple[int, int, str, str, str, int]]) 
     )
 
 
-async def parts_by_operator_id(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[tuple[int, int]]:
-    marks = ",".join("?" * len(operator_ids))
-    rows = await tx.fetch(
-        f"SELECT message_id, part FROM message_parts WHERE operator_id IN ({marks}) AND connector = ?",
-        *operator_ids, connector,
-    )
-    return [(r[0], r[1]) for r in rows]
+async def parts_by_operator_ids(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(message_id, part, operator_id) for every part with one of these ids."""
+    out: list[tuple[int, int, str]] = []
+    for start in range(0, len(operator_ids), 400):  # SQLite caps bound parameters
+        chunk = operator_ids[start : start + 400]
+        rows = await tx.fetch(
+            f"SELECT message_id, part, operator_id FROM message_parts WHERE operator_id IN ({','.join('?' * len(chunk))}) "
+            "AND connector = ?",
+            *chunk, connector,
+        )
+        out.extend((r[0], r[1], r[2]) for r in rows)
+    return out
+
+
+async def part_states_of(tx: Tx, message_ids: Sequence[int]) -> dict[int, dict[int, str]]:
+    """Every part's state, by message."""
+    out: dict[int, dict[int, str]] = {}
+    for start in range(0, len(message_ids), 400):
+        chunk = message_ids[start : start + 400]
+        rows = await tx.fetch(
+            f"SELECT message_id, part, state FROM message_parts WHERE message_id IN ({','.join('?' * len(chunk))})",
+            *chunk,
+        )
+        for r in rows:
+            out.setdefault(r[0], {})[r[1]] = r[2]
+    return out
 
 
 async def part_states(tx: Tx, message_id: int) -> list[tuple[int, str]]:
