@@ -63,7 +63,6 @@ from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
 from ujumbe.services import smpp_credentials
 from ujumbe.services.messaging import SendRequest
-from ujumbe.store import Tx, now_ms
 
 log = logging.getLogger("ujumbe.smpp.customers")
 
@@ -350,15 +349,8 @@ class SmppGateway:
     async def _wake(self, account_id: str) -> None:
         """Receipts and MOs that waited for this customer are due now, not at their next retry."""
 
-        async def unit(tx: Tx) -> None:
-            await tx.execute(
-                "UPDATE callbacks SET due_at = ? WHERE url = ? AND status = 'pending' AND lease_owner IS NULL",
-                now_ms(), smpp_url(account_id),
-            )
-            tx.notify("callbacks")
-
         try:
-            await self.platform.store.run(unit)
+            await self.platform.callback_log.due_now(smpp_url(account_id))
         except Exception:
             log.exception("waking queued deliveries for %s failed; they go at their next retry", account_id)
 

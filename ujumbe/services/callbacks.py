@@ -167,6 +167,19 @@ class CallbackLog:
         rows = await self.store.read(lambda tx: tx.fetch(sql, *args, limit))
         return [{k: r[k] for k in r.keys()} for r in rows]
 
+    async def due_now(self, url: str) -> None:
+        """Pending callbacks to ``url`` go now rather than at their next retry
+        (e.g. when an SMPP customer binds again)."""
+
+        async def unit(tx: Tx) -> None:
+            await tx.execute(
+                "UPDATE callbacks SET due_at = ? WHERE url = ? AND status = 'pending' AND lease_owner IS NULL",
+                now_ms(), url,
+            )
+            tx.notify("callbacks")
+
+        await self.store.run(unit)
+
     async def retry(self, account_id: str, callback_id: int) -> None:
         async def unit(tx: Tx) -> bool:
             row = await tx.fetchrow(
