@@ -6,8 +6,10 @@
 
 Each answer comes only after the message is durable (SQLite: fsync'd group
 commit; PostgreSQL: committed). The server is ``ujumbe serve --role api`` (no
-workers: accept measured alone) and then ``--role all`` (workers dispatching
-to the built-in simulator at the same time), each in its own process. The
+workers: accept measured alone), then ``--role all`` (workers dispatching
+to the built-in simulator at the same time, in the same process), then
+``api+worker``: the same work as ``all`` split into an API process and a
+worker process, so each gets a core. The
 ceiling is a trivial handler on the same stack (Starlette + uvicorn, same
 settings) answering a small JSON, measured in the same run. Load comes from
 ``wrk`` (one thread, its own process) with a Lua script POSTing one distinct
@@ -28,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     DEFAULT_PG,
+    UJUMBE,
+    Proc,
     create_account,
     database,
     free_port,
@@ -46,7 +50,7 @@ def main() -> None:
     ap.add_argument("--pg", nargs="?", const=DEFAULT_PG, default=None, help="run on PostgreSQL (admin URL)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--roles", nargs="+", default=["api", "all"], choices=["api", "all"])
+    ap.add_argument("--roles", nargs="+", default=["api", "all", "api+worker"], choices=["api", "all", "api+worker"])
     ap.add_argument("--profile", action="store_true", help="py-spy the api server during its run")
     args = ap.parse_args()
     need_wrk()
@@ -67,7 +71,13 @@ def main() -> None:
         for role in args.roles:
             port = free_port()
             # receipts quickly, so --role all also records them while accepting
-            server = serve_ujumbe(db, role, port, {"UJUMBE_SIM_RECEIPT_DELAY_MS": "10-50"})
+            fast_receipts = {"UJUMBE_SIM_RECEIPT_DELAY_MS": "10-50"}
+            server = serve_ujumbe(db, role.split("+")[0], port, fast_receipts)
+            # api+worker: the same work as --role all, in two processes (two cores)
+            worker = (
+                Proc([*UJUMBE, "serve", "--role", "worker"], dict(db.env, **fast_receipts), log=db.data_dir / "serve-worker.log")
+                if role == "api+worker" else None
+            )
             try:
                 wrk(port, account["api_key"], 2, args.connections)  # warm-up: caches, JIT-free but page cache
                 spy = None
@@ -87,6 +97,8 @@ def main() -> None:
                     print(top_of_profile(raw))
             finally:
                 server.stop()
+                if worker is not None:
+                    worker.stop()
 
     print(f"\naccept on {db.label}, {args.connections} connections, wrk 1 thread, {args.seconds:g} s runs, {today()}")
     print(f"{'name':<28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/req':>11}{'ceiling/s':>11}{'ratio':>8}")

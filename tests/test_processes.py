@@ -193,3 +193,33 @@ async def test_a_second_server_on_the_same_embedded_database_is_refused(tmp_path
         stop(first)
     again = await start_server(env, free_port())  # the lock went with the first server
     stop(again)
+
+
+async def test_api_and_worker_processes_share_the_embedded_database(tmp_path: Path) -> None:
+    env = env_for(tmp_path / "data", None)
+    env["UJUMBE_SMPP_PORT"] = "off"
+    account = cli(env, "accounts", "create", "--name", "Split", "--email", "s@example.com", "--password", "pass-word-1", "--credits", "1000")
+    headers = {"authorization": f"Bearer {account['api_key']}"}
+    port = free_port()
+    api = await start_server(env, port, role="api")
+    worker = await start_server(env, 0, role="worker")
+    try:
+        # an all-in-one server would take back the others' leases: refused
+        alone = subprocess.run([*UJUMBE, "serve", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=30)
+        assert alone.returncode != 0 and "--role all uses the embedded database alone" in alone.stderr
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            ids = []
+            for batch in range(4):
+                r = await client.post("/v1/messages", headers=headers, json={"to": [f"0712{batch:02d}{i:03d}9" for i in range(25)], "text": "split"})
+                assert r.status_code == 202, r.text
+                ids.extend(m["id"] for m in r.json()["messages"])
+            assert len(set(ids)) == 100
+
+            async def done() -> bool:
+                page = (await client.get("/v1/messages", headers=headers, params={"state": "delivered", "limit": 500})).json()
+                return len(page["data"]) == len(ids)
+
+            await eventually(done, timeout=60, interval=0.5)
+    finally:
+        stop(api)
+        stop(worker)

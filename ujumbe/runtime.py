@@ -83,9 +83,9 @@ class Platform:
             )
 
     async def start_workers(self) -> None:
-        if self.store.dialect == "sqlite":
-            # The embedded store has one process: any lease left behind is from a
-            # previous run that died, so its messages are due now, not when it expires.
+        if self.store.dialect == "sqlite" and self.role == "all":
+            # This process owns the embedded store (see _lock_data_dir): any lease
+            # left behind is from a run that died, so its messages are due now.
             await self.store.run(
                 lambda tx: tx.execute(
                     "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE lease_owner IS NOT NULL", now_ms()
@@ -113,18 +113,21 @@ class Platform:
             await self._replay_simulator()
 
     def _lock_data_dir(self) -> None:
-        """The embedded store counts message ids and owns every lease in one
-        process: a second server on the same database would double-send."""
+        """A role-``all`` server owns the embedded database alone: it takes
+        back every lease at start, which would double-send if another process
+        were working. Separate ``api`` and ``worker`` processes on one machine
+        may share it (their leases simply expire)."""
         path = Path(self.store.path).with_suffix(".lock")  # type: ignore[attr-defined]
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(path, "a+")  # noqa: SIM115  (held until the process ends)
         try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_file, (fcntl.LOCK_EX if self.role == "all" else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_file.close()
             raise RuntimeError(
-                f"Another Ujumbe server is running on {self.store.path}; the embedded database takes one. "  # type: ignore[attr-defined]
-                "Stop it, use another --data-dir, or share PostgreSQL (UJUMBE_DATABASE_URL) to run several."
+                f"Another Ujumbe server is running on {self.store.path}. A server with --role all uses the "  # type: ignore[attr-defined]
+                "embedded database alone; stop it, use another --data-dir, run --role api and --role worker "
+                "processes instead, or share PostgreSQL (UJUMBE_DATABASE_URL)."
             ) from None
 
     async def _supervise(self, name: str, worker: Any) -> None:

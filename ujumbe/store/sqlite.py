@@ -106,6 +106,8 @@ class SqliteStore(Store):
         self._w.execute(MIGRATIONS_TABLE)
 
     def _allocate(self, table: str, n: int, conn: sqlite3.Connection) -> list[int]:
+        # Read once per batch under the write lock, so an API and a worker
+        # process sharing the file never hand out the same id.
         start = self._next.get(table)
         if start is None:
             start = (conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]) + 1
@@ -161,8 +163,9 @@ class SqliteStore(Store):
             batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
             outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             topics: set[str] = set()
-            saved_next = dict(self._next)
-            conn.execute("BEGIN IMMEDIATE")
+            self._next = {}
+            # On a thread: another process may hold the write lock for a moment.
+            await loop.run_in_executor(self._committer, conn.execute, "BEGIN IMMEDIATE")
             for unit, fut in batch:
                 tx = SqliteTx(conn, self)
                 conn.execute("SAVEPOINT unit")
@@ -186,7 +189,6 @@ class SqliteStore(Store):
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-                self._next = saved_next
                 for fut, _, _ in outcomes:
                     if not fut.done():
                         fut.set_exception(exc)
