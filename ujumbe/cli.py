@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=int(os.environ.get("UJUMBE_PORT", "8080")))
     p.add_argument("--data-dir", default=argparse.SUPPRESS)
     p.add_argument("--role", choices=("all", "api", "worker"), default="all",
-                   help="api and worker processes can run apart when they share PostgreSQL")
+                   help="api and worker processes can run apart: on PostgreSQL, or on one machine's embedded database")
     p.set_defaults(func=serve)
 
     admin_command(sub.add_parser("migrate", help="apply schema migrations"), _migrate)
