@@ -12,10 +12,8 @@ the same options as ``ujumbe serve``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -44,21 +42,9 @@ def main() -> None:
                                       window=args.window, name="smsc"))
     platform = Platform(settings, channels=channels)
     if args.role == "worker":
-        async def run() -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await platform.start("worker")
-            await stop.wait()
-            await platform.stop()
+        from ujumbe.cli import run_worker
 
-        try:
-            import uvloop
-
-            uvloop.run(run())
-        except ImportError:
-            asyncio.run(run())
+        run_worker(platform)
         return
     import uvicorn
 

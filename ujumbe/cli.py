@@ -73,13 +73,14 @@ def serve(args: argparse.Namespace) -> int:
     where = settings.database_url.split("@")[-1] if settings.database_url else str(settings.data_dir / "ujumbe.db")
     logging.getLogger("ujumbe").info("starting role=%s store=%s", args.role, where)
     if args.role == "worker":
-        return _run_worker(platform)
+        return run_worker(platform)
     app = create_app(platform, role=args.role)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, loop="auto", http="auto")
     return 0
 
 
-def _run_worker(platform: Any) -> int:
+def run_worker(platform: Any) -> int:
+    """Run ``platform``'s workers (no HTTP) until SIGINT or SIGTERM."""
     import signal
 
     async def main() -> None:
@@ -91,7 +92,12 @@ def _run_worker(platform: Any) -> int:
         await stop.wait()
         await platform.stop()
 
-    asyncio.run(main())
+    try:
+        import uvloop  # installed with uvicorn[standard]; the same loop as the API's
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
     return 0
 
 
