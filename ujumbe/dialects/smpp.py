@@ -46,6 +46,7 @@ from ujumbe.channels.smpp.pdu import (
     Pdu,
     SmppError,
 )
+from ujumbe.channels.smpp.client import address_ton_npi
 from ujumbe.channels.smpp.receipts import receipt_pdu
 from ujumbe.channels.smpp.server import SmppServer
 from ujumbe.channels.smpp.session import RequestTimeout, SessionClosed, SmppSession
@@ -161,13 +162,10 @@ def _error_status(exc: UjumbeError) -> int:
 
 
 def _ton_npi(addr: str) -> tuple[int, int]:
-    if not addr:
-        return 0, 0
-    if not addr.lstrip("+").isdigit():
-        return 5, 0  # alphanumeric
-    if len(addr.lstrip("+")) >= 10:
-        return 1, 1  # international, E.164
-    return 0, 1  # a short code
+    try:
+        return address_ton_npi(addr)
+    except ValueError:
+        return 0, 1  # too long for E.164: say "unknown" and let the customer read it
 
 
 # --- states -> deliver_sm (the callbacks Format) --------------------------------------

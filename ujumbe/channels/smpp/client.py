@@ -78,6 +78,16 @@ DEFAULT_TON_NPI: dict[str, tuple[int, int]] = {
     "shortcode": (0, 1),
     "international": (1, 1),
 }
+
+
+def address_ton_npi(addr: str, table: dict[str, tuple[int, int]] = DEFAULT_TON_NPI) -> tuple[int, int]:
+    """TON/NPI for an address by its kind; (0, 0) for an empty one. Raises
+    ValueError for a number too long to be E.164."""
+    if not addr.strip():
+        return 0, 0
+    return table[classify_sender(addr)]
+
+
 # UDH capacity with the 7-octet 16-bit-reference header: 152 septets / 66 UCS-2 units.
 _UDH16_GSM7 = 152
 _UDH16_UCS2 = 66
