@@ -17,7 +17,7 @@ from starlette.responses import Response
 from ujumbe.core.errors import Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
-from ujumbe.http.common import JSON, bearer, client_address, error_status, read_json, services
+from ujumbe.http.common import JSON, bearer, client_address, error_status, handles_errors, read_json, services
 from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
@@ -285,21 +285,9 @@ def message_out(m: dict[str, Any]) -> MessageOut:
     )
 
 
-def handles_errors(handler: Any) -> Any:
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except UjumbeError as exc:
-            return error_response(exc)
-
-    wrapped.__name__ = handler.__name__
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
-
-
 def route(method: str, path: str, **kw: Any) -> Any:
     def register(handler: Any) -> Any:
-        return api.route(method, path, **kw)(handles_errors(handler))
+        return api.route(method, path, **kw)(handles_errors(handler, error_response))
 
     return register
 

@@ -11,7 +11,7 @@ written without an offset, as Tingg writes them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from ujumbe.core.errors import ChannelUnavailable, Invalid, UjumbeError
 from ujumbe.core.states import State, tingg_status
-from ujumbe.http.common import JSON, bearer, client_address, error_status, services
+from ujumbe.http.common import Handler, JSON, bearer, client_address, decode_json, error_status, handles_errors, services
 from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks
 from ujumbe.services.messaging import SendRequest, SendResult
@@ -97,17 +97,6 @@ class CasError(msgspec.Struct):
 # --- plumbing ---
 
 
-def decode(raw: bytes, type_: type[T]) -> T:
-    if not raw.strip():
-        raise Invalid("The request body is empty; a JSON object was expected", code="invalid_json")
-    try:
-        return msgspec.json.decode(raw, type=type_)
-    except msgspec.ValidationError as exc:
-        raise Invalid(f"Invalid request: {exc}", code="validation_error") from None
-    except msgspec.DecodeError as exc:
-        raise Invalid(f"The body is not valid JSON: {exc}", code="invalid_json") from None
-
-
 def _headers(exc: UjumbeError) -> dict[str, str] | None:
     headers: dict[str, str] = {}
     if exc.kind == "unauthorized":
@@ -127,22 +116,13 @@ def cas_error(exc: UjumbeError) -> Response:
     return JSON(CasError(status, exc.message), status_code=status, headers=_headers(exc))
 
 
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def route(
     method: str, path: str, on_error: Callable[[UjumbeError], Response], **kw: Any
 ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
-        async def wrapped(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except UjumbeError as exc:
-                return on_error(exc)
-
-        wrapped.__name__ = handler.__name__
-        wrapped.__doc__ = handler.__doc__
-        return api.route(method, path, **kw)(wrapped)
+        return api.route(method, path, **kw)(handles_errors(handler, on_error))
 
     return register
 
@@ -153,7 +133,7 @@ def route(
 @route("POST", "/api/v1/cas/authenticate", cas_error, summary="Get a bearer token", tag="tingg",
        body=AuthBody, response=Tokens, auth=False)
 async def authenticate(request: Request) -> Response:
-    body = decode(await request.body(), AuthBody)
+    body = decode_json(await request.body(), AuthBody)
     if not body.username.strip() or not body.password:
         raise Invalid("username and password are required", code="missing_login")
     accounts = services(request).accounts
@@ -172,7 +152,7 @@ async def refresh(request: Request) -> Response:
             raise Invalid("refresh_token is required", code="missing_refresh_token")
         body = RefreshBody(form["refresh_token"], form.get("grant_type"))
     else:
-        body = decode(raw, RefreshBody)
+        body = decode_json(raw, RefreshBody)
     if body.grant_type not in (None, "refresh_token"):
         raise Invalid("grant_type must be refresh_token", code="unsupported_grant_type")
     return JSON(Tokens(**await services(request).accounts.refresh(body.refresh_token)))
@@ -211,7 +191,7 @@ def _reply(result: SendResult) -> Response:
 async def engagement(request: Request) -> Response:
     platform = services(request)
     account = await platform.accounts.authenticate_bearer(bearer(request))
-    body = decode(await request.body(), EngagementBody)
+    body = decode_json(await request.body(), EngagementBody)
     reference = body.referenceID.strip()
     if not reference:
         raise Invalid("referenceID is required and must not be empty", code="missing_reference")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -19,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ujumbe.core.errors import Invalid, NotFound, UjumbeError, Unauthorized
+from ujumbe.core.errors import Invalid, NotFound, Unauthorized
+from ujumbe.dialects.native import error_response
 from ujumbe.dialects.native import route as native_route
-from ujumbe.http.common import JSON, bearer, error_status, read_json, services
+from ujumbe.http.common import Handler, JSON, bearer, handles_errors, read_json, services
 from ujumbe.services.routing import ROUTE_KINDS
 
-Handler = Callable[[Request], Awaitable[Response]]
 
 # API names that differ from the columns they are stored in.
 _TO_DB = {"bind": "bind_mode", "window": "window_size"}
@@ -100,20 +99,6 @@ def _fields(body: msgspec.Struct) -> dict[str, Any]:
     return {
         _TO_DB.get(k, k): v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET
     }
-
-
-def _handles_errors(handler: Handler) -> Handler:
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except UjumbeError as exc:
-            body: dict[str, Any] = {"code": exc.code, "message": exc.message}
-            if exc.details:
-                body["details"] = exc.details
-            return JSON({"error": body}, status_code=error_status(exc))
-
-    wrapped.__name__ = handler.__name__
-    return wrapped
 
 
 def _require_admin(request: Request) -> None:
@@ -229,7 +214,9 @@ async def delete_account_route(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    h = _handles_errors
+    def h(handler: Handler) -> Handler:
+        return handles_errors(handler, error_response)
+
     return [
         Route("/admin/v1/connectors", h(list_connectors), methods=["GET"]),
         Route("/admin/v1/connectors", h(create_connector), methods=["POST"]),

@@ -7,6 +7,7 @@ what they have in common.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -46,8 +47,11 @@ def services(request: Request) -> Any:
 
 async def read_json(request: Request, type_: type[T]) -> T:
     """Decode and validate the body; errors name the field at fault."""
-    body = await request.body()
-    if not body:
+    return decode_json(await request.body(), type_)
+
+
+def decode_json(body: bytes, type_: type[T]) -> T:
+    if not body.strip():
         raise Invalid("The request body is empty; a JSON object was expected", code="invalid_json")
     try:
         return msgspec.json.decode(body, type=type_)
@@ -71,3 +75,21 @@ def client_address(request: Request) -> str:
 
 def error_status(exc: UjumbeError) -> int:
     return STATUS_BY_KIND.get(exc.kind, 400)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def handles_errors(handler: Handler, on_error: Callable[[UjumbeError], Response]) -> Handler:
+    """Answer a use-case error in the dialect's own format (``on_error``)
+    rather than letting it become a 500."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except UjumbeError as exc:
+            return on_error(exc)
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
