@@ -219,17 +219,15 @@ async def _remove_route(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _add_sender(platform: Any, args: argparse.Namespace) -> Any:
-    from ujumbe.services.senders import Senders
 
     networks = [n for n in (args.networks or "").split(",") if n.strip()]
-    sender = await Senders(platform.store).add(args.account, args.name, networks or None)
+    sender = await platform.senders.add(args.account, args.name, networks or None)
     return {"account_id": args.account, "name": sender.name, "networks": list(sender.networks or []) or None}
 
 
 async def _add_service(platform: Any, args: argparse.Namespace) -> Any:
-    from ujumbe.services.premium import Premium
 
-    service = await Premium(platform.store).create(
+    service = await platform.premium.create(
         args.account, shortcode=args.shortcode, kind=args.type,
         keywords=[k for k in (args.keywords or "").split(",") if k.strip()], name=args.name,
         api_token=args.api_token, service_id=args.service_id, dialect=args.dialect,

@@ -20,8 +20,10 @@ from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.credits import Credits
 from ujumbe.services.messaging import Messaging
+from ujumbe.services.premium import Premium
 from ujumbe.services.reports import Reports
 from ujumbe.services.routing import PasswordBox, Router, Routing, RoutingWatcher
+from ujumbe.services.senders import Senders
 from ujumbe.services.templates import Templates
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
@@ -40,6 +42,8 @@ class Platform:
             self.store, secret, access_ttl_s=settings.access_token_ttl_s, refresh_ttl_s=settings.refresh_token_ttl_s
         )
         self.templates = Templates(self.store)
+        self.senders = Senders(self.store)
+        self.premium = Premium(self.store)
         self.credits = Credits(self.store)
         self.callback_log = CallbackLog(self.store)
         self.reports = Reports(self.store)

@@ -11,8 +11,8 @@ from starlette.responses import Response
 from ujumbe.core.errors import Invalid
 from ujumbe.dialects.native import account_of, iso, route
 from ujumbe.http.common import JSON, read_json, services
-from ujumbe.services.premium import Premium, Service, Subscription
-from ujumbe.services.senders import Sender, Senders
+from ujumbe.services.premium import Service, Subscription
+from ujumbe.services.senders import Sender
 
 
 class SenderBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,7 +81,7 @@ def subscriber_out(s: Subscription) -> SubscriberOut:
        response=list[SenderOut])
 async def list_senders(request: Request) -> Response:
     account = await account_of(request)
-    return JSON([sender_out(s) for s in await Senders(services(request).store).list(account.id)])
+    return JSON([sender_out(s) for s in await services(request).senders.list(account.id)])
 
 
 @route("POST", "/v1/senders", summary="Register a sender name, optionally only for some networks "
@@ -89,14 +89,14 @@ async def list_senders(request: Request) -> Response:
 async def add_sender(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, SenderBody)
-    sender = await Senders(services(request).store).add(account.id, body.name, body.networks)
+    sender = await services(request).senders.add(account.id, body.name, body.networks)
     return JSON(sender_out(sender), 201)
 
 
 @route("DELETE", "/v1/senders/{name}", summary="Remove a sender name", tag="senders", status=204)
 async def remove_sender(request: Request) -> Response:
     account = await account_of(request)
-    await Senders(services(request).store).remove(account.id, request.path_params["name"])
+    await services(request).senders.remove(account.id, request.path_params["name"])
     return Response(status_code=204)
 
 
@@ -107,7 +107,7 @@ async def remove_sender(request: Request) -> Response:
        response=list[ServiceOut])
 async def list_services(request: Request) -> Response:
     account = await account_of(request)
-    return JSON([service_out(s) for s in await Premium(services(request).store).list(account.id)])
+    return JSON([service_out(s) for s in await services(request).premium.list(account.id)])
 
 
 @route("POST", "/v1/premium-services", summary="Register a premium service on a short code (claims the "
@@ -115,7 +115,7 @@ async def list_services(request: Request) -> Response:
 async def create_service(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, ServiceBody)
-    service = await Premium(services(request).store).create(
+    service = await services(request).premium.create(
         account.id, shortcode=body.shortcode, kind=body.type, keywords=body.keywords, name=body.name,
         api_token=body.api_token, service_id=body.service_id,
     )
@@ -125,7 +125,7 @@ async def create_service(request: Request) -> Response:
 @route("GET", "/v1/premium-services/{id:int}", summary="One premium service", tag="premium", response=ServiceOut)
 async def get_service(request: Request) -> Response:
     account = await account_of(request)
-    return JSON(service_out(await Premium(services(request).store).get(account.id, request.path_params["id"])))
+    return JSON(service_out(await services(request).premium.get(account.id, request.path_params["id"])))
 
 
 @route("PATCH", "/v1/premium-services/{id:int}", summary="Change a service's keywords, name or api_token "
@@ -133,7 +133,7 @@ async def get_service(request: Request) -> Response:
 async def patch_service(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, ServicePatch)
-    service = await Premium(services(request).store).update(
+    service = await services(request).premium.update(
         account.id, request.path_params["id"], keywords=body.keywords, name=body.name,
         api_token=body.api_token or None, clear_token=body.api_token == "",
     )
@@ -145,7 +145,7 @@ async def patch_service(request: Request) -> Response:
 async def list_subscribers(request: Request) -> Response:
     account = await account_of(request)
     everyone = request.query_params.get("all") in ("1", "true")
-    subs = await Premium(services(request).store).subscribers(account.id, request.path_params["id"],
+    subs = await services(request).premium.subscribers(account.id, request.path_params["id"],
                                                               active_only=not everyone)
     return JSON([subscriber_out(s) for s in subs])
 
@@ -154,7 +154,7 @@ async def list_subscribers(request: Request) -> Response:
        tag="premium", response=SubscriberOut)
 async def activate_subscriber(request: Request) -> Response:
     account = await account_of(request)
-    sub, _ = await Premium(services(request).store).subscribe(
+    sub, _ = await services(request).premium.subscribe(
         account.id, request.path_params["id"], _mobile(request), region=account.region
     )
     return JSON(subscriber_out(sub))
@@ -164,7 +164,7 @@ async def activate_subscriber(request: Request) -> Response:
        tag="premium", status=204)
 async def deactivate_subscriber(request: Request) -> Response:
     account = await account_of(request)
-    await Premium(services(request).store).unsubscribe(
+    await services(request).premium.unsubscribe(
         account.id, request.path_params["id"], _mobile(request), region=account.region
     )
     return Response(status_code=204)

@@ -30,8 +30,7 @@ from ujumbe.http.common import JSON, services
 from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
 from ujumbe.services.messaging import Recipient, SendRequest, SendResult
-from ujumbe.services.premium import Premium, Service
-from ujumbe.services.senders import Senders
+from ujumbe.services.premium import Service
 
 log = logging.getLogger("ujumbe.tilil")
 
@@ -263,7 +262,7 @@ async def _send(request: Request, account: Account, req: SendRequest) -> SendRes
 async def _send_bulk(
     request: Request, account: Account, mobiles: list[str], message: str, sender_name: str,
 ) -> list[dict[str, Any]]:
-    sender = await Senders(services(request).store).get(account.id, sender_name) if sender_name else None
+    sender = await services(request).senders.get(account.id, sender_name) if sender_name else None
     if sender is None:
         raise TililError("1001", f"{DESC['1001']} {sender_name}".strip())
     result = await _send(
@@ -288,7 +287,7 @@ async def _send_bulk(
 async def _send_premium(
     request: Request, account: Account, data: dict[str, Any], mobiles: list[str], message: str, sender: str,
 ) -> dict[str, Any]:
-    premium = Premium(services(request).store)
+    premium = services(request).premium
     sid = _service_id(data)
     try:
         service: Service = await premium.get(account.id, sid)
@@ -362,7 +361,7 @@ async def subscribermanage(request: Request) -> Response:
         option = (_text(data, "option") or "").lower()
         if option not in ("activation", "deactivation"):
             raise TililError("1010", "Failed – option must be activation or deactivation")
-        premium = Premium(services(request).store)
+        premium = services(request).premium
         sid = _service_id(data)
         try:
             if option == "activation":
