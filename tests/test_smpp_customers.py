@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -374,3 +375,61 @@ async def test_data_sm_udh_segments_and_a_busy_server(platform: Platform, api: h
         await s.unbind()
     finally:
         s.close()
+
+
+async def test_schedule_validity_and_query_sm(platform: Platform, api: httpx.AsyncClient) -> None:
+    """A customer's schedule_delivery_time holds the message back, its
+    validity_period expires one the operator never confirms, and query_sm
+    reports each message's state; bad times get their own SMPP statuses."""
+    account, system_id, password = await customer(platform, api)
+    other, other_id, other_pw = await customer(platform, api)
+    esme, stranger = Esme(platform.smpp_port or 0), Esme(platform.smpp_port or 0)
+    queries: dict[int, Any] = {}
+    esme.client.set_query_resp_handler(lambda pdu, **kw: queries.__setitem__(pdu.sequence, pdu))
+    await esme.bind("transceiver", system_id, password)
+    await stranger.bind("transceiver", other_id, other_pw)
+
+    async def query(message_id: str) -> Any:
+        seq = esme.client.query_message(
+            message_id=message_id, source_addr_ton=smpplib.consts.SMPP_TON_ALNUM, source_addr="Duka",
+        ).sequence
+        return await eventually(lambda: _value(queries.get(seq)), timeout=15)
+
+    try:
+        # an hour from now (relative form): accepted, not sent
+        later = esme.submit("254708400131", b"later", schedule_delivery_time="000000010000000R")
+        # validity 2 s on a number whose operator never sends a receipt
+        brief = esme.submit("254708400005", b"brief", validity_period="000000000002000R")
+        sent = esme.submit("254708400132", b"now")
+        bad_schedule = esme.submit("254708400133", b"x", schedule_delivery_time="tomorrow")
+        past_expiry = esme.submit("254708400134", b"x", validity_period="200101000000000+")
+        later_id, brief_id, sent_id = [(await esme.resp(s))[1] for s in (later, brief, sent)]
+        assert (await esme.resp(bad_schedule))[0] == P.ESME_RINVSCHED
+        assert (await esme.resp(past_expiry))[0] == P.ESME_RINVEXPIRY
+
+        receipt = await esme.receipt_for(sent_id)
+        assert receipt.message_state == 2
+        answer = await query(sent_id)
+        assert (answer.status, answer.message_state, _text(answer.message_id)) == (0, 2, sent_id)
+        done_at = (await platform.messaging.message(account["account_id"], int(sent_id)))["done_at"]
+        assert _text(answer.final_date) == time.strftime("%y%m%d%H%M%S", time.gmtime(done_at // 1000)) + f"{done_at % 1000 // 100}00+"
+
+        held = await platform.messaging.message(account["account_id"], int(later_id))
+        assert held["state"] == "accepted" and held["submitted_at"] is None
+        answer = await query(later_id)
+        assert (answer.message_state, _text(answer.final_date)) == (1, "")  # ENROUTE, not final
+
+        expired = await esme.receipt_for(brief_id)
+        assert expired.message_state == 3 and b"stat:EXPIRED" in expired.short_message
+        msg = await platform.messaging.message(account["account_id"], int(brief_id))
+        assert msg["state"] == "expired" and 0 < msg["expires_at"] - msg["created_at"] <= 2_000
+
+        # another account's message reads as unknown; a non-numeric id is invalid
+        assert (await query("12ab")).status == P.ESME_RINVMSGID
+        seq = stranger.client.query_message(message_id=sent_id, source_addr="Duka").sequence
+        failed: dict[int, Any] = {}
+        stranger.client.set_query_resp_handler(lambda pdu, **kw: failed.__setitem__(pdu.sequence, pdu))
+        assert (await eventually(lambda: _value(failed.get(seq)), timeout=15)).status == P.ESME_RQUERYFAIL
+    finally:
+        await esme.close()
+        await stranger.close()

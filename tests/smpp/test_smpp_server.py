@@ -82,7 +82,9 @@ async def test_bind_auth_limit_and_submit(h: Harness) -> None:
     again = await a.request(Pdu.make("bind_transmitter", system_id="cust", password="s3cret"))
     assert again.status == P.ESME_RALYBND
     q = await a.request(Pdu.make("query_sm", message_id="id1"))
-    assert q.status == P.ESME_RQUERYFAIL
+    assert q.status == P.ESME_RQUERYFAIL  # the harness answers no queries
+    rx_query = await b.request(Pdu.make("query_sm", message_id="id1"))
+    assert rx_query.status == P.ESME_RINVBNDSTS  # a receiver bind asks about nothing it sent
     for s in (a, b, c, bad):
         await s.unbind()
     assert not h.server.bound_sessions("acct-1")

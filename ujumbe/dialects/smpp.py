@@ -14,6 +14,11 @@ Wire format in, service call, wire format out, as for every dialect:
   password; the bind limit and throughput are set by the operator
   (``ujumbe smpp credentials``).
 
+``schedule_delivery_time`` and ``validity_period`` (absolute or relative)
+become the message's send time and validity; ``query_sm`` answers a message's
+state. ``cancel_sm`` and ``replace_sm`` are refused (there is no cancelled
+state in the life cycle yet).
+
 Each submitted PDU becomes one message. A customer sending a long text should
 put it in ``message_payload`` (we split and concatenate it for the operator);
 UDH or SAR segments are sent as separate messages (see docs/smpp-server.md).
@@ -36,12 +41,17 @@ from ujumbe.channels.smpp.pdu import (
     DELIVER_SM,
     ESM_UDHI,
     ESME_RINVDSTADR,
+    ESME_RINVEXPIRY,
+    ESME_RINVMSGID,
     ESME_RINVMSGLEN,
+    ESME_RINVSCHED,
     ESME_RINVSRCADR,
     ESME_ROK,
     ESME_RSUBMITFAIL,
     ESME_RSYSERR,
+    ESME_RQUERYFAIL,
     ESME_RTHROTTLED,
+    QUERY_SM,
     TAG_MESSAGE_PAYLOAD,
     Pdu,
     SmppError,
@@ -50,20 +60,23 @@ from ujumbe.channels.smpp.client import address_ton_npi
 from ujumbe.channels.smpp.receipts import receipt_pdu
 from ujumbe.channels.smpp.server import SmppServer
 from ujumbe.channels.smpp.session import RequestTimeout, SessionClosed, SmppSession
+from ujumbe.channels.smpp.times import absolute_time, parse_time
 from ujumbe.core import encoding, numbers
 from ujumbe.core.errors import (
     ChannelUnavailable,
     InsufficientCredit,
+    NotFound,
     RateLimited,
     UjumbeError,
 )
-from ujumbe.core.states import State
+from ujumbe.core.states import STATE_TO_SMPP_STAT, State
 from ujumbe.dialects.native import account_of, iso, route
 from ujumbe.http.common import JSON, read_json, services
 from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
 from ujumbe.services import smpp_credentials
 from ujumbe.services.messaging import SendRequest
+from ujumbe.store import now_ms
 
 log = logging.getLogger("ujumbe.smpp.customers")
 
@@ -159,6 +172,25 @@ def _error_status(exc: UjumbeError) -> int:
     if exc.code in ("message_too_long", "missing_text"):
         return ESME_RINVMSGLEN
     return ESME_RSUBMITFAIL
+
+
+def _schedule(pdu: Pdu) -> tuple[int | None, int | None]:
+    """(send_at ms, validity s) from the submit's SMPP times; None where not given."""
+    now = now_ms()
+    try:
+        send_at = parse_time(str(pdu.fields.get("schedule_delivery_time") or ""), now)
+    except ValueError:
+        raise SmppError(ESME_RINVSCHED) from None
+    try:
+        expires = parse_time(str(pdu.fields.get("validity_period") or ""), now)
+    except ValueError:
+        raise SmppError(ESME_RINVEXPIRY) from None
+    if expires is None:
+        return send_at, None
+    start = max(send_at or now, now)
+    if expires <= start:
+        raise SmppError(ESME_RINVEXPIRY, "the validity period ends before the message would be sent")
+    return send_at, -(-(expires - start) // 1000)
 
 
 def _ton_npi(addr: str) -> tuple[int, int]:
@@ -301,7 +333,9 @@ class SmppGateway:
         self.account_ttl_s = account_ttl_s
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.server = SmppServer(host, port, authenticate=self.authenticate, on_submit=self.on_submit)
+        self.server = SmppServer(
+            host, port, authenticate=self.authenticate, on_submit=self.on_submit, on_request=self.on_request,
+        )
 
     @property
     def port(self) -> int:
@@ -381,6 +415,7 @@ class SmppGateway:
             number = numbers.normalize(destination, account.region)
         except numbers.InvalidNumber:
             raise SmppError(ESME_RINVDSTADR) from None
+        send_at, validity_s = _schedule(pdu)
         source = str(pdu.fields.get("source_addr") or "")
         registered = int(pdu.fields.get("registered_delivery", 0)) & 0x03
         wants_receipt = registered in (1, 2)
@@ -393,6 +428,7 @@ class SmppGateway:
         request = SendRequest(
             recipients=[number.e164], text=text, sender=source or None, dialect=DIALECT,
             callback_url=smpp_url(account.id) if wants_receipt else None, unicode=unicode, message_meta=meta,
+            send_at=send_at, validity_s=validity_s,
         )
         try:
             result = await self.platform.messaging.send(account, request)
@@ -408,6 +444,34 @@ class SmppGateway:
             status = ESME_RINVSRCADR if "sender" in (recipient.error_code or "") else ESME_RINVDSTADR
             raise SmppError(status, recipient.error or "")
         return str(recipient.message_id)
+
+    # --- other requests ---
+
+    async def on_request(self, session: SmppSession, customer: Customer, pdu: Pdu) -> Pdu | None:
+        if pdu.command_id == QUERY_SM:
+            return await self._query(customer, pdu)
+        return None  # the server refuses the rest with their own statuses
+
+    async def _query(self, customer: Customer, pdu: Pdu) -> Pdu:
+        message_id = str(pdu.fields.get("message_id") or "").strip()
+        if not message_id.isdigit():
+            return pdu.response(ESME_RINVMSGID)
+        try:
+            msg = await self.platform.messaging.message(customer.id, int(message_id), with_events=False)
+        except NotFound:
+            return pdu.response(ESME_RQUERYFAIL)  # another account's ids look the same as unknown ones
+        source = str(pdu.fields.get("source_addr") or "")
+        if source and msg.get("sender") and source != msg["sender"]:
+            return pdu.response(ESME_RQUERYFAIL)  # section 4.8.1: it must match the original's
+        state = State(msg["state"])
+        code = (msg.get("error_code") or "").strip()
+        return pdu.response(
+            message_id=message_id,
+            final_date=absolute_time(msg["done_at"]) if state.final and msg.get("done_at") else "",
+            # every state short of final is ENROUTE here; 6 (ACCEPTED) means read by customer care
+            message_state=STATE_TO_SMPP_STAT[state][1] if state.final else 1,
+            error_code=int(code) if code.isdigit() and int(code) < 256 else 0,
+        )
 
     # --- the smpp: callback transport ---
 

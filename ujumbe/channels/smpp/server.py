@@ -189,6 +189,8 @@ class SmppServer:
                 return pdu.response(ESME_RTHROTTLED)
             message_id = await self.on_submit(sess, acct.account, pdu)
             return pdu.response(message_id=message_id)
+        if cid in (QUERY_SM, CANCEL_SM, REPLACE_SM) and sess.bound == "receiver":
+            return pdu.response(ESME_RINVBNDSTS)  # section 4: only transmitters ask about their messages
         if self.on_request is not None:
             resp = await self.on_request(sess, acct.account, pdu)
             if resp is not None:
