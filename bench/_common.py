@@ -204,16 +204,17 @@ def serve_trivial(port: int) -> Proc:
 
 _LUA = r"""
 local n = %(start)d
-local auth = "Bearer %(key)s"
-local headers = {["Content-Type"] = "application/json", ["Authorization"] = auth}
+local run = "%(run)s"
+local key = "%(key)s"
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}
+local text = "Your order 1234 is on its way. Track it at duka.co.ke/t/1234"
 request = function()
   n = n + 1
   -- valid Safaricom numbers, 18 million distinct, whose last two digits are
   -- 10-99: never one of the simulators' failure endings (...0001-0007)
   local to = string.format("2547%%02d%%04d%%02d", 10 + math.floor(n / 10000) %% 20, n %% 10000,
     10 + math.floor(n / 200000) %% 90)
-  return wrk.format("POST", "%(path)s", headers,
-    '{"to":"' .. to .. '","sender":"DUKA","text":"Your order 1234 is on its way. Track it at duka.co.ke/t/1234"}')
+  return wrk.format("POST", "%(path)s", headers, %(body)s)
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -241,11 +242,23 @@ class WrkResult:
         return (self.requests - self.non2xx - self.errors) / self.seconds
 
 
+# The body of each request, a Lua expression over ``to`` (the recipient),
+# ``n`` (the request's number), ``run`` (a token of this run), ``key`` (the API
+# key) and ``text``.
+BODIES = {
+    "native": """'{"to":"' .. to .. '","sender":"DUKA","text":"' .. text .. '"}'""",
+    "tingg": """'{"notificationType":"bench","referenceID":"' .. run .. n .. '",'
+      .. '"smsDto":{"msisdn":["' .. to .. '"],"message":"' .. text .. '"}}'""",
+    "tilil": """'{"api_key":"' .. key .. '","mobile":"' .. to .. '","sender_name":"DUKA","message":"' .. text .. '"}'""",
+}
+
+
 def wrk(port: int, key: str, seconds: float, connections: int, *, path: str = "/v1/messages",
-        threads: int = 1) -> WrkResult:
+        threads: int = 1, body: str = "native") -> WrkResult:
     script = Path(tempfile.gettempdir()) / f"ujumbe-bench-{os.getpid()}.lua"
     # each run starts at a random place, so numbers are new to the server's caches
-    script.write_text(_LUA % {"key": key, "path": path, "start": random.randrange(18_000_000)})
+    script.write_text(_LUA % {"key": key, "path": path, "start": random.randrange(18_000_000), "body": BODIES[body],
+                              "run": uuid.uuid4().hex[:12]})
     cmd = [need_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
            "-s", str(script), f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
