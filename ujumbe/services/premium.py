@@ -25,6 +25,8 @@ from ujumbe.core.errors import Conflict, Invalid, NotFound
 from ujumbe.core.numbers import PhoneNumber
 from ujumbe.services import callbacks, reports
 from ujumbe.store import Store, Tx, now_ms
+from ujumbe.store import premium as q
+from ujumbe.store.accounts import account_exists
 
 KINDS = ("subscription", "on-demand")
 STOP_WORDS = frozenset({"STOP", "UNSUBSCRIBE"})
@@ -55,10 +57,6 @@ class Subscription:
     source: str
     created_at: int
     updated_at: int
-
-
-SERVICE_COLUMNS = "id, account_id, shortcode, name, kind, keywords, api_token, created_at"
-SUBSCRIPTION_COLUMNS = "id, service_id, mobile, active, keyword, source, created_at, updated_at"
 
 
 def _service(r: Any) -> Service:
@@ -110,55 +108,39 @@ class Premium:
         now = now_ms()
 
         async def unit(tx: Tx) -> int:
-            if not await tx.fetchval("SELECT 1 FROM accounts WHERE id = ?", account_id):
+            if not await account_exists(tx, account_id):
                 raise NotFound(f"No account {account_id}")
-            owner = await tx.fetchval("SELECT account_id FROM numbers WHERE number = ?", shortcode)
+            owner = await q.number_owner(tx, shortcode)
             if owner is not None and owner != account_id:
                 raise Conflict(f"Short code {shortcode} belongs to another account", code="shortcode_taken")
-            clash = await tx.fetch(
-                "SELECT keywords FROM premium_services WHERE shortcode = ?", shortcode
-            )
-            taken = {w for r in clash for w in json.loads(r["keywords"])} & set(words)
+            taken = await q.keywords_on(tx, shortcode) & set(words)
             if taken:
                 raise Conflict(
                     f"Keyword {', '.join(sorted(taken))} is already used on {shortcode}", code="keyword_taken"
                 )
             sid = service_id
             if sid is None:
-                sid = int(await tx.fetchval("SELECT COALESCE(MAX(id), 0) + 1 FROM premium_services"))
-            elif await tx.fetchval("SELECT 1 FROM premium_services WHERE id = ?", sid):
+                sid = await q.next_service_id(tx)
+            elif await q.service_id_taken(tx, sid):
                 raise Conflict(f"Service id {sid} is taken", code="service_id_taken")
-            await tx.execute(
-                f"INSERT INTO premium_services ({SERVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            await q.insert_service(tx, (
                 sid, account_id, shortcode, (name or "").strip() or f"{shortcode} {kind}", kind,
                 json.dumps(words), api_token or None, now,
-            )
+            ))
             if owner is None:
-                await tx.execute(
-                    "INSERT INTO numbers (number, account_id, kind, dialect, created_at) VALUES (?, ?, 'shortcode', ?, ?)",
-                    shortcode, account_id, dialect, now,
-                )
+                await q.claim_shortcode(tx, shortcode, account_id, dialect, now)
             return sid
 
         return await self.get(account_id, await self.store.run(unit))
 
     async def get(self, account_id: str, service_id: int) -> Service:
-        row = await self.store.read(
-            lambda tx: tx.fetchrow(
-                f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE id = ? AND account_id = ?", service_id, account_id
-            )
-        )
+        row = await self.store.read(lambda tx: q.service(tx, account_id, service_id))
         if row is None:
             raise NotFound(f"No premium service {service_id}", code="service_not_found")
         return _service(row)
 
     async def list(self, account_id: str) -> list[Service]:
-        rows = await self.store.read(
-            lambda tx: tx.fetch(
-                f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE account_id = ? ORDER BY id", account_id
-            )
-        )
-        return [_service(r) for r in rows]
+        return [_service(r) for r in await self.store.read(lambda tx: q.services(tx, account_id))]
 
     async def update(
         self, account_id: str, service_id: int, *, keywords: list[str] | None = None, name: str | None = None,
@@ -168,18 +150,12 @@ class Premium:
         words = _keywords(keywords) if keywords is not None else list(current.keywords)
 
         async def unit(tx: Tx) -> None:
-            others = await tx.fetch(
-                "SELECT keywords FROM premium_services WHERE shortcode = ? AND id <> ?", current.shortcode, service_id
-            )
-            taken = {w for r in others for w in json.loads(r["keywords"])} & set(words)
+            taken = await q.keywords_on(tx, current.shortcode, except_id=service_id) & set(words)
             if taken:
                 raise Conflict(f"Keyword {', '.join(sorted(taken))} is already used on {current.shortcode}",
                                code="keyword_taken")
             token = None if clear_token else (api_token if api_token is not None else current.api_token)
-            await tx.execute(
-                "UPDATE premium_services SET keywords = ?, name = ?, api_token = ? WHERE id = ? AND account_id = ?",
-                json.dumps(words), (name or "").strip() or current.name, token, service_id, account_id,
-            )
+            await q.update_service(tx, account_id, service_id, words, (name or "").strip() or current.name, token)
 
         await self.store.run(unit)
         return await self.get(account_id, service_id)
@@ -219,10 +195,7 @@ class Premium:
 
     async def subscribers(self, account_id: str, service_id: int, *, active_only: bool = True) -> list[Subscription]:
         await self.get(account_id, service_id)
-        sql = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE service_id = ? AND account_id = ?"
-        if active_only:
-            sql += " AND active = 1"
-        rows = await self.store.read(lambda tx: tx.fetch(sql + " ORDER BY id", service_id, account_id))
+        rows = await self.store.read(lambda tx: q.subscriptions(tx, account_id, service_id, active_only=active_only))
         return [_subscription(r) for r in rows]
 
     # --- sending ---
@@ -237,16 +210,9 @@ class Premium:
         now = now_ms()
 
         async def unit(tx: Tx) -> tuple[bool, bool]:
-            active = await tx.fetchval(
-                "SELECT active FROM subscriptions WHERE service_id = ? AND mobile = ?", service.id, number.e164
-            )
-            link = False
-            if link_id:
-                link = bool(await tx.fetchval(
-                    "SELECT 1 FROM premium_links WHERE service_id = ? AND link_id = ? AND mobile = ? AND issued_at >= ?",
-                    service.id, link_id, number.e164, now - LINK_TTL_MS,
-                ))
-            return bool(active), link
+            active = await q.is_active(tx, service.id, number.e164)
+            link = bool(link_id) and await q.link_issued(tx, service.id, link_id or "", number.e164, now - LINK_TTL_MS)
+            return active, link
 
         subscribed, linked = await self.store.read(unit)
         if subscribed or linked:
@@ -274,27 +240,16 @@ async def _set_subscription(
     tx: Tx, account_id: str, service_id: int, mobile: str, active: bool, keyword: str | None, source: str,
 ) -> tuple[Subscription, bool]:
     now = now_ms()
-    row = await tx.fetchrow(f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE service_id = ? AND mobile = ?",
-                            service_id, mobile)
+    row = await q.subscription(tx, service_id, mobile)
     if row is None:
         if not active:
             return Subscription(0, service_id, mobile, False, None, source, now, now), False
-        await tx.execute(
-            "INSERT INTO subscriptions (service_id, account_id, mobile, active, keyword, source, created_at, updated_at) "
-            "VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
-            service_id, account_id, mobile, keyword, source, now, now,
-        )
+        await q.insert_subscription(tx, service_id, account_id, mobile, keyword, source, now)
     elif bool(row["active"]) == active:
         return _subscription(row), False
     else:
-        await tx.execute(
-            "UPDATE subscriptions SET active = ?, keyword = COALESCE(?, keyword), source = ?, updated_at = ? "
-            "WHERE service_id = ? AND mobile = ?",
-            1 if active else 0, keyword, source, now, service_id, mobile,
-        )
-    row = await tx.fetchrow(f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE service_id = ? AND mobile = ?",
-                            service_id, mobile)
-    return _subscription(row), True
+        await q.set_subscription_active(tx, service_id, mobile, active, keyword, source, now)
+    return _subscription(await q.subscription(tx, service_id, mobile)), True
 
 
 # --- inbound: keywords, STOP, network notices, link ids ---
@@ -302,13 +257,9 @@ async def _set_subscription(
 
 async def on_inbound(tx: Tx, record: dict[str, Any]) -> bool:
     """A ``reports.INBOUND_HOOKS`` hook; True when the message was a subscription change."""
-    rows = await tx.fetch(
-        f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE shortcode = ? AND account_id = ? ORDER BY id",
-        record["recipient"], record["account_id"],
-    )
-    if not rows:
+    services = [_service(r) for r in await q.services(tx, record["account_id"], record["recipient"])]
+    if not services:
         return False
-    services = [_service(r) for r in rows]
     words = record["body"].strip().upper().split()
     first = words[0] if words else ""
     meta = record.get("meta") or {}
@@ -340,11 +291,7 @@ async def on_inbound(tx: Tx, record: dict[str, Any]) -> bool:
     record["service_id"] = service.id
     record["api_token"] = service.api_token
     if record.get("link_id"):
-        await tx.execute(
-            "INSERT INTO premium_links (service_id, link_id, mobile, issued_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (service_id, link_id) DO NOTHING",
-            service.id, record["link_id"], record["sender"], record["received_at"],
-        )
+        await q.remember_link(tx, service.id, record["link_id"], record["sender"], record["received_at"])
     return False
 
 
@@ -368,10 +315,7 @@ async def _change(tx: Tx, record: dict[str, Any], service: Service, active: bool
 async def _push_subscription(
     tx: Tx, service: Service, sub: Subscription, record: dict[str, Any], keyword: str,
 ) -> None:
-    target = await tx.fetchrow(
-        "SELECT a.subscription_url, n.dialect FROM accounts a LEFT JOIN numbers n ON n.number = ? WHERE a.id = ?",
-        service.shortcode, service.account_id,
-    )
+    target = await q.subscription_target(tx, service.account_id, service.shortcode)
     if target is None or not target["subscription_url"]:
         return
     dialect = target["dialect"] or "native"

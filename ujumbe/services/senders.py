@@ -16,6 +16,8 @@ from typing import Any
 from ujumbe.core.errors import Invalid, NotFound
 from ujumbe.core.numbers import PhoneNumber, classify_sender
 from ujumbe.store import Store, Tx, now_ms
+from ujumbe.store import senders as q
+from ujumbe.store.accounts import account_exists
 
 _NAME_MAX = 11  # GSM alphanumeric originator limit
 
@@ -71,13 +73,9 @@ class Senders:
         now = now_ms()
 
         async def unit(tx: Tx) -> None:
-            if not await tx.fetchval("SELECT 1 FROM accounts WHERE id = ?", account_id):
+            if not await account_exists(tx, account_id):
                 raise NotFound(f"No account {account_id}")
-            await tx.execute(
-                "INSERT INTO senders (account_id, name, networks, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (account_id, name) DO UPDATE SET networks = excluded.networks",
-                account_id, name, json.dumps(cleaned) if cleaned else None, now,
-            )
+            await q.upsert(tx, account_id, name, json.dumps(cleaned) if cleaned else None, now)
 
         await self.store.run(unit)
         found = await self.get(account_id, name)
@@ -86,28 +84,13 @@ class Senders:
 
     async def get(self, account_id: str, name: str) -> Sender | None:
         """The registered sender, matched exactly (sender names are case-sensitive on handsets)."""
-        row = await self.store.read(
-            lambda tx: tx.fetchrow(
-                "SELECT name, networks, created_at FROM senders WHERE account_id = ? AND name = ?",
-                account_id, name.strip(),
-            )
-        )
+        row = await self.store.read(lambda tx: q.get(tx, account_id, name.strip()))
         return None if row is None else _row(row)
 
     async def list(self, account_id: str) -> list[Sender]:
-        rows = await self.store.read(
-            lambda tx: tx.fetch(
-                "SELECT name, networks, created_at FROM senders WHERE account_id = ? ORDER BY name", account_id
-            )
-        )
-        return [_row(r) for r in rows]
+        return [_row(r) for r in await self.store.read(lambda tx: q.list_of(tx, account_id))]
 
     async def remove(self, account_id: str, name: str) -> None:
-        row = await self.store.run(
-            lambda tx: tx.fetchrow(
-                "DELETE FROM senders WHERE account_id = ? AND name = ? RETURNING name", account_id, name
-            )
-        )
-        if row is None:
+        if not await self.store.run(lambda tx: q.delete(tx, account_id, name)):
             raise NotFound(f"No sender name {name}", code="sender_not_found")
 

@@ -175,3 +175,7 @@ async def delete_template(tx: Tx, account_id: str, key: str, channel: str) -> bo
         account_id, key, channel,
     )
     return row is not None
+
+
+async def account_exists(tx: Tx, account_id: str) -> bool:
+    return bool(await tx.fetchval("SELECT 1 FROM accounts WHERE id = ?", account_id))

@@ -1,0 +1,136 @@
+"""Queries on premium services, their subscribers and the link ids inbound
+messages carry (see services/premium.py for the rules)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ujumbe.store.base import Row, Tx
+
+SERVICE_COLUMNS = "id, account_id, shortcode, name, kind, keywords, api_token, created_at"
+SUBSCRIPTION_COLUMNS = "id, service_id, mobile, active, keyword, source, created_at, updated_at"
+
+
+async def number_owner(tx: Tx, number: str) -> str | None:
+    return await tx.fetchval("SELECT account_id FROM numbers WHERE number = ?", number)
+
+
+async def keywords_on(tx: Tx, shortcode: str, *, except_id: int | None = None) -> set[str]:
+    """Every keyword the short code's services use (but ``except_id``'s)."""
+    rows = await tx.fetch(
+        "SELECT keywords FROM premium_services WHERE shortcode = ? AND id <> ?", shortcode,
+        -1 if except_id is None else except_id,
+    )
+    return {w for r in rows for w in json.loads(r["keywords"])}
+
+
+async def next_service_id(tx: Tx) -> int:
+    return int(await tx.fetchval("SELECT COALESCE(MAX(id), 0) + 1 FROM premium_services"))
+
+
+async def service_id_taken(tx: Tx, service_id: int) -> bool:
+    return bool(await tx.fetchval("SELECT 1 FROM premium_services WHERE id = ?", service_id))
+
+
+async def insert_service(tx: Tx, row: tuple[Any, ...]) -> None:
+    await tx.execute(f"INSERT INTO premium_services ({SERVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", *row)
+
+
+async def claim_shortcode(tx: Tx, shortcode: str, account_id: str, dialect: str, now: int) -> None:
+    await tx.execute(
+        "INSERT INTO numbers (number, account_id, kind, dialect, created_at) VALUES (?, ?, 'shortcode', ?, ?)",
+        shortcode, account_id, dialect, now,
+    )
+
+
+async def service(tx: Tx, account_id: str, service_id: int) -> Row | None:
+    return await tx.fetchrow(
+        f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE id = ? AND account_id = ?", service_id, account_id
+    )
+
+
+async def services(tx: Tx, account_id: str, shortcode: str | None = None) -> list[Row]:
+    if shortcode is None:
+        return await tx.fetch(f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE account_id = ? ORDER BY id", account_id)
+    return await tx.fetch(
+        f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE shortcode = ? AND account_id = ? ORDER BY id",
+        shortcode, account_id,
+    )
+
+
+async def update_service(
+    tx: Tx, account_id: str, service_id: int, keywords: list[str], name: str, api_token: str | None,
+) -> None:
+    await tx.execute(
+        "UPDATE premium_services SET keywords = ?, name = ?, api_token = ? WHERE id = ? AND account_id = ?",
+        json.dumps(keywords), name, api_token, service_id, account_id,
+    )
+
+
+# --- subscriptions ---
+
+
+async def subscription(tx: Tx, service_id: int, mobile: str) -> Row | None:
+    return await tx.fetchrow(
+        f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE service_id = ? AND mobile = ?", service_id, mobile
+    )
+
+
+async def subscriptions(tx: Tx, account_id: str, service_id: int, *, active_only: bool) -> list[Row]:
+    sql = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE service_id = ? AND account_id = ?"
+    if active_only:
+        sql += " AND active = 1"
+    return await tx.fetch(sql + " ORDER BY id", service_id, account_id)
+
+
+async def insert_subscription(
+    tx: Tx, service_id: int, account_id: str, mobile: str, keyword: str | None, source: str, now: int,
+) -> None:
+    await tx.execute(
+        "INSERT INTO subscriptions (service_id, account_id, mobile, active, keyword, source, created_at, updated_at) "
+        "VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
+        service_id, account_id, mobile, keyword, source, now, now,
+    )
+
+
+async def set_subscription_active(
+    tx: Tx, service_id: int, mobile: str, active: bool, keyword: str | None, source: str, now: int,
+) -> None:
+    await tx.execute(
+        "UPDATE subscriptions SET active = ?, keyword = COALESCE(?, keyword), source = ?, updated_at = ? "
+        "WHERE service_id = ? AND mobile = ?",
+        1 if active else 0, keyword, source, now, service_id, mobile,
+    )
+
+
+async def is_active(tx: Tx, service_id: int, mobile: str) -> bool:
+    return bool(await tx.fetchval(
+        "SELECT active FROM subscriptions WHERE service_id = ? AND mobile = ?", service_id, mobile
+    ))
+
+
+# --- link ids ---
+
+
+async def remember_link(tx: Tx, service_id: int, link_id: str, mobile: str, issued_at: int) -> None:
+    await tx.execute(
+        "INSERT INTO premium_links (service_id, link_id, mobile, issued_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (service_id, link_id) DO NOTHING",
+        service_id, link_id, mobile, issued_at,
+    )
+
+
+async def link_issued(tx: Tx, service_id: int, link_id: str, mobile: str, since: int) -> bool:
+    return bool(await tx.fetchval(
+        "SELECT 1 FROM premium_links WHERE service_id = ? AND link_id = ? AND mobile = ? AND issued_at >= ?",
+        service_id, link_id, mobile, since,
+    ))
+
+
+async def subscription_target(tx: Tx, account_id: str, shortcode: str) -> Row | None:
+    """The account's subscription URL and the dialect its short code speaks."""
+    return await tx.fetchrow(
+        "SELECT a.subscription_url, n.dialect FROM accounts a LEFT JOIN numbers n ON n.number = ? WHERE a.id = ?",
+        shortcode, account_id,
+    )
