@@ -40,6 +40,7 @@ from ujumbe.channels.base import Channel, ChannelEvents, SendError
 from ujumbe.core.errors import Conflict, Invalid, NotFound
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import routing as q
+from ujumbe.store.accounts import account_exists
 
 log = logging.getLogger("ujumbe.routing")
 
@@ -230,7 +231,7 @@ class Routing:
         async def unit(tx: Tx) -> dict[str, Any]:
             if connector not in BUILTIN_NAMES and await q.get_connector(tx, connector) is None:
                 raise NotFound(f"No connector named '{connector}'", code="connector_not_found")
-            if account_id is not None and await tx.fetchval("SELECT 1 FROM accounts WHERE id = ?", account_id) is None:
+            if account_id is not None and not await account_exists(tx, account_id):
                 raise NotFound(f"No account {account_id}", code="account_not_found")
             route_id = await q.insert_route(tx, route)
             await q.bump_version(tx)

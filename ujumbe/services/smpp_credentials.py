@@ -11,6 +11,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ujumbe.core.errors import Conflict, Invalid, NotFound
 from ujumbe.store import Store, Tx, now_ms
+from ujumbe.store import smpp_credentials as q
+from ujumbe.store.accounts import account_exists
 
 _hasher = PasswordHasher()
 
@@ -45,34 +47,26 @@ async def set_credentials(
     now = now_ms()
 
     async def unit(tx: Tx) -> dict[str, Any]:
-        if await tx.fetchval("SELECT id FROM accounts WHERE id = ?", account_id) is None:
+        if not await account_exists(tx, account_id):
             raise NotFound(f"No account {account_id}")
-        owner = await tx.fetchval("SELECT account_id FROM smpp_credentials WHERE system_id = ?", system_id)
+        owner = await q.owner_of(tx, system_id)
         if owner is not None and owner != account_id:
             raise Conflict("Another account uses this system_id", code="system_id_taken")
-        current = await tx.fetchrow("SELECT max_binds, tps, created_at FROM smpp_credentials WHERE account_id = ?", account_id)
-        binds = max_binds if (limits and max_binds is not None) else (current["max_binds"] if current else 2)
-        rate = tps if limits else (current["tps"] if current else None)
-        created = current["created_at"] if current else now
-        await tx.execute("DELETE FROM smpp_credentials WHERE account_id = ?", account_id)
-        await tx.execute(
-            "INSERT INTO smpp_credentials (account_id, system_id, password_hash, max_binds, tps, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            account_id, system_id, password_hash, binds, rate, created, now,
-        )
-        return {"account_id": account_id, "system_id": system_id, "max_binds": binds, "tps": rate,
-                "created_at": created, "updated_at": now}
+        current = await q.of_account(tx, account_id)
+        row = {
+            "account_id": account_id, "system_id": system_id,
+            "max_binds": max_binds if (limits and max_binds is not None) else (current["max_binds"] if current else 2),
+            "tps": tps if limits else (current["tps"] if current else None),
+            "created_at": current["created_at"] if current else now, "updated_at": now,
+        }
+        await q.replace(tx, {**row, "password_hash": password_hash})
+        return row
 
     return await store.run(unit)
 
 
 async def get_credentials(store: Store, account_id: str) -> dict[str, Any]:
-    row = await store.read(
-        lambda tx: tx.fetchrow(
-            "SELECT account_id, system_id, max_binds, tps, created_at, updated_at FROM smpp_credentials "
-            "WHERE account_id = ?", account_id,
-        )
-    )
+    row = await store.read(lambda tx: q.of_account(tx, account_id))
     if row is None:
         raise NotFound("This account has no SMPP credentials; PUT /v1/smpp/credentials sets them", code="no_smpp_credentials")
     return {k: row[k] for k in row.keys()}
@@ -80,13 +74,7 @@ async def get_credentials(store: Store, account_id: str) -> dict[str, Any]:
 
 async def verify(store: Store, system_id: str, password: str) -> dict[str, Any] | None:
     """The active account's credentials row if the password is right, else None."""
-    row = await store.read(
-        lambda tx: tx.fetchrow(
-            "SELECT c.account_id, c.password_hash, c.max_binds, c.tps FROM smpp_credentials c "
-            "JOIN accounts a ON a.id = c.account_id WHERE c.system_id = ? AND a.active = 1",
-            system_id,
-        )
-    )
+    row = await store.read(lambda tx: q.for_bind(tx, system_id))
     if row is None:
         # the same time for an unknown system_id, so timing does not reveal which exist
         await asyncio.to_thread(_hasher.hash, password or "-")
