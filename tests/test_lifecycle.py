@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import eventually, make_account, make_settings
-from ujumbe.channels.base import Receipt, Submitted
+from ujumbe.channels.base import Receipt, SendError, Submitted
 from ujumbe.core.states import State
 from ujumbe.runtime import Platform
 from ujumbe.services.messaging import SendRequest
@@ -109,3 +110,52 @@ async def test_no_final_receipt_within_validity_expires(tmp_path: Path, database
         assert m["events"][-1]["detail"] == "no final receipt within the validity period"
     finally:
         await p.stop()
+
+
+async def test_a_batch_of_outcomes_and_receipts_ends_each_message_as_one_by_one(idle: Platform) -> None:
+    """The dispatcher and the receipt handler write a whole batch at once; several
+    changes to one message in a batch must end as if applied one by one."""
+    account = await make_account(idle, credits="10")
+    acc = await idle.accounts.get(account["account_id"])
+    to = ["0708400001", "0708400002", "0708400003", "0708400004"]
+    sent = await idle.messaging.send(acc, SendRequest(recipients=to, text="hi", callback_url="http://example.com/dlr"))
+    ok, refused, busy, long_ = (r.message_id for r in sent.recipients)
+    dispatcher = Dispatcher(idle.store, Router({}))
+    outcomes = [
+        Outcome(ok, 1, "smsc-a", submitted=Submitted(["op-ok"])),
+        Outcome(refused, 1, "smsc-a", error=SendError("bad number", code="1", transient=False, state=State.REJECTED)),
+        Outcome(busy, 1, "smsc-a", error=SendError("throttled", transient=True)),
+        Outcome(long_, 1, "smsc-a", submitted=Submitted(["op-l1", "op-l2"])),
+    ]
+    await idle.store.run(lambda tx: dispatcher._record(tx, outcomes))
+    at = now_ms()
+    receipts = [
+        Receipt("smsc-a", "op-ok", State.SUBMITTED, at, raw="ENROUTE"),
+        Receipt("smsc-a", "op-l1", State.DELIVERED, at + 1, raw="DELIVRD"),
+        Receipt("smsc-a", "op-ok", State.DELIVERED, at + 2, raw="DELIVRD"),
+        Receipt("smsc-a", "op-ok", State.UNDELIVERED, at + 3, raw="UNDELIV"),  # late: kept, changes nothing
+        Receipt("smsc-a", "op-l2", State.UNDELIVERED, at + 4, raw="UNDELIV"),
+    ]
+    await idle.store.run(lambda tx: idle.reports._apply(tx, receipts, []))
+
+    async def view(mid: int) -> dict:
+        return await idle.messaging.message(acc.id, mid)  # type: ignore[return-value]
+
+    m_ok, m_refused, m_busy, m_long = [await view(m) for m in (ok, refused, busy, long_)]  # type: ignore[arg-type]
+    assert m_ok["state"] == "delivered" and m_ok["submitted_at"] and m_ok["done_at"]
+    assert [e["state"] for e in m_ok["events"]][2:] == ["submitted", "submitted", "delivered", "undelivered"]
+    assert m_ok["events"][-1]["detail"] == "part 1: receipt op-ok: UNDELIV"  # kept, not applied
+    assert m_refused["state"] == "rejected" and m_refused["error_code"] == "1"
+    assert m_busy["state"] == "queued" and m_busy["events"][-1]["state"] == "retry"
+    assert m_long["state"] == "undelivered"  # the worst part wins, whatever the order
+    # Each message's callbacks are queued in the order its states changed.
+    rows = await idle.store.read(lambda tx: tx.fetch("SELECT message_id, payload FROM callbacks ORDER BY id"))
+    told: dict[int, list[str]] = {}
+    for r in rows:
+        told.setdefault(r["message_id"], []).append(json.loads(r["payload"])["data"]["state"])
+    assert told == {ok: ["submitted", "delivered"], refused: ["rejected"], long_: ["submitted", "undelivered"]}
+    # Only what never reached the operator is refunded.
+    refunds = await idle.store.read(lambda tx: tx.fetch("SELECT message_id FROM ledger WHERE kind = 'refund'"))
+    assert [r["message_id"] for r in refunds] == [refused]
+    retry_due = await idle.store.read(lambda tx: tx.fetchval("SELECT lease_owner FROM outbox WHERE message_id = ?", busy))
+    assert retry_due is None

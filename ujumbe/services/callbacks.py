@@ -73,33 +73,60 @@ def encode(payload: Any) -> str:
     return payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
+INSERT_CALLBACK = (
+    "INSERT INTO callbacks (account_id, message_id, kind, dialect, url, payload, status, attempts, due_at, "
+    "created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+)
+
+
+def callback_row(
+    *, account_id: str, kind: str, dialect: str, url: str, payload: Any, message_id: int | None = None,
+) -> tuple[Any, ...]:
+    """The values of one ``INSERT_CALLBACK``."""
+    now = now_ms()
+    return (account_id, message_id, kind, dialect, url, encode(payload), now, now)
+
+
+async def insert_callbacks(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
+    """Queue callbacks built by ``callback_row``/``dlr_row``, in this order."""
+    if len(rows) == 1:
+        await tx.execute(INSERT_CALLBACK, *rows[0])
+    else:
+        await tx.executemany(INSERT_CALLBACK, rows)
+    tx.notify("callbacks")
+
+
 async def enqueue(
     tx: Tx, *, account_id: str, kind: str, dialect: str, url: str, payload: Any, message_id: int | None = None,
 ) -> None:
-    now = now_ms()
-    await tx.execute(
-        "INSERT INTO callbacks (account_id, message_id, kind, dialect, url, payload, status, attempts, due_at, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
-        account_id, message_id, kind, dialect, url, encode(payload), now, now,
+    await insert_callbacks(tx, [callback_row(
+        account_id=account_id, kind=kind, dialect=dialect, url=url, payload=payload, message_id=message_id,
+    )])
+
+
+def dlr_row(msg: dict[str, Any], event: Event) -> tuple[Any, ...] | None:
+    """The callback row reporting ``event`` of ``msg``, or None when its
+    client asked for no report (or its dialect has none for this state)."""
+    url = msg.get("callback_url") or msg.get("dlr_url")
+    if not url:
+        return None
+    fmt = FORMATS.get(msg["dialect"]) or FORMATS.get("native")
+    if fmt is None or fmt.dlr is None:
+        return None
+    payload = fmt.dlr(msg, event)
+    if payload is None:
+        return None
+    return callback_row(
+        account_id=msg["account_id"], kind="dlr", dialect=msg["dialect"], url=url, payload=payload,
+        message_id=msg["id"],
     )
-    tx.notify("callbacks")
 
 
 async def enqueue_dlr(tx: Tx, msg: dict[str, Any], event: Event) -> None:
     """Queue a delivery report for ``msg`` if its client asked for one."""
-    url = msg.get("callback_url") or msg.get("dlr_url")
-    if not url:
-        return
-    fmt = FORMATS.get(msg["dialect"]) or FORMATS.get("native")
-    if fmt is None or fmt.dlr is None:
-        return
-    payload = fmt.dlr(msg, event)
-    if payload is None:
-        return
-    await enqueue(
-        tx, account_id=msg["account_id"], kind="dlr", dialect=msg["dialect"], url=url,
-        payload=payload, message_id=msg["id"],
-    )
+    row = dlr_row(msg, event)
+    if row is not None:
+        await insert_callbacks(tx, [row])
 
 
 # --- Standard Webhooks signatures (https://www.standardwebhooks.com) ---

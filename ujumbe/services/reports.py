@@ -18,7 +18,7 @@ from ujumbe.channels.base import Inbound, Receipt
 from ujumbe.core.ids import id_variants
 from ujumbe.core.states import State
 from ujumbe.services import callbacks
-from ujumbe.services.lifecycle import apply_part_state
+from ujumbe.services.lifecycle import Writes, apply_part_state
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import messages as q
 from ujumbe.store.accounts import as_dict
@@ -48,6 +48,7 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
     msgs = {m["id"]: m for m in await q.messages_by_ids(tx, ids)}
     states = await q.part_states_of(tx, ids)
     unmatched = []
+    writes = Writes()
     for r in receipts:
         matches = hits.get(id(r))
         if not matches:
@@ -60,8 +61,9 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
                 continue
             await apply_part_state(
                 tx, msg, part, r.state, r.at, detail=detail, error_code=r.error_code or None,
-                reason=r.reason or None, parts=states.setdefault(message_id, {}),
+                reason=r.reason or None, parts=states.setdefault(message_id, {}), writes=writes,
             )
+    await writes.flush(tx)
     return unmatched
 
 

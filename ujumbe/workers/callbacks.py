@@ -195,33 +195,45 @@ class CallbackSender:
                 await asyncio.sleep(0.5)
 
     async def _record(self, tx: Tx, batch: list[tuple[dict[str, Any], int | None, str, bool]]) -> None:
+        # One executemany per outcome rather than a statement per row: on
+        # PostgreSQL each statement would be a round trip.
         now = now_ms()
+        delivered: list[tuple[Any, ...]] = []
+        failed: list[tuple[Any, ...]] = []
+        retried: list[tuple[Any, ...]] = []
+        soonest: int | None = None
         for row, status, body, ok in batch:
             attempts = row["attempts"] + 1
             if ok:
-                await tx.execute(
-                    "UPDATE callbacks SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, "
-                    "delivered_at = ?, lease_owner = NULL WHERE id = ?",
-                    attempts, status, now, row["id"],
-                )
+                delivered.append((attempts, status, now, row["id"]))
                 continue
             delays = callbacks.retry_delays(row["dialect"], row["kind"])
             error = f"HTTP {status}: {body}"[:500] if status is not None else body[:500]
             if attempts > len(delays):
-                await tx.execute(
-                    "UPDATE callbacks SET status = 'failed', attempts = ?, last_status = ?, last_error = ?, "
-                    "lease_owner = NULL WHERE id = ?",
-                    attempts, status, error, row["id"],
-                )
+                failed.append((attempts, status, error, row["id"]))
                 log.warning("callback %s to %s given up after %d attempts", row["id"], row["url"], attempts)
             else:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
-                await tx.execute(
-                    "UPDATE callbacks SET attempts = ?, last_status = ?, last_error = ?, due_at = ?, "
-                    "lease_owner = NULL WHERE id = ?",
-                    attempts, status, error, now + delay_ms, row["id"],
-                )
-                if delay_ms < self.poll_s * 1000 and self._wake is not None:
-                    # due before the next poll: wake up for it rather than wait
-                    asyncio.get_running_loop().call_later(delay_ms / 1000, self._wake.set)
-
+                retried.append((attempts, status, error, now + delay_ms, row["id"]))
+                soonest = delay_ms if soonest is None else min(soonest, delay_ms)
+        if delivered:
+            await tx.executemany(
+                "UPDATE callbacks SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, "
+                "delivered_at = ?, lease_owner = NULL WHERE id = ?",
+                delivered,
+            )
+        if failed:
+            await tx.executemany(
+                "UPDATE callbacks SET status = 'failed', attempts = ?, last_status = ?, last_error = ?, "
+                "lease_owner = NULL WHERE id = ?",
+                failed,
+            )
+        if retried:
+            await tx.executemany(
+                "UPDATE callbacks SET attempts = ?, last_status = ?, last_error = ?, due_at = ?, "
+                "lease_owner = NULL WHERE id = ?",
+                retried,
+            )
+        if soonest is not None and soonest < self.poll_s * 1000 and self._wake is not None:
+            # due before the next poll: wake up for it rather than wait
+            asyncio.get_running_loop().call_later(soonest / 1000, self._wake.set)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
 from ujumbe.core.states import State
-from ujumbe.services.lifecycle import transition
+from ujumbe.services.lifecycle import Writes, transition
 from ujumbe.services.reports import apply_early_receipts
 from ujumbe.services.routing import Router  # the routing rules live there; re-exported
 from ujumbe.store import Store, Tx, now_ms
@@ -102,15 +102,20 @@ class Dispatcher:
             return []
         attempts = dict(leased)
         out = []
+        done: list[int] = []
+        writes = Writes()
         for msg in await q.messages_by_ids(tx, list(attempts)):
             state = State(msg["state"])
             if state.final or state == State.SUBMITTED:  # expired or already sent: nothing to do
-                await q.outbox_done(tx, [msg["id"]])
+                done.append(msg["id"])
             elif msg["expires_at"] < now:
-                await transition(tx, msg, State.EXPIRED, now, detail="validity period ended before sending")
-                await q.outbox_done(tx, [msg["id"]])
+                await transition(tx, msg, State.EXPIRED, now, detail="validity period ended before sending", writes=writes)
+                done.append(msg["id"])
             else:
                 out.append((msg, attempts[msg["id"]]))
+        await writes.flush(tx)
+        if done:
+            await q.outbox_done(tx, done)
         return out
 
     async def _send(self, msg: dict[str, Any], attempts: int) -> None:
@@ -165,6 +170,8 @@ class Dispatcher:
         done: list[int] = []
         parts: list[tuple[int, int, str, str, str, int]] = []
         submitted_ids: dict[str, list[str]] = {}
+        retries: list[tuple[int, int]] = []
+        writes = Writes()
         for o in batch:
             msg = msgs.get(o.message_id)
             if msg is None:
@@ -176,7 +183,7 @@ class Dispatcher:
                 submitted_ids.setdefault(o.channel, []).extend(ids)
                 await transition(
                     tx, msg, State.SUBMITTED, now, detail=f"{o.channel}: {','.join(ids)}"[:300],
-                    extra={"connector": o.channel},
+                    extra={"connector": o.channel}, writes=writes,
                 )
                 done.append(o.message_id)
             else:
@@ -184,21 +191,22 @@ class Dispatcher:
                 assert err is not None
                 if err.transient and o.attempts < self.max_attempts:
                     due = now + backoff_ms(o.attempts)
-                    await q.outbox_retry(tx, o.message_id, due)
-                    await tx.execute(
-                        q.INSERT_EVENT, o.message_id, now, "retry",
-                        f"attempt {o.attempts} failed ({err.reason}); next at {due}"[:300],
-                    )
+                    retries.append((due, o.message_id))
+                    writes.event(o.message_id, now, "retry", f"attempt {o.attempts} failed ({err.reason}); next at {due}"[:300])
                 else:
                     state = err.state if not err.transient else State.FAILED
                     await transition(
                         tx, msg, state, now, detail=err.reason[:300], error_code=err.code or None,
-                        reason=err.reason[:200],
+                        reason=err.reason[:200], writes=writes,
                     )
                     done.append(o.message_id)
+        await writes.flush(tx)
         if parts:
             await q.insert_parts(tx, parts)
-        await q.outbox_done(tx, done)
+        if retries:
+            await q.outbox_retries(tx, retries)
+        if done:
+            await q.outbox_done(tx, done)
+        # after the flush: a receipt that came early reads the message as submitted
         for channel, ids in submitted_ids.items():
             await apply_early_receipts(tx, channel, ids)
-

@@ -8,7 +8,7 @@ import logging
 
 from ujumbe.core.states import State
 from ujumbe.channels.base import Receipt
-from ujumbe.services.lifecycle import transition
+from ujumbe.services.lifecycle import Writes, transition
 from ujumbe.services.reports import apply_receipt
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import messages as q
@@ -70,8 +70,12 @@ class Sweeper:
         """No final receipt within the validity period: the message expired."""
         now = now_ms()
         ids = await q.overdue(tx, now, self.batch)
+        writes = Writes()
         for msg in await q.messages_by_ids(tx, ids):
-            await transition(tx, msg, State.EXPIRED, now, detail="no final receipt within the validity period")
+            await transition(
+                tx, msg, State.EXPIRED, now, detail="no final receipt within the validity period", writes=writes
+            )
+        await writes.flush(tx)
         await q.outbox_done(tx, ids)
         return len(ids)
 
