@@ -13,8 +13,10 @@ from ujumbe.channels.base import Receipt, SendError, Submitted
 from ujumbe.core.states import State
 from ujumbe.runtime import Platform
 from ujumbe.services.messaging import SendRequest
-from ujumbe.store import now_ms
+from ujumbe.store import Tx, now_ms
+from ujumbe.store import messages as q
 from ujumbe.workers.dispatch import Dispatcher, Outcome, Router
+from ujumbe.workers.schedules import Sweeper
 
 
 @pytest.fixture
@@ -159,3 +161,29 @@ async def test_a_batch_of_outcomes_and_receipts_ends_each_message_as_one_by_one(
     assert [r["message_id"] for r in refunds] == [refused]
     retry_due = await idle.store.read(lambda tx: tx.fetchval("SELECT lease_owner FROM outbox WHERE message_id = ?", busy))
     assert retry_due is None
+
+
+async def test_the_sweeper_applies_parked_receipts_whose_submit_another_worker_recorded(idle: Platform) -> None:
+    """Two workers: one parked the receipts, the other recorded the submit without
+    seeing them. The sweeper applies what now matches and keeps the rest."""
+    account = await make_account(idle)
+    acc = await idle.accounts.get(account["account_id"])
+    sent = await idle.messaging.send(acc, SendRequest(recipients=["0708400001", "0708400002"], text="hi"))
+    a, b = (r.message_id for r in sent.recipients)
+    at = now_ms()
+    await idle.store.run(lambda tx: idle.reports._apply(tx, [
+        Receipt("smsc-a", "op-a", State.DELIVERED, at, raw="DELIVRD"),
+        Receipt("smsc-a", "op-b", State.UNDELIVERED, at, raw="UNDELIV"),
+        Receipt("smsc-a", "op-nobody", State.DELIVERED, at, raw="DELIVRD"),
+    ], []))
+
+    async def record_elsewhere(tx: Tx) -> None:  # the other worker's record, without the early-receipt pass
+        await q.insert_parts(tx, [(a, 1, "op-a", "smsc-a", "submitted", at), (b, 1, "op-b", "smsc-a", "submitted", at)])
+        await tx.execute("UPDATE messages SET state = 'submitted', submitted_at = ? WHERE id IN (?, ?)", at, a, b)
+
+    await idle.store.run(record_elsewhere)
+    await idle.store.run(Sweeper(idle.store).match_early_receipts)
+    assert (await idle.messaging.message(acc.id, a))["state"] == "delivered"  # type: ignore[arg-type,index]
+    assert (await idle.messaging.message(acc.id, b))["state"] == "undelivered"  # type: ignore[arg-type,index]
+    left = await idle.store.read(lambda tx: tx.fetch("SELECT operator_id FROM early_receipts"))
+    assert [r["operator_id"] for r in left] == ["op-nobody"]

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from ujumbe.core.errors import Invalid, NotFound
 from ujumbe.store import Tx, now_ms
+from ujumbe.store.messages import many, unnest
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +88,17 @@ def callback_row(
     return (account_id, message_id, kind, dialect, url, encode(payload), now, now)
 
 
+_INSERT_CALLBACKS_PG = (
+    "INSERT INTO callbacks (account_id, message_id, kind, dialect, url, payload, status, attempts, due_at, "
+    "created_at) SELECT a, m, k, d, u, p, 'pending', 0, due, c FROM "
+    f"{unnest('text', 'bigint', 'text', 'text', 'text', 'text', 'bigint', 'bigint')} "
+    "WITH ORDINALITY AS v(a, m, k, d, u, p, due, c, n) ORDER BY n"
+)
+
+
 async def insert_callbacks(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
     """Queue callbacks built by ``callback_row``/``dlr_row``, in this order."""
-    if len(rows) == 1:
-        await tx.execute(INSERT_CALLBACK, *rows[0])
-    else:
-        await tx.executemany(INSERT_CALLBACK, rows)
+    await many(tx, INSERT_CALLBACK, rows, _INSERT_CALLBACKS_PG)
     tx.notify("callbacks")
 
 

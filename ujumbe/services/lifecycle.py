@@ -61,7 +61,7 @@ class Writes:
         if parts:
             await q.set_part_states(tx, [(s, at, mid, part) for (mid, part), (s, at) in parts.items()])
         if events:
-            await tx.executemany(q.INSERT_EVENT, events)
+            await q.insert_events(tx, events)
         if callbacks:
             await insert_callbacks(tx, callbacks)
 

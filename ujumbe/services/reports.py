@@ -67,11 +67,6 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
     return unmatched
 
 
-async def apply_receipt(tx: Tx, r: Receipt) -> bool:
-    """Apply one receipt; False when no submitted part matches it (yet)."""
-    return not await apply_receipts(tx, [r])
-
-
 async def apply_early_receipts(tx: Tx, connector: str, operator_ids: list[str]) -> None:
     variants = [v for op in operator_ids for v in id_variants(op)]
     early = [
@@ -122,8 +117,8 @@ class Reports:
                 await self.store.run(lambda tx, r=r: self._apply(tx, [r], []))
             except Exception:
                 log.exception("receipt %s on %s failed; parked", r.operator_id, r.channel)
-                await self._retry_later(lambda tx, r=r: q.insert_early_receipt(
-                    tx, (r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now_ms())
+                await self._retry_later(lambda tx, r=r: q.insert_early_receipts(
+                    tx, [(r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now_ms())]
                 ))
         for m in inbound:
             try:
@@ -144,8 +139,10 @@ class Reports:
 
     async def _apply(self, tx: Tx, receipts: list[Receipt], inbound: list[Inbound]) -> None:
         now = now_ms()
-        for r in await apply_receipts(tx, receipts):
-            await q.insert_early_receipt(tx, (r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now))
+        await q.insert_early_receipts(tx, [
+            (r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now)
+            for r in await apply_receipts(tx, receipts)
+        ])
         for m in inbound:
             await record_inbound(tx, m)
 

@@ -22,6 +22,7 @@ import aiohttp
 
 from ujumbe.services import callbacks
 from ujumbe.store import Store, Tx, now_ms
+from ujumbe.store.messages import many, unnest
 from ujumbe.aio import wait_any
 
 log = logging.getLogger("ujumbe.callbacks")
@@ -195,8 +196,8 @@ class CallbackSender:
                 await asyncio.sleep(0.5)
 
     async def _record(self, tx: Tx, batch: list[tuple[dict[str, Any], int | None, str, bool]]) -> None:
-        # One executemany per outcome rather than a statement per row: on
-        # PostgreSQL each statement would be a round trip.
+        # One statement per outcome rather than one per row: on PostgreSQL
+        # each would be a round trip and an executor run.
         now = now_ms()
         delivered: list[tuple[Any, ...]] = []
         failed: list[tuple[Any, ...]] = []
@@ -216,24 +217,26 @@ class CallbackSender:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
                 retried.append((attempts, status, error, now + delay_ms, row["id"]))
                 soonest = delay_ms if soonest is None else min(soonest, delay_ms)
-        if delivered:
-            await tx.executemany(
-                "UPDATE callbacks SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, "
-                "delivered_at = ?, lease_owner = NULL WHERE id = ?",
-                delivered,
-            )
-        if failed:
-            await tx.executemany(
-                "UPDATE callbacks SET status = 'failed', attempts = ?, last_status = ?, last_error = ?, "
-                "lease_owner = NULL WHERE id = ?",
-                failed,
-            )
-        if retried:
-            await tx.executemany(
-                "UPDATE callbacks SET attempts = ?, last_status = ?, last_error = ?, due_at = ?, "
-                "lease_owner = NULL WHERE id = ?",
-                retried,
-            )
+        await many(
+            tx, "UPDATE callbacks SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, "
+            "delivered_at = ?, lease_owner = NULL WHERE id = ?", delivered,
+            "UPDATE callbacks AS c SET status = 'delivered', attempts = v.n, last_status = v.s, last_error = NULL, "
+            f"delivered_at = v.at, lease_owner = NULL FROM {unnest('int', 'int', 'bigint', 'bigint')} AS v(n, s, at, id) "
+            "WHERE c.id = v.id",
+        )
+        await many(
+            tx, "UPDATE callbacks SET status = 'failed', attempts = ?, last_status = ?, last_error = ?, "
+            "lease_owner = NULL WHERE id = ?", failed,
+            "UPDATE callbacks AS c SET status = 'failed', attempts = v.n, last_status = v.s, last_error = v.e, "
+            f"lease_owner = NULL FROM {unnest('int', 'int', 'text', 'bigint')} AS v(n, s, e, id) WHERE c.id = v.id",
+        )
+        await many(
+            tx, "UPDATE callbacks SET attempts = ?, last_status = ?, last_error = ?, due_at = ?, "
+            "lease_owner = NULL WHERE id = ?", retried,
+            "UPDATE callbacks AS c SET attempts = v.n, last_status = v.s, last_error = v.e, due_at = v.due, "
+            f"lease_owner = NULL FROM {unnest('int', 'int', 'text', 'bigint', 'bigint')} AS v(n, s, e, due, id) "
+            "WHERE c.id = v.id",
+        )
         if soonest is not None and soonest < self.poll_s * 1000 and self._wake is not None:
             # due before the next poll: wake up for it rather than wait
             asyncio.get_running_loop().call_later(soonest / 1000, self._wake.set)

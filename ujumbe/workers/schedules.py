@@ -9,7 +9,7 @@ import logging
 from ujumbe.core.states import State
 from ujumbe.channels.base import Receipt
 from ujumbe.services.lifecycle import Writes, transition
-from ujumbe.services.reports import apply_receipt
+from ujumbe.services.reports import apply_receipts
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import messages as q
 
@@ -58,13 +58,15 @@ class Sweeper:
             f"WHERE received_at > ? ORDER BY received_at LIMIT ?{lock}",
             now_ms() - EARLY_MATCH_WINDOW_MS, self.batch,
         )
-        for row in rows:
-            receipt = Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "")
-            if await apply_receipt(tx, receipt):
-                await tx.execute(
-                    "DELETE FROM early_receipts WHERE operator_id = ? AND connector = ? AND received_at = ?",
-                    row[0], row[1], row[6],
-                )
+        if not rows:
+            return
+        receipts = [Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "") for row in rows]
+        # all at once, in the order they came; those still unmatched stay parked
+        unmatched = {id(r) for r in await apply_receipts(tx, receipts)}
+        await tx.executemany(
+            "DELETE FROM early_receipts WHERE operator_id = ? AND connector = ? AND received_at = ?",
+            [(row[0], row[1], row[6]) for row, r in zip(rows, receipts) if id(r) not in unmatched],
+        )
 
     async def expire(self, tx: Tx) -> int:
         """No final receipt within the validity period: the message expired."""
