@@ -160,12 +160,30 @@ class Proc:
             pass
         return float("nan")
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self, children: bool = False) -> float:
+        """CPU time so far; with ``children``, plus that of its live child
+        processes (``serve --processes N`` forks its API processes)."""
+        pids = [self.pid, *(_children_of(self.pid) if children else [])]
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total = 0
+            for pid in pids:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            return total / os.sysconf("SC_CLK_TCK")
         except OSError:
             return float("nan")
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
 
 
 def wait_http(port: int, path: str = "/health", timeout: float = 30.0, proc: Proc | None = None) -> None:
@@ -318,3 +336,19 @@ def top_of_profile(raw: Path, n: int = 25) -> str:
 
 def today() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+def add_connector(db: Database, name: str, port: int, *, binds: int = 1, window: int = 64,
+                  host: str = "127.0.0.1") -> None:
+    """An SMPP connector provisioned in the database with the ``ujumbe`` command,
+    as an operator does (docs/smpp-connectors.md); workers bind it at start."""
+    subprocess.run([*UJUMBE, "connectors", "add", name, "--host", host, "--port", str(port), "--system-id", "bench",
+                    "--password", "bench", "--binds", str(binds), "--window", str(window)],
+                   env=db.env, cwd=ROOT, check=True, capture_output=True)
+
+
+def serve_worker(db: Database, extra_env: dict[str, str] | None = None, tag: str = "") -> Proc:
+    """``ujumbe serve --role worker``: dispatch, receipts and callbacks, no HTTP."""
+    env = dict(db.env, **(extra_env or {}))
+    return Proc([*UJUMBE, "serve", "--role", "worker", "--port", str(free_port())], env,
+                log=db.data_dir / f"serve-worker{tag}.log")

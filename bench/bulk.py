@@ -7,7 +7,8 @@
 One POST /v1/messages with 100,000 distinct valid numbers to Ujumbe
 (``--role all`` in its own process). By default the messages go over one SMPP
 bind (window 64) to the SMSC simulator (``ujumbe.channels.smpp.sim``, 0 ms,
-receipts on) in another process. Reports the time to the HTTP answer (the
+receipts on) in another process, through a connector provisioned in the
+database with ``ujumbe connectors add``. Reports the time to the HTTP answer (the
 request is durable), the time until every message is submitted, and the peak
 RSS of the Ujumbe process (VmHWM). Ceiling, same run: the simulator's own
 submit_sm/s from a raw pre-encoded blaster, as the time it would need for
@@ -28,15 +29,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    BENCH,
     DEFAULT_PG,
     PY,
-    Proc,
+    add_connector,
     create_account,
     database,
     free_port,
+    serve_ujumbe,
     today,
-    wait_http,
 )
 from e2e import stage_counts, start_line_port
 from smpp_submit import run_ceiling
@@ -67,14 +67,10 @@ def main() -> None:
     try:
         with database(args.pg) as db:
             account = create_account(db)
-            port = free_port()
-            cmd = [PY, str(BENCH / "_server.py"), "--port", str(port), "--role", "all", "--binds", str(args.binds),
-                   "--window", str(args.window)]
             if smsc is not None:
-                cmd += ["--smpp-port", str(smpp_port)]
-            env = dict(db.env, UJUMBE_SIM_RECEIPT_DELAY_MS="10-50")
-            server = Proc(cmd, env, log=db.data_dir / "server.log")
-            wait_http(port, proc=server)
+                add_connector(db, "smsc", smpp_port, binds=args.binds, window=args.window)
+            port = free_port()
+            server = serve_ujumbe(db, "all", port, {"UJUMBE_SIM_RECEIPT_DELAY_MS": "10-50"})
             time.sleep(1.0)
             rss_idle = server.peak_rss_mb()
             t0 = time.perf_counter()

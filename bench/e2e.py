@@ -1,15 +1,21 @@
 """End to end: HTTP accept -> SMPP submit -> delivery receipt -> callback delivered.
 
-    .venv/bin/python bench/e2e.py                 # SQLite, 60 s of load
-    .venv/bin/python bench/e2e.py --quick         # 10 s smoke run
+    .venv/bin/python bench/e2e.py                 # SQLite, 60 s of load per layout
+    .venv/bin/python bench/e2e.py --quick         # 10 s per layout: a smoke run
     .venv/bin/python bench/e2e.py --pg [URL]      # PostgreSQL (throwaway database)
+    .venv/bin/python bench/e2e.py --layouts split # one layout only
 
 Processes, each on its own: the SMSC simulator (``ujumbe.channels.smpp.sim``,
-0 ms latency, receipts at once); Ujumbe (``bench/_server.py``: ``ujumbe
-serve --role all`` with an SMPP connector to the simulator); a callback
-receiver answering 200 (``bench/_receiver.py``); wrk POSTing one message per
-request for ``--seconds``. Then it waits until every accepted message has
-had its final callback.
+0 ms latency, receipts at once); Ujumbe (``ujumbe serve``), with an SMPP
+connector to the simulator provisioned in the database by ``ujumbe connectors
+add`` as an operator would; a callback receiver answering 200
+(``bench/_receiver.py``); wrk POSTing one message per request for
+``--seconds``. Then it waits until every accepted message has had its final
+callback.
+
+Layouts (each in a fresh database): ``all``, one ``ujumbe serve --role all``
+process doing everything on one core; ``split``, ``--role api`` beside
+``--role worker`` (dispatch, receipts and callbacks), one process per core.
 
 Figures: accepted/s during the load; submitted/s, delivered/s and callbacks/s
 during the load; and end to end: messages / time from the first request to
@@ -41,11 +47,14 @@ from _common import (
     UJUMBE,
     Database,
     Proc,
+    add_connector,
     create_account,
     database,
     free_port,
     need_wrk,
     py_spy,
+    serve_ujumbe,
+    serve_worker,
     today,
     top_of_profile,
     wait_http,
@@ -89,45 +98,31 @@ def receiver_counts(port: int) -> dict[str, int]:
     return dict(httpx.get(f"http://127.0.0.1:{port}/count", timeout=5).json())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pg", nargs="?", const=DEFAULT_PG, default=None, help="run on PostgreSQL (admin URL)")
-    ap.add_argument("--seconds", type=float, default=60.0, help="how long wrk sends")
-    ap.add_argument("--quick", action="store_true", help="10 s of load: a smoke run")
-    ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--binds", type=int, default=1, help="SMPP binds of the connector")
-    ap.add_argument("--window", type=int, default=64, help="SMPP window per bind")
-    ap.add_argument("--drain-timeout", type=float, default=300.0)
-    ap.add_argument("--profile", action="store_true", help="py-spy the Ujumbe process during the load")
-    ap.add_argument("--no-callbacks", action="store_true",
-                    help="no callback URL: done at the receipt (shows what the callbacks cost)")
-    args = ap.parse_args()
-    if args.quick:
-        args.seconds = 10.0
-    need_wrk()
-    tmp = Path("/tmp")
-    smsc, smpp_port = start_line_port(
-        [PY, "-m", "ujumbe.channels.smpp.sim", "--port", "0", "--latency-ms", "0", "--receipt-delay-ms", "0",
-         "--log-level", "WARNING", "--window", "256", "--uvloop"], tmp / "ujumbe-bench-smsc.log")
-    receiver, rport = start_line_port([PY, str(BENCH / "_receiver.py")], tmp / "ujumbe-bench-receiver.log")
-    server = None
+def run_layout(args: argparse.Namespace, layout: str, smpp_port: int) -> dict[str, Any]:
+    """One layout in a fresh database, with its own callback receiver."""
+    receiver, rport = start_line_port([PY, str(BENCH / "_receiver.py")], Path("/tmp/ujumbe-bench-receiver.log"))
+    procs: dict[str, Proc] = {}
     try:
-        ceiling = asyncio.run(run_ceiling(smpp_port, 3.0))
         with database(args.pg) as db:
-            env = dict(db.env, UJUMBE_ALLOW_PRIVATE_CALLBACKS="1")
-            db.env = env
+            db.env = dict(db.env, UJUMBE_ALLOW_PRIVATE_CALLBACKS="1")
             account = create_account(db)
             if not args.no_callbacks:
                 subprocess.run([*UJUMBE, "callbacks", "set", account["account_id"], "--dlr-url",
-                                f"http://127.0.0.1:{rport}/dlr"], env=env, check=True, capture_output=True)
+                                f"http://127.0.0.1:{rport}/dlr"], env=db.env, check=True, capture_output=True)
+            add_connector(db, "smsc", smpp_port, binds=args.binds, window=args.window)
             port = free_port()
-            server = Proc([PY, str(BENCH / "_server.py"), "--port", str(port), "--role", "all", "--smpp-port",
-                           str(smpp_port), "--binds", str(args.binds), "--window", str(args.window)], env,
-                          log=db.data_dir / "server.log")
-            wait_http(port, proc=server)
-            time.sleep(1.0)  # the connector binds
-            raw = Path(tempfile.gettempdir()) / "ujumbe-e2e.raw"
-            spy = py_spy(server.pid, args.seconds, raw) if args.profile else None
+            if layout == "all":
+                procs["all"] = serve_ujumbe(db, "all", port)
+            else:
+                procs["worker"] = serve_worker(db)
+                procs["api"] = serve_ujumbe(db, "api", port)
+            time.sleep(1.5)  # the connector binds
+            spies = {}
+            if args.profile:
+                for name, proc in procs.items():
+                    raw = Path(tempfile.gettempdir()) / f"ujumbe-e2e-{layout}-{name}.raw"
+                    spies[name] = (py_spy(proc.pid, args.seconds, raw), raw)
+            cpu0 = {name: proc.cpu_seconds() for name, proc in procs.items()}
             t0 = time.perf_counter()
             load = wrk(port, account["api_key"], args.seconds, args.connections)
             t_load = time.perf_counter() - t0
@@ -136,9 +131,11 @@ def main() -> None:
             total = at_load_end["accepted"]
             last_progress, last_final = time.perf_counter(), -1
             t_done = None
-            if spy is not None:
-                spy.wait()
-                print(top_of_profile(raw, 40))
+            profiles = {}
+            for name, (spy, raw) in spies.items():
+                if spy is not None:
+                    spy.wait()
+                    profiles[name] = top_of_profile(raw, 40)
             while True:
                 counts = stage_counts(db)
                 total = counts["accepted"]
@@ -154,17 +151,29 @@ def main() -> None:
                 time.sleep(0.2)
             final = stage_counts(db)
             cbs = receiver_counts(rport)
-            cpu = server.cpu_seconds()
-            rss = server.peak_rss_mb()
-            if server.p.poll() is not None:
-                print(server.log.read_text()[-3000:] if server.log else "", file=sys.stderr)
+            cpu = {name: proc.cpu_seconds() - cpu0[name] for name, proc in procs.items()}
+            rss = {name: proc.peak_rss_mb() for name, proc in procs.items()}
+            for proc in procs.values():
+                if proc.p.poll() is not None and proc.log:
+                    print(proc.log.read_text()[-3000:], file=sys.stderr)
+            label = db.label
     finally:
-        if server is not None:
-            server.stop()
+        for proc in procs.values():
+            proc.stop()
         receiver.stop()
-        smsc.stop()
+    return {"layout": layout, "db": label, "load": load, "t_load": t_load, "at_load_end": at_load_end,
+            "cb_load_end": cb_load_end, "total": total, "t_done": t_done, "final": final, "cbs": cbs, "cpu": cpu,
+            "rss": rss, "profiles": profiles}
 
-    print(f"\nend to end on {db.label}{' WITHOUT callbacks' if args.no_callbacks else ''}: wrk {args.connections} connections for {args.seconds:g} s, SMPP sim 0 ms, "
+
+def report(args: argparse.Namespace, r: dict[str, Any], ceiling: float) -> None:
+    load, t_load, total, t_done = r["load"], r["t_load"], r["total"], r["t_done"]
+    at_load_end, cb_load_end, final, cbs = r["at_load_end"], r["cb_load_end"], r["final"], r["cbs"]
+    for name, text in r["profiles"].items():
+        print(f"\n--- profile of the {name} process ---\n{text}")
+    procs = "one process, --role all" if r["layout"] == "all" else "--role api + --role worker"
+    print(f"\nend to end on {r['db']}{' WITHOUT callbacks' if args.no_callbacks else ''}, layout {r['layout']} "
+          f"({procs}): wrk {args.connections} connections for {args.seconds:g} s, SMPP sim 0 ms, "
           f"connector {args.binds} bind(s) x window {args.window}, {today()}")
     if load.non2xx or load.errors:
         print(f"!! {load.non2xx} non-2xx answers and {load.errors} socket errors during the load")
@@ -180,8 +189,43 @@ def main() -> None:
     print(f"receipts recorded {final['delivered']}/{total}; callbacks: {json.dumps(cbs)}")
     print(f"SMPP peer ceiling (raw blaster, same simulator): {ceiling:.0f} submit_sm/s;"
           f" e2e/ceiling = {e2e / ceiling:.2f}")
-    print(f"ujumbe process: {cpu:.1f} s CPU ({cpu / total * 1e6 if total else 0:.0f} us per message), "
-          f"peak RSS {rss:.0f} MB; accept p50 {load.p50_ms:.1f} ms p99 {load.p99_ms:.1f} ms")
+    for name, cpu in r["cpu"].items():
+        print(f"ujumbe {name} process: {cpu:.1f} s CPU ({cpu / total * 1e6 if total else 0:.0f} us per message), "
+              f"peak RSS {r['rss'][name]:.0f} MB")
+    all_cpu = sum(r["cpu"].values())
+    print(f"all ujumbe processes: {all_cpu / total * 1e6 if total else 0:.0f} us CPU per message; "
+          f"accept p50 {load.p50_ms:.1f} ms p99 {load.p99_ms:.1f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pg", nargs="?", const=DEFAULT_PG, default=None, help="run on PostgreSQL (admin URL)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="how long wrk sends")
+    ap.add_argument("--quick", action="store_true", help="10 s of load: a smoke run")
+    ap.add_argument("--layouts", default="all,split", help="comma-separated: all (one process), split (api + worker)")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--binds", type=int, default=1, help="SMPP binds of the connector")
+    ap.add_argument("--window", type=int, default=64, help="SMPP window per bind")
+    ap.add_argument("--drain-timeout", type=float, default=300.0)
+    ap.add_argument("--profile", action="store_true", help="py-spy every Ujumbe process during the load")
+    ap.add_argument("--no-callbacks", action="store_true",
+                    help="no callback URL: done at the receipt (shows what the callbacks cost)")
+    args = ap.parse_args()
+    if args.quick:
+        args.seconds = 10.0
+    layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
+    if not layouts or set(layouts) - {"all", "split"}:
+        ap.error("--layouts takes all and/or split")
+    need_wrk()
+    smsc, smpp_port = start_line_port(
+        [PY, "-m", "ujumbe.channels.smpp.sim", "--port", "0", "--latency-ms", "0", "--receipt-delay-ms", "0",
+         "--log-level", "WARNING", "--window", "256", "--uvloop"], Path("/tmp/ujumbe-bench-smsc.log"))
+    try:
+        ceiling = asyncio.run(run_ceiling(smpp_port, 3.0))
+        for layout in layouts:
+            report(args, run_layout(args, layout, smpp_port), ceiling)
+    finally:
+        smsc.stop()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,12 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     DEFAULT_PG,
-    UJUMBE,
-    Proc,
     create_account,
     database,
     free_port,
     serve_ujumbe,
+    serve_worker,
     today,
 )
 
@@ -54,6 +54,28 @@ def queue_backlog(db: object, account: dict[str, str], n: int) -> None:
         api.stop()
 
 
+async def backend_pids(url: str) -> list[int]:
+    """PostgreSQL backends serving this database (the workers' pools)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [r[0] for r in rows]
+    finally:
+        await conn.close()
+
+
+def cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
 async def progress(url: str) -> tuple[int, int | None, int | None]:
     import asyncpg
 
@@ -65,30 +87,32 @@ async def progress(url: str) -> tuple[int, int | None, int | None]:
         await conn.close()
 
 
-def drain(pg: str, workers: int, n: int, timeout: float) -> tuple[float, float]:
+def drain(pg: str, workers: int, n: int, timeout: float) -> tuple[float, float, float]:
     with database(pg) as db:
         assert db.url is not None
         account = create_account(db)
         queue_backlog(db, account, n)
-        env = dict(db.env, UJUMBE_SIM_RECEIPT_DELAY_MS="10-50")
-        procs = [Proc([*UJUMBE, "serve", "--role", "worker", "--port", str(free_port())], env,
-                      log=db.data_dir / f"worker{i}.log") for i in range(workers)]
+        procs = [serve_worker(db, {"UJUMBE_SIM_RECEIPT_DELAY_MS": "10-50"}, str(i)) for i in range(workers)]
         t0 = time.perf_counter()
-        cpu = 0.0
+        cpu = pg_cpu = 0.0
+        pg_pids: set[int] = set()
         try:
             while True:
                 done, first, last = asyncio.run(progress(db.url))
+                # backends come and go with the pools: remember each one seen
+                pg_pids.update(asyncio.run(backend_pids(db.url)))
                 if done >= n or time.perf_counter() - t0 > timeout:
                     break
                 time.sleep(0.5)
             cpu = sum(p.cpu_seconds() for p in procs)
+            pg_cpu = sum(cpu_of(pid) for pid in pg_pids)
         finally:
             for p in procs:
                 p.stop()
         if done < n:
             raise SystemExit(f"{workers} worker(s) submitted only {done}/{n} in {timeout:g} s")
         span = max((last or 0) - (first or 0), 1) / 1000
-        return n / span, cpu
+        return n / span, cpu, pg_cpu
 
 
 def main() -> None:
@@ -97,12 +121,17 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=50_000)
     ap.add_argument("--timeout", type=float, default=600.0)
     args = ap.parse_args()
-    one, cpu1 = drain(args.pg, 1, args.messages, args.timeout)
-    two, cpu2 = drain(args.pg, 2, args.messages, args.timeout)
-    print(f"\nscale-out on postgres: drain {args.messages} queued messages, built-in simulator, {today()}")
-    print(f"{'workers':<10}{'msg/s':>9}{'worker CPU s':>14}")
-    print(f"{'1':<10}{one:>9.0f}{cpu1:>14.1f}")
-    print(f"{'2':<10}{two:>9.0f}{cpu2:>14.1f}")
+    one, cpu1, pg1 = drain(args.pg, 1, args.messages, args.timeout)
+    two, cpu2, pg2 = drain(args.pg, 2, args.messages, args.timeout)
+    n = args.messages
+    print(f"\nscale-out on postgres: drain {n} queued messages, built-in simulator, {today()}")
+    print(f"{'workers':<10}{'msg/s':>9}{'worker CPU s':>14}{'PG backends CPU s':>19}{'us/msg worker+PG':>18}")
+    print(f"{'1':<10}{one:>9.0f}{cpu1:>14.1f}{pg1:>19.1f}{(cpu1 + pg1) / n * 1e6:>12.0f}")
+    print(f"{'2':<10}{two:>9.0f}{cpu2:>14.1f}{pg2:>19.1f}{(cpu2 + pg2) / n * 1e6:>12.0f}")
+    # With the workers and PostgreSQL sharing the machine's cores, throughput
+    # cannot exceed cores / (CPU per message, worker + PostgreSQL).
+    bound = 2 / ((cpu2 + pg2) / n)
+    print(f"bound from CPU per message on 2 cores: {bound:.0f} msg/s; 2 workers reached {two / bound:.2f} of it")
     print(f"ratio 2/1: {two / one:.2f} (ceiling: 2.00 with a free core per worker; this machine has 2 cores "
           "for both workers and PostgreSQL)")
 
