@@ -6,13 +6,21 @@ own SAVEPOINT (one failing unit does not undo the others) and commits them all
 with one fsync. Statements run inline on the event loop (they touch only the
 page cache); the commit, which waits on the disk, runs on a thread. Reads use
 a second connection, which WAL lets proceed while a commit is in flight.
+
+Several processes may share the file (API and worker processes, ``serve
+--processes N``). Their writers take turns through a kernel lock on a file
+beside the database, held from before ``BEGIN IMMEDIATE`` until after
+``COMMIT``: the next writer wakes the moment it is released, where SQLite's
+own busy handler would poll with sleeps of growing length.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +82,7 @@ class SqliteStore(Store):
         self._closing = False
         self._last_batch = 0  # units in the last commit, and how long its fsync took
         self._last_commit_s = 0.0
+        self._write_lock: int | None = None  # fd of the lock file writers of every process take turns on
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -88,6 +97,7 @@ class SqliteStore(Store):
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._write_lock = os.open(self.path + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._w = self._connect()
         self._r = self._connect()
         self._r.execute("PRAGMA query_only=1")
@@ -101,6 +111,9 @@ class SqliteStore(Store):
         self._committer.shutdown(wait=True)
         self._w.close()
         self._r.close()
+        if self._write_lock is not None:
+            os.close(self._write_lock)
+            self._write_lock = None
 
     async def _ensure_migrations_table(self) -> None:
         self._w.execute(MIGRATIONS_TABLE)
@@ -139,15 +152,37 @@ class SqliteStore(Store):
         """
         if not 0 < len(self._pending) < self._last_batch or self._last_commit_s < 0.001:
             return
-        wait = min(0.002, self._last_commit_s / 4)
-        deadline = loop.time() + wait
-        timer = loop.call_later(wait, self._wakeup.set)
+        expired = False
+
+        def expire() -> None:
+            # A flag, not a clock check: uvloop may run a timer a little before
+            # loop.time() reaches its deadline, and waiting again then would
+            # hang until the next request comes.
+            nonlocal expired
+            expired = True
+            self._wakeup.set()
+
+        timer = loop.call_later(min(0.002, self._last_commit_s / 4), expire)
         try:
-            while len(self._pending) < self._last_batch and not self._closing and loop.time() < deadline:
+            while len(self._pending) < self._last_batch and not self._closing and not expired:
                 self._wakeup.clear()
                 await self._wakeup.wait()
         finally:
             timer.cancel()
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """On the commit thread: wait for our turn, then take SQLite's write lock."""
+        if self._write_lock is not None:
+            fcntl.flock(self._write_lock, fcntl.LOCK_EX)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._end_turn()
+            raise
+
+    def _end_turn(self) -> None:
+        if self._write_lock is not None:
+            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -160,12 +195,21 @@ class SqliteStore(Store):
                 await self._wakeup.wait()
                 continue
             await self._gather(loop)
+            # On a thread: another process may hold the write lock for a moment.
+            # The batch is taken once we have it, with whatever came meanwhile.
+            try:
+                await loop.run_in_executor(self._committer, self._begin, conn)
+            except Exception as exc:
+                batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
+                log.exception("could not start a write transaction; %d units fail", len(batch))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
             batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
             outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             topics: set[str] = set()
             self._next = {}
-            # On a thread: another process may hold the write lock for a moment.
-            await loop.run_in_executor(self._committer, conn.execute, "BEGIN IMMEDIATE")
             for unit, fut in batch:
                 tx = SqliteTx(conn, self)
                 conn.execute("SAVEPOINT unit")
@@ -183,12 +227,14 @@ class SqliteStore(Store):
                 started = loop.time()
                 await loop.run_in_executor(self._committer, conn.execute, "COMMIT")
                 self._last_commit_s, self._last_batch = loop.time() - started, len(batch)
+                self._end_turn()
             except Exception as exc:
                 log.exception("commit failed; %d units rolled back", len(batch))
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
+                self._end_turn()
                 for fut, _, _ in outcomes:
                     if not fut.done():
                         fut.set_exception(exc)
