@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -65,6 +66,9 @@ def serve(args: argparse.Namespace) -> int:
     from ujumbe.http.app import create_app
     from ujumbe.runtime import Platform
 
+    if args.processes < 1:
+        print("--processes must be 1 or more", file=sys.stderr)
+        return 2
     settings = _settings(args)
     settings.host, settings.port, settings.role = args.host, args.port, args.role
     settings.smpp_port = smpp_port_from_env(SMPP_DEFAULT_PORT)  # serve listens for SMPP customers by default
@@ -74,8 +78,97 @@ def serve(args: argparse.Namespace) -> int:
     logging.getLogger("ujumbe").info("starting role=%s store=%s", args.role, where)
     if args.role == "worker":
         return run_worker(platform)
+    if args.processes > 1:
+        return serve_processes(platform, args.processes)
     app = create_app(platform, role=args.role)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, loop="auto", http="auto")
+    return 0
+
+
+def _uvicorn_config(app: Any, settings: Settings) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                          loop="auto", http="auto")
+
+
+def serve_processes(platform: Any, n: int) -> int:
+    """``serve --processes N``: N processes answer the API on one port, each
+    with its own event loop, so the API uses more than one core.
+
+    The parent binds the socket and forks the children, which inherit it; the
+    kernel hands each new connection to whichever child accepts first, so a
+    busy child takes fewer. The parent applies the migrations first (children
+    racing to do so would collide) and holds the embedded database's lock for
+    them. With ``--role all`` the first child also runs the workers; with
+    ``--role api`` none does. A child that dies is started again.
+    """
+    import signal
+    import time
+
+    import uvicorn
+
+    from ujumbe.http.app import create_app
+    from ujumbe.runtime import Platform
+
+    settings = platform.settings
+    role = settings.role
+
+    async def prepare() -> None:
+        await platform.open()
+        await platform.store.close()
+
+    asyncio.run(prepare())
+    if platform.store.dialect == "sqlite":
+        platform.lock_data_dir(role)
+    settings.parent_holds_lock = True
+    sock = _uvicorn_config(None, settings).bind_socket()
+    log = logging.getLogger("ujumbe")
+
+    def child(index: int) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 0
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            child_role = role if index == 0 else "api"
+            app = create_app(Platform(settings), role=child_role)
+            uvicorn.Server(_uvicorn_config(app, settings)).run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
+        except BaseException:
+            log.exception("API process %d failed", index)
+            code = 1
+        finally:
+            os._exit(code)
+
+    children = {child(i): i for i in range(n)}
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    log.info("serving role=%s in %d processes on %s:%s", role, n, settings.host, settings.port)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, None)
+        if index is None or stopping:
+            continue
+        log.error("API process %d (pid %d) exited with status %d; starting it again in 1 s", index, pid, status)
+        time.sleep(1)
+        if not stopping:
+            children[child(index)] = index
     return 0
 
 
@@ -253,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=argparse.SUPPRESS)
     p.add_argument("--role", choices=("all", "api", "worker"), default="all",
                    help="api and worker processes can run apart: on PostgreSQL, or on one machine's embedded database")
+    p.add_argument("--processes", type=int, default=int(os.environ.get("UJUMBE_PROCESSES", "1")), metavar="N",
+                   help="serve the API from N processes on one port, one per core (default 1); with --role all "
+                        "the first of them also runs the workers")
     p.set_defaults(func=serve)
 
     admin_command(sub.add_parser("migrate", help="apply schema migrations"), _migrate)

@@ -75,8 +75,8 @@ class Platform:
 
     async def start(self, role: str = "all") -> None:
         self.role = role
-        if self.store.dialect == "sqlite":
-            self._lock_data_dir()
+        if self.store.dialect == "sqlite" and not self.settings.parent_holds_lock:
+            self.lock_data_dir(role)
         await self.open()
         if role in ("worker", "all"):
             await self.start_workers()
@@ -88,7 +88,7 @@ class Platform:
 
     async def start_workers(self) -> None:
         if self.store.dialect == "sqlite" and self.role == "all":
-            # This process owns the embedded store (see _lock_data_dir): any lease
+            # This process owns the embedded store (see lock_data_dir): any lease
             # left behind is from a run that died, so its messages are due now.
             await self.store.run(
                 lambda tx: tx.execute(
@@ -116,7 +116,7 @@ class Platform:
         if self.simulator is not None:
             await self._replay_simulator()
 
-    def _lock_data_dir(self) -> None:
+    def lock_data_dir(self, role: str) -> None:
         """A role-``all`` server owns the embedded database alone: it takes
         back every lease at start, which would double-send if another process
         were working. Separate ``api`` and ``worker`` processes on one machine
@@ -125,7 +125,7 @@ class Platform:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(path, "a+")  # noqa: SIM115  (held until the process ends)
         try:
-            fcntl.flock(self._lock_file, (fcntl.LOCK_EX if self.role == "all" else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_file, (fcntl.LOCK_EX if role == "all" else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_file.close()
             raise RuntimeError(
