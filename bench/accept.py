@@ -1,22 +1,24 @@
-"""HTTP accept: single-message sends per second on POST /v1/messages.
+"""HTTP accept: single-message sends per second, on /v1 and on the Tingg and Tilil endpoints.
 
     .venv/bin/python bench/accept.py                 # SQLite (the embedded default)
     .venv/bin/python bench/accept.py --pg            # PostgreSQL, throwaway database on the default server
     .venv/bin/python bench/accept.py --pg postgresql://user@host:5432/postgres
+    .venv/bin/python bench/accept.py --roles api --processes 2 --endpoints native   # one figure
 
 Each answer comes only after the message is durable (SQLite: fsync'd group
-commit; PostgreSQL: committed). The server is ``ujumbe serve --role api`` (no
-workers: accept measured alone), then ``--role all`` (workers dispatching
-to the built-in simulator at the same time, in the same process), then
-``api+worker``: the same work as ``all`` split into an API process and a
-worker process, so each gets a core. The
-ceiling is a trivial handler on the same stack (Starlette + uvicorn, same
-settings) answering a small JSON, measured in the same run. Load comes from
-``wrk`` (one thread, its own process) with a Lua script POSTing one distinct
-recipient per request.
+commit; PostgreSQL: committed). ``POST /v1/messages`` is measured with the
+server as ``ujumbe serve --role api`` (no workers: accept measured alone),
+``--role all`` (workers dispatching to the built-in simulator at the same
+time) and ``api+worker`` (the same work split into API processes and a worker
+process), each with ``--processes`` 1 and 2 (API processes on one port). The
+Tingg (``/api/v2/engagement``) and Tilil (``/sms/v3/sendsms``) sends are
+measured with ``--role api``. The ceiling is a trivial handler on the same
+stack (Starlette + uvicorn, same settings, one process) answering a small
+JSON, measured in the same run. Load comes from ``wrk`` (one thread, its own
+process) with a Lua script POSTing one distinct recipient per request.
 
-``--profile`` samples the api server with py-spy during its run and prints
-the top functions.
+``--profile`` samples the server with py-spy during the first one-process
+``api`` run and prints the top functions.
 """
 
 from __future__ import annotations
@@ -45,13 +47,46 @@ from _common import (
 )
 
 
+ENDPOINTS = {  # name: (path, wrk body, label)
+    "native": ("/v1/messages", "native", "POST /v1/messages"),
+    "tingg": ("/api/v2/engagement", "tingg", "Tingg /api/v2/engagement"),
+    "tilil": ("/sms/v3/sendsms", "tilil", "Tilil /sms/v3/sendsms"),
+}
+
+
+def check_send(port: int, endpoint: str, account: dict[str, str]) -> None:
+    """One send before the load, so a refusal is seen here rather than hidden
+    in 200 answers (Tilil answers 200 with its own status codes)."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    bearer = {"authorization": f"Bearer {account['api_key']}"}
+    text, to = "bench check", "254708412345"
+    if endpoint == "native":
+        r = httpx.post(base + "/v1/messages", headers=bearer, json={"to": to, "sender": "DUKA", "text": text})
+        ok = r.status_code == 202
+    elif endpoint == "tingg":
+        r = httpx.post(base + "/api/v2/engagement", headers=bearer, json={
+            "notificationType": "bench", "referenceID": f"check-{port}", "smsDto": {"msisdn": [to], "message": text}})
+        ok = r.status_code == 200 and r.json()["statusCode"] == 200
+    else:
+        r = httpx.post(base + "/sms/v3/sendsms", json={"api_key": account["api_key"], "mobile": to,
+                                                       "sender_name": "DUKA", "message": text})
+        ok = r.status_code == 200 and r.json()[0]["status_code"] == "1000"
+    if not ok:
+        raise SystemExit(f"{endpoint} send refused: {r.status_code} {r.text}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pg", nargs="?", const=DEFAULT_PG, default=None, help="run on PostgreSQL (admin URL)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--roles", nargs="+", default=["api", "all", "api+worker"], choices=["api", "all", "api+worker"])
-    ap.add_argument("--profile", action="store_true", help="py-spy the api server during its run")
+    ap.add_argument("--roles", nargs="+", default=["api", "all", "api+worker"], choices=["api", "all", "api+worker"],
+                    help="server roles for POST /v1/messages (Tingg and Tilil: api only)")
+    ap.add_argument("--processes", nargs="+", type=int, default=[1, 2], help="API processes (serve --processes)")
+    ap.add_argument("--endpoints", nargs="+", default=list(ENDPOINTS), choices=list(ENDPOINTS))
+    ap.add_argument("--profile", action="store_true", help="py-spy the first one-process api server during its run")
     args = ap.parse_args()
     need_wrk()
 
@@ -65,34 +100,47 @@ def main() -> None:
     finally:
         trivial.stop()
 
+    cases = [(e, role, n) for e in args.endpoints for role in (args.roles if e == "native" else ["api"])
+             for n in args.processes]
     rows = []
+    profiled = False
     with database(args.pg) as db:
         account = create_account(db)
-        for role in args.roles:
+        senders_made = False
+        for endpoint, role, processes in cases:
+            path, body, _ = ENDPOINTS[endpoint]
             port = free_port()
             # receipts quickly, so --role all also records them while accepting
-            fast_receipts = {"UJUMBE_SIM_RECEIPT_DELAY_MS": "10-50"}
+            fast_receipts = {"UJUMBE_SIM_RECEIPT_DELAY_MS": "10-50", "UJUMBE_PROCESSES": str(processes)}
             server = serve_ujumbe(db, role.split("+")[0], port, fast_receipts)
-            # api+worker: the same work as --role all, in two processes (two cores)
+            # api+worker: the same work as --role all, the workers in a process of their own
             worker = (
                 Proc([*UJUMBE, "serve", "--role", "worker"], dict(db.env, **fast_receipts), log=db.data_dir / "serve-worker.log")
                 if role == "api+worker" else None
             )
             try:
-                wrk(port, account["api_key"], 2, args.connections)  # warm-up: caches, JIT-free but page cache
+                if not senders_made:  # Tilil sends only from a registered sender name
+                    import httpx
+
+                    httpx.post(f"http://127.0.0.1:{port}/v1/senders", json={"name": "DUKA"},
+                               headers={"authorization": f"Bearer {account['api_key']}"}).raise_for_status()
+                    senders_made = True
+                check_send(port, endpoint, account)
+                wrk(port, account["api_key"], 2, args.connections, path=path, body=body)  # warm-up: caches
                 spy = None
-                raw = Path(tempfile.gettempdir()) / f"ujumbe-accept-{role}.raw"
-                if args.profile and role == "api":
+                raw = Path(tempfile.gettempdir()) / f"ujumbe-accept-{endpoint}-{role}.raw"
+                if args.profile and not profiled and role == "api" and processes == 1:
                     spy = py_spy(server.pid, args.seconds, raw)
-                cpu0 = server.cpu_seconds()
-                r = wrk(port, account["api_key"], args.seconds, args.connections)
-                cpu_us = (server.cpu_seconds() - cpu0) / max(r.requests, 1) * 1e6
+                    profiled = True
+                cpu0 = server.cpu_seconds(children=True)
+                r = wrk(port, account["api_key"], args.seconds, args.connections, path=path, body=body)
+                cpu_us = (server.cpu_seconds(children=True) - cpu0) / max(r.requests, 1) * 1e6
                 if spy is not None:
                     spy.wait()
-                rows.append((role, r, cpu_us))
+                rows.append((endpoint, role, processes, r, cpu_us))
                 if r.non2xx or r.errors:
-                    print(f"!! role {role}: {r.non2xx} non-2xx answers, {r.errors} socket errors; see "
-                          f"{server.log}", file=sys.stderr)
+                    print(f"!! {endpoint} role {role} x{processes}: {r.non2xx} non-2xx answers, {r.errors} socket "
+                          f"errors; see {server.log}", file=sys.stderr)
                 if spy is not None:
                     print(top_of_profile(raw))
             finally:
@@ -101,14 +149,15 @@ def main() -> None:
                     worker.stop()
 
     print(f"\naccept on {db.label}, {args.connections} connections, wrk 1 thread, {args.seconds:g} s runs, {today()}")
-    print(f"{'name':<28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/req':>11}{'ceiling/s':>11}{'ratio':>8}")
-    print(f"{'trivial Starlette handler':<28}{ceiling.rate:>9.0f}{ceiling.p50_ms:>9.2f}{ceiling.p99_ms:>9.2f}"
-          f"{ceiling_cpu:>11.0f}{ceiling.rate:>11.0f}{1:>8.2f}")
-    for role, r, cpu_us in rows:
-        print(f"{f'POST /v1/messages role={role}':<28}{r.rate:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
-              f"{cpu_us:>11.0f}{ceiling.rate:>11.0f}{r.rate / ceiling.rate:>8.2f}")
-    print("cpu us/req: CPU time of the server process (all its threads) per request; steadier than req/s on a "
-          "shared machine")
+    print(f"{'endpoint':<26}{'role':<11}{'procs':>5}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}"
+          f"{'ceiling/s':>10}{'ratio':>7}")
+    print(f"{'trivial Starlette handler':<26}{'':<11}{1:>5}{ceiling.rate:>8.0f}{ceiling.p50_ms:>8.2f}{ceiling.p99_ms:>8.2f}"
+          f"{ceiling_cpu:>11.0f}{ceiling.rate:>10.0f}{1:>7.2f}")
+    for endpoint, role, processes, r, cpu_us in rows:
+        print(f"{ENDPOINTS[endpoint][2]:<26}{role:<11}{processes:>5}{r.rate:>8.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
+              f"{cpu_us:>11.0f}{ceiling.rate:>10.0f}{r.rate / ceiling.rate:>7.2f}")
+    print("cpu us/req: CPU time of the API processes (all their threads; not the worker process of api+worker) "
+          "per request; steadier than req/s on a shared machine")
 
 
 if __name__ == "__main__":
