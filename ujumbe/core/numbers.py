@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import phonenumbers
+from phonenumbers import PhoneMetadata
 from phonenumbers import timezone as pn_timezone
 from phonenumbers import carrier as _carrier
+from phonenumbers.phonenumberutil import ValidationResult, _test_number_length
 
 _MAX_E164_DIGITS = 15  # ITU-T E.164
 _MIN_DIGITS = 4  # nothing shorter is a subscriber number anywhere
@@ -52,6 +55,65 @@ def _network(parsed: phonenumbers.PhoneNumber) -> str | None:
     return _carrier.name_for_number(parsed, "en") or None
 
 
+def _metadata(region: str) -> Any:
+    return PhoneMetadata.metadata_for_region(region)
+
+
+def _split_country_code(digits: str) -> tuple[int, str] | None:
+    # As phonenumbers does: the first 1-3 digits that are a known code.
+    for length in (1, 2, 3):
+        code = int(digits[:length])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return code, digits[length:]
+    return None
+
+
+def _fast(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """The commonest shapes, "+<cc><number>", "<cc><number>" with the
+    region's own code and "0<number>", read without ``phonenumbers.parse``
+    (~25 us a number, the larger part of normalizing one).
+
+    Exact by construction: it returns a number only where ``parse`` can read
+    nothing else (no national prefix left to strip, no international dialling
+    prefix, no leading zero kept, too long to be a national number) and the
+    result is valid; anything else (None) goes to the full parser. The test
+    compares both on every region's example numbers.
+    """
+    if text[0] == "+":
+        digits = text[1:]
+        if not digits.isdigit() or not digits.isascii() or digits[0] == "0":
+            return None
+        split = _split_country_code(digits)
+        if split is None:
+            return None
+        code, national = split
+        meta = PhoneMetadata.metadata_for_region_or_calling_code(code, phonenumbers.region_code_for_country_code(code))
+    else:
+        if not text.isdigit() or not text.isascii():
+            return None
+        meta = _metadata(region)
+        if meta is None or (meta.international_prefix and re.match(meta.international_prefix, text)):
+            return None
+        code = meta.country_code
+        home = str(code)
+        if text.startswith(home):
+            # parse takes the region's code off a number too long to be national
+            if _test_number_length(text, meta) != ValidationResult.TOO_LONG:
+                return None
+            national = text[len(home):]
+        elif text[0] == "0" and meta.national_prefix_for_parsing == "0" and meta.national_prefix_transform_rule is None:
+            national = text[1:]
+        else:
+            return None
+    if meta is None or not national or national[0] == "0":
+        return None
+    prefix = meta.national_prefix_for_parsing
+    if prefix and re.match(prefix, national):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    return number if phonenumbers.is_valid_number(number) else None
+
+
 @lru_cache(maxsize=100_000)
 def _normalize(raw: str, region: str) -> PhoneNumber | str:
     """Returns the number or the reason it is invalid.
@@ -72,7 +134,7 @@ def _normalize(raw: str, region: str) -> PhoneNumber | str:
     if not _MIN_DIGITS <= len(digits) <= _MAX_E164_DIGITS + 3:
         return invalid
 
-    parsed = _parse_valid(text, region)
+    parsed = _fast(text, region) or _parse_valid(text, region)
     if parsed is None and not text.startswith("+"):
         # International written without '+', e.g. "9779841234567" sent with region KE.
         parsed = _parse_valid("+" + digits, None)
