@@ -4,7 +4,7 @@ phonenumbers.parse does, or leaves it to parse."""
 from __future__ import annotations
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
+from phonenumbers import PhoneNumberType, carrier
 
 from ujumbe.core import numbers
 
@@ -33,15 +33,28 @@ def test_fast_path_agrees_with_phonenumbers_everywhere() -> None:
     taken = 0
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
         for text, account_region in forms(region):
-            fast = numbers._fast(text, account_region)
-            if fast is None:
+            found = numbers._fast(text, account_region)
+            if found is None:
                 continue
+            fast, kind = found
+            assert kind == phonenumbers.number_type(fast)
             taken += 1
             slow = phonenumbers.parse(text, account_region)
             assert phonenumbers.is_valid_number(slow), (text, account_region)
             assert (fast.country_code, fast.national_number) == (slow.country_code, slow.national_number), (
                 text, account_region)
     assert taken > 1000  # the path is used, not merely safe
+
+
+def test_networks_are_phonenumbers_carriers() -> None:
+    for region in ("KE", "UG", "TZ", "NG", "GB", "US", "IN"):
+        for text, account_region in forms(region):
+            try:
+                got = numbers.normalize(text, account_region)
+            except numbers.InvalidNumber:
+                continue
+            expected = carrier.name_for_number(phonenumbers.parse("+" + got.e164), "en") or None
+            assert got.network == expected, (text, account_region)
 
 
 def test_fast_path_takes_the_common_kenyan_shapes() -> None:

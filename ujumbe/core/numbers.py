@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
-from phonenumbers import PhoneMetadata
+from phonenumbers import PhoneMetadata, PhoneNumberType
 from phonenumbers import timezone as pn_timezone
 from phonenumbers import carrier as _carrier
 from phonenumbers.phonenumberutil import ValidationResult, _test_number_length
@@ -42,12 +42,25 @@ class InvalidNumber(ValueError):
         super().__init__(reason)
 
 
-def _parse_valid(candidate: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+Typed = tuple[phonenumbers.PhoneNumber, int]  # a valid number and its PhoneNumberType
+
+
+def _valid(parsed: phonenumbers.PhoneNumber) -> Typed | None:
+    # number_type is UNKNOWN exactly when is_valid_number is false; the type
+    # is kept so the carrier lookup need not work it out a second time.
+    kind = phonenumbers.number_type(parsed)
+    return None if kind == PhoneNumberType.UNKNOWN else (parsed, kind)
+
+
+def _parse_valid(candidate: str, region: str | None) -> Typed | None:
     try:
         parsed = phonenumbers.parse(candidate, region)
     except phonenumbers.NumberParseException:
         return None
-    return parsed if phonenumbers.is_valid_number(parsed) else None
+    return _valid(parsed)
+
+
+_CARRIER_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE, PhoneNumberType.PAGER)
 
 
 def _network(parsed: phonenumbers.PhoneNumber) -> str | None:
@@ -68,7 +81,7 @@ def _split_country_code(digits: str) -> tuple[int, str] | None:
     return None
 
 
-def _fast(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+def _fast(text: str, region: str) -> Typed | None:
     """The commonest shapes, "+<cc><number>", "<cc><number>" with the
     region's own code and "0<number>", read without ``phonenumbers.parse``
     (~25 us a number, the larger part of normalizing one).
@@ -110,8 +123,7 @@ def _fast(text: str, region: str) -> phonenumbers.PhoneNumber | None:
     prefix = meta.national_prefix_for_parsing
     if prefix and re.match(prefix, national):
         return None
-    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-    return number if phonenumbers.is_valid_number(number) else None
+    return _valid(phonenumbers.PhoneNumber(country_code=code, national_number=int(national)))
 
 
 @lru_cache(maxsize=100_000)
@@ -134,21 +146,23 @@ def _normalize(raw: str, region: str) -> PhoneNumber | str:
     if not _MIN_DIGITS <= len(digits) <= _MAX_E164_DIGITS + 3:
         return invalid
 
-    parsed = _fast(text, region) or _parse_valid(text, region)
-    if parsed is None and not text.startswith("+"):
+    found = _fast(text, region) or _parse_valid(text, region)
+    if found is None and not text.startswith("+"):
         # International written without '+', e.g. "9779841234567" sent with region KE.
-        parsed = _parse_valid("+" + digits, None)
-        if parsed is None and digits.startswith("00"):
+        found = _parse_valid("+" + digits, None)
+        if found is None and digits.startswith("00"):
             # The common "00" international prefix, even where the local IDD differs.
-            parsed = _parse_valid("+" + digits[2:], None)
-    if parsed is None:
+            found = _parse_valid("+" + digits[2:], None)
+    if found is None:
         return invalid
+    parsed, kind = found
 
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
     return PhoneNumber(
         e164=e164,
         region=phonenumbers.region_code_for_number(parsed) or region,
-        network=_network(parsed),
+        # as carrier.name_for_number does, with the type already known
+        network=(_carrier.name_for_valid_number(parsed, "en") or None) if kind in _CARRIER_TYPES else None,
         country_code=parsed.country_code,
     )
 
