@@ -2,8 +2,9 @@
 
 Channels call ``receipt`` and ``inbound`` from their own tasks; both are
 buffered and applied in batches, so a burst of receipts costs one commit.
-A receipt whose submit has not been recorded yet is parked in
-``early_receipts`` and applied when the submit is recorded.
+A receipt whose submit has not been recorded yet is held for a moment and
+tried again, then parked in ``early_receipts`` and applied when the submit
+is recorded.
 """
 
 from __future__ import annotations
@@ -77,12 +78,21 @@ async def apply_early_receipts(tx: Tx, connector: str, operator_ids: list[str]) 
         await apply_receipts(tx, sorted(early, key=lambda r: r.at))
 
 
+# A receipt usually comes a moment after its submit_sm_resp, often before the
+# dispatcher's batch has recorded that submit. Such a receipt is held this long
+# and tried once more before it is parked in ``early_receipts``: parking and
+# taking it back costs two writes and a second round of lookups per message.
+HOLD_S = 0.25
+
+
 class Reports:
-    def __init__(self, store: Store, *, batch: int = 500) -> None:
+    def __init__(self, store: Store, *, batch: int = 500, hold_s: float = HOLD_S) -> None:
         self.store = store
         self.batch = batch
+        self.hold_s = hold_s
         self._receipts: list[Receipt] = []
         self._inbound: list[Inbound] = []
+        self._held: list[tuple[float, Receipt]] = []  # (when to try again, receipt), oldest first
         self._wake = asyncio.Event()
 
     # ChannelEvents
@@ -95,18 +105,32 @@ class Reports:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not (stop.is_set() and not self._receipts and not self._inbound):
-            if not self._receipts and not self._inbound:
+        loop = asyncio.get_running_loop()
+        while not (stop.is_set() and not self._receipts and not self._inbound and not self._held):
+            now = loop.time()
+            due = 0
+            while due < len(self._held) and (self._held[due][0] <= now or stop.is_set()):
+                due += 1
+            if not self._receipts and not self._inbound and not due:
                 self._wake.clear()
-                await wait_any(self._wake, stop, timeout=1.0)
+                timeout = min(1.0, self._held[0][0] - now) if self._held else 1.0
+                await wait_any(self._wake, stop, timeout=timeout)
                 continue
-            receipts, self._receipts = self._receipts[: self.batch], self._receipts[self.batch :]
+            # held receipts first: they came before anything still waiting
+            retry = [r for _, r in self._held[:due]]
+            del self._held[:due]
+            fresh, self._receipts = self._receipts[: self.batch], self._receipts[self.batch :]
             inbound, self._inbound = self._inbound[: self.batch], self._inbound[self.batch :]
+            receipts = retry + fresh
+            holdable = set() if stop.is_set() else {id(r) for r in fresh}
             try:
-                await self.store.run(lambda tx: self._apply(tx, receipts, inbound))
+                hold = await self.store.run(lambda tx: self._apply(tx, receipts, inbound, holdable))
             except Exception:
                 log.exception("applying %d receipts and %d inbound failed; one at a time", len(receipts), len(inbound))
                 await self._apply_singly(receipts, inbound)
+            else:
+                again = loop.time() + self.hold_s
+                self._held.extend((again, r) for r in hold)
 
     async def _apply_singly(self, receipts: list[Receipt], inbound: list[Inbound]) -> None:
         """One bad item must not hold up the others, and nothing is dropped: a
@@ -137,14 +161,24 @@ class Reports:
                 log.exception("store unavailable; retrying in 1 s")
                 await asyncio.sleep(1)
 
-    async def _apply(self, tx: Tx, receipts: list[Receipt], inbound: list[Inbound]) -> None:
+    async def _apply(
+        self, tx: Tx, receipts: list[Receipt], inbound: list[Inbound], holdable: set[int] | None = None,
+    ) -> list[Receipt]:
+        """Apply receipts and store inbound messages. Receipts that match no
+        part yet are parked, except those in ``holdable`` (by id()), which are
+        returned for the caller to hold and try once more."""
         now = now_ms()
-        await q.insert_early_receipts(tx, [
-            (r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now)
-            for r in await apply_receipts(tx, receipts)
-        ])
+        hold: list[Receipt] = []
+        park: list[tuple[str, str, str, int, str, str, int]] = []
+        for r in await apply_receipts(tx, receipts):
+            if holdable and id(r) in holdable:
+                hold.append(r)
+            else:
+                park.append((r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now))
+        await q.insert_early_receipts(tx, park)
         for m in inbound:
             await record_inbound(tx, m)
+        return hold
 
 
 # Services that act on inbound messages (premium keywords and subscriptions)

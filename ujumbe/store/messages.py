@@ -45,6 +45,23 @@ async def many(tx: Tx, sql: str, rows: Sequence[Sequence[Any]], pg: str | None =
         await tx.executemany(sql, rows)
 
 
+def chunks(tx: Tx, values: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """SQLite caps bound parameters, so long IN lists go in pieces; PostgreSQL
+    takes one array whatever its length (see ``is_in``)."""
+    if tx.dialect == "postgres":
+        return [values] if values else []
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def is_in(tx: Tx, column: str, values: Sequence[Any], pg_type: str) -> tuple[str, list[Any]]:
+    """``column IN (...)`` and its arguments. On PostgreSQL ``= ANY(array)``:
+    one statement text whatever the count, so asyncpg prepares it once instead
+    of once per distinct list length."""
+    if tx.dialect == "postgres":
+        return f"{column} = ANY(?::{pg_type}[])", [list(values)]
+    return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+
 def unnest(*types: str) -> str:
     return "unnest(" + ", ".join(f"?::{t}[]" for t in types) + ")"
 
@@ -97,11 +114,9 @@ async def message(tx: Tx, message_id: int, account_id: str | None = None) -> dic
 
 async def messages_by_ids(tx: Tx, ids: Sequence[int]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for start in range(0, len(ids), 500):  # SQLite caps bound parameters
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = await tx.fetch(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id IN ({marks})", *chunk)
-        out.extend(dicts(rows))
+    for chunk in chunks(tx, ids, 500):
+        where, args = is_in(tx, "m.id", chunk, "bigint")
+        out.extend(dicts(await tx.fetch(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {where}", *args)))
     return out
 
 
@@ -226,12 +241,10 @@ async def insert_parts(tx: Tx, rows: list[tuple[int, int, str, str, str, int]]) 
 async def parts_by_operator_ids(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[tuple[int, int, str]]:
     """(message_id, part, operator_id) for every part with one of these ids."""
     out: list[tuple[int, int, str]] = []
-    for start in range(0, len(operator_ids), 400):  # SQLite caps bound parameters
-        chunk = operator_ids[start : start + 400]
+    for chunk in chunks(tx, operator_ids, 400):
+        where, args = is_in(tx, "operator_id", chunk, "text")
         rows = await tx.fetch(
-            f"SELECT message_id, part, operator_id FROM message_parts WHERE operator_id IN ({','.join('?' * len(chunk))}) "
-            "AND connector = ?",
-            *chunk, connector,
+            f"SELECT message_id, part, operator_id FROM message_parts WHERE {where} AND connector = ?", *args, connector
         )
         out.extend((r[0], r[1], r[2]) for r in rows)
     return out
@@ -240,13 +253,9 @@ async def parts_by_operator_ids(tx: Tx, connector: str, operator_ids: Sequence[s
 async def part_states_of(tx: Tx, message_ids: Sequence[int]) -> dict[int, dict[int, str]]:
     """Every part's state, by message."""
     out: dict[int, dict[int, str]] = {}
-    for start in range(0, len(message_ids), 400):
-        chunk = message_ids[start : start + 400]
-        rows = await tx.fetch(
-            f"SELECT message_id, part, state FROM message_parts WHERE message_id IN ({','.join('?' * len(chunk))})",
-            *chunk,
-        )
-        for r in rows:
+    for chunk in chunks(tx, message_ids, 400):
+        where, args = is_in(tx, "message_id", chunk, "bigint")
+        for r in await tx.fetch(f"SELECT message_id, part, state FROM message_parts WHERE {where}", *args):
             out.setdefault(r[0], {})[r[1]] = r[2]
     return out
 
@@ -280,15 +289,16 @@ async def insert_early_receipts(tx: Tx, rows: Sequence[tuple[str, str, str, int,
 
 
 async def take_early_receipts(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[dict[str, Any]]:
-    if not operator_ids:
-        return []
-    marks = ",".join("?" * len(operator_ids))
-    rows = await tx.fetch(
-        f"DELETE FROM early_receipts WHERE connector = ? AND operator_id IN ({marks}) "
-        "RETURNING operator_id, connector, state, at, error_code, reason",
-        connector, *operator_ids,
-    )
-    return [as_dict(r) for r in rows]  # type: ignore[misc]
+    out: list[dict[str, Any]] = []
+    for chunk in chunks(tx, operator_ids, 900):
+        where, args = is_in(tx, "operator_id", chunk, "text")
+        rows = await tx.fetch(
+            f"DELETE FROM early_receipts WHERE connector = ? AND {where} "
+            "RETURNING operator_id, connector, state, at, error_code, reason",
+            connector, *args,
+        )
+        out.extend(dicts(rows))
+    return out
 
 
 async def overdue(tx: Tx, now: int, limit: int) -> list[int]:
