@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from ujumbe.channels.base import Receipt, SendError, Submitted
 from ujumbe.core.states import State
 from ujumbe.runtime import Platform
 from ujumbe.services.messaging import SendRequest
+from ujumbe.services.reports import Reports
 from ujumbe.store import Tx, now_ms
 from ujumbe.store import messages as q
 from ujumbe.workers.dispatch import Dispatcher, Outcome, Router
@@ -187,3 +189,22 @@ async def test_the_sweeper_applies_parked_receipts_whose_submit_another_worker_r
     assert (await idle.messaging.message(acc.id, b))["state"] == "undelivered"  # type: ignore[arg-type,index]
     left = await idle.store.read(lambda tx: tx.fetch("SELECT operator_id FROM early_receipts"))
     assert [r["operator_id"] for r in left] == ["op-nobody"]
+
+
+async def test_a_receipt_held_for_its_submit_is_parked_when_the_worker_stops(idle: Platform) -> None:
+    """Receipts that match nothing yet wait in memory for a moment; stopping
+    must park them rather than drop them."""
+    reports = Reports(idle.store, hold_s=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(reports.run(stop))
+    await reports.receipt(Receipt("smsc-a", "op-later", State.DELIVERED, now_ms(), raw="DELIVRD"))
+
+    async def held() -> bool:
+        return bool(reports._held)
+
+    await eventually(held)
+    assert await idle.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts")) == 0
+    stop.set()
+    await task
+    parked = await idle.store.read(lambda tx: tx.fetch("SELECT operator_id, state FROM early_receipts"))
+    assert [(r["operator_id"], r["state"]) for r in parked] == [("op-later", "delivered")]
