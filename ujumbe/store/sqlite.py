@@ -4,14 +4,25 @@ SQLite allows one writer at a time, so instead of fighting over the lock we
 own it: a single writer task takes every pending unit, runs each inside its
 own SAVEPOINT (one failing unit does not undo the others) and commits them all
 with one fsync. Statements run inline on the event loop (they touch only the
-page cache); the commit, which waits on the disk, runs on a thread. Reads use
-a second connection, which WAL lets proceed while a commit is in flight.
+page cache); the commit runs on a thread. Reads use a second connection, which
+WAL lets proceed while a commit is in flight.
+
+The fsync is ours, not SQLite's, so that it overlaps the next batch: SQLite
+runs with ``synchronous=NORMAL`` (COMMIT writes the WAL but does not sync it)
+and a second thread then fdatasyncs the WAL file; a unit's caller is answered,
+and listeners woken, only once a sync that began after its COMMIT has ended.
+Meanwhile the writer already runs and commits the next batch, and one sync
+covers every commit written before it began. A checkpoint still syncs the WAL
+before copying it into the database and the database after, so what was
+acknowledged is on disk either way. (Other connections may read a commit a
+few milliseconds before it is durable; nothing is acknowledged before.)
 
 Several processes may share the file (API and worker processes, ``serve
 --processes N``). Their writers take turns through a kernel lock on a file
 beside the database, held from before ``BEGIN IMMEDIATE`` until after
 ``COMMIT``: the next writer wakes the moment it is released, where SQLite's
-own busy handler would poll with sleeps of growing length.
+own busy handler would poll with sleeps of growing length. The fsync comes
+after the lock is released, so writers do not wait on each other's disk.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ from ujumbe.store.base import MIGRATIONS_TABLE, Row, Store, T, Unit
 log = logging.getLogger("ujumbe.store")
 
 MAX_BATCH = 1000
+
+Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]  # a unit's future, result, error
 
 
 class SqliteTx:
@@ -73,7 +86,15 @@ class SqliteStore(Store):
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         super().__init__()
         self.path = str(path)
+        # FULL: every commit is on disk before its callers are answered (by our
+        # own sync of the WAL, see above); anything else is passed to SQLite.
         self.synchronous = synchronous
+        self._sync_wal = synchronous.upper() == "FULL" and self.path != ":memory:"
+        self._unsynced: list[tuple[list[Outcome], set[str]]] = []  # committed, waiting for the WAL sync
+        self._sync_wakeup = asyncio.Event()
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-sync")
+        self._sync_task: asyncio.Task[None] | None = None
+        self._writer_done = False
         self._pending: collections.deque[tuple[Unit[Any], asyncio.Future[Any]]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
@@ -88,8 +109,7 @@ class SqliteStore(Store):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before we answer; group commit pays for the fsync.
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute(f"PRAGMA synchronous={'NORMAL' if self._sync_wal else self.synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-65536")
         return conn
@@ -102,13 +122,19 @@ class SqliteStore(Store):
         self._r = self._connect()
         self._r.execute("PRAGMA query_only=1")
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+        self._sync_task = asyncio.create_task(self._sync_loop(), name="sqlite-sync")
 
     async def close(self) -> None:
         self._closing = True
         self._wakeup.set()
         if self._writer_task:
             await self._writer_task
+        self._writer_done = True
+        self._sync_wakeup.set()
+        if self._sync_task:
+            await self._sync_task
         self._committer.shutdown(wait=True)
+        self._syncer.shutdown(wait=True)
         self._w.close()
         self._r.close()
         if self._write_lock is not None:
@@ -207,7 +233,7 @@ class SqliteStore(Store):
                         fut.set_exception(exc)
                 continue
             batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
-            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            outcomes: list[Outcome] = []
             topics: set[str] = set()
             self._next = {}
             for unit, fut in batch:
@@ -226,8 +252,10 @@ class SqliteStore(Store):
             try:
                 started = loop.time()
                 await loop.run_in_executor(self._committer, conn.execute, "COMMIT")
-                self._last_commit_s, self._last_batch = loop.time() - started, len(batch)
                 self._end_turn()
+                self._last_batch = len(batch)
+                if not self._sync_wal:
+                    self._last_commit_s = loop.time() - started
             except Exception as exc:
                 log.exception("commit failed; %d units rolled back", len(batch))
                 try:
@@ -239,11 +267,57 @@ class SqliteStore(Store):
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            for fut, result, error in outcomes:
-                if fut.done():  # the caller went away; the work is committed regardless
-                    continue
-                if error is None:
-                    fut.set_result(result)
-                else:
-                    fut.set_exception(error)
-            self._wake(topics)
+            if self._sync_wal:
+                self._unsynced.append((outcomes, topics))
+                self._sync_wakeup.set()
+            else:
+                self._settle(outcomes, topics)
+
+    def _settle(self, outcomes: list[Outcome], topics: set[str]) -> None:
+        for fut, result, error in outcomes:
+            if fut.done():  # the caller went away; the work is committed regardless
+                continue
+            if error is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(error)
+        self._wake(topics)
+
+    def _fsync_wal(self) -> None:
+        # Opened each time: the WAL file is only ever removed by the last
+        # connection's closing checkpoint, which leaves everything synced in
+        # the database file.
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    async def _sync_loop(self) -> None:
+        """Answers committed batches once the WAL holding them is on disk; one
+        sync covers every batch committed before it starts."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._unsynced:
+                if self._writer_done:
+                    return
+                self._sync_wakeup.clear()
+                await self._sync_wakeup.wait()
+                continue
+            batches, self._unsynced = self._unsynced, []
+            started = loop.time()
+            try:
+                await loop.run_in_executor(self._syncer, self._fsync_wal)
+            except Exception as exc:
+                log.exception("WAL sync failed; %d batches not acknowledged", len(batches))
+                for outcomes, _ in batches:
+                    for fut, _, _ in outcomes:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                continue
+            self._last_commit_s = loop.time() - started
+            for outcomes, topics in batches:
+                self._settle(outcomes, topics)
