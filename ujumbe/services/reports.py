@@ -37,12 +37,22 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
         by_connector.setdefault(r.channel, []).append(r)
     hits: dict[int, list[tuple[int, int]]] = {}  # id(receipt) -> its (message, part)s
     for connector, rs in by_connector.items():
-        variants = sorted({v for r in rs for v in id_variants(r.operator_id)})
+        # The id as the receipt spells it first: an SMSC mostly writes receipts
+        # the way it answered submit_sm, and one lookup per receipt is cheaper
+        # than one per spelling. Only those not found are tried in every spelling.
         found: dict[str, list[tuple[int, int]]] = {}
-        for message_id, part, op_id in await q.parts_by_operator_ids(tx, connector, variants):
+        exact = sorted({r.operator_id.strip() for r in rs})
+        for message_id, part, op_id in await q.parts_by_operator_ids(tx, connector, exact):
             found.setdefault(op_id, []).append((message_id, part))
+        rest = [r for r in rs if r.operator_id.strip() not in found]
+        variants = sorted({v for r in rest for v in id_variants(r.operator_id)} - set(exact))
+        if variants:
+            for message_id, part, op_id in await q.parts_by_operator_ids(tx, connector, variants):
+                found.setdefault(op_id, []).append((message_id, part))
         for r in rs:
-            matches = {m for v in id_variants(r.operator_id) for m in found.get(v, ())}
+            op_id = r.operator_id.strip()
+            spellings = [op_id] if op_id in found else id_variants(op_id)
+            matches = {m for v in spellings for m in found.get(v, ())}
             if matches:
                 hits[id(r)] = sorted(matches)
     ids = sorted({mid for matches in hits.values() for mid, _ in matches})
