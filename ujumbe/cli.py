@@ -100,8 +100,10 @@ def serve_processes(platform: Any, n: int) -> int:
     kernel hands each new connection to whichever child accepts first, so a
     busy child takes fewer. The parent applies the migrations first (children
     racing to do so would collide) and holds the embedded database's lock for
-    them. With ``--role all`` the first child also runs the workers; with
-    ``--role api`` none does. A child that dies is started again.
+    them. With ``--role all`` the last child runs the workers and no HTTP: a
+    message costs the workers more CPU than its accept, and sharing an event
+    loop slows both (bench/accept.py: role all vs api+worker). A child that
+    dies is started again.
     """
     import signal
     import time
@@ -133,13 +135,16 @@ def serve_processes(platform: Any, n: int) -> int:
         try:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            child_role = role if index == 0 else "api"
-            app = create_app(Platform(settings), role=child_role)
-            uvicorn.Server(_uvicorn_config(app, settings)).run(sockets=[sock])
+            if role == "all" and index == n - 1:
+                sock.close()
+                code = run_worker(Platform(settings), "all")  # "all": it owns the leases, see Platform.start_workers
+            else:
+                app = create_app(Platform(settings), role="api")
+                uvicorn.Server(_uvicorn_config(app, settings)).run(sockets=[sock])
         except KeyboardInterrupt:
             pass
         except BaseException:
-            log.exception("API process %d failed", index)
+            log.exception("process %d failed", index)
             code = 1
         finally:
             os._exit(code)
@@ -165,15 +170,16 @@ def serve_processes(platform: Any, n: int) -> int:
         index = children.pop(pid, None)
         if index is None or stopping:
             continue
-        log.error("API process %d (pid %d) exited with status %d; starting it again in 1 s", index, pid, status)
+        log.error("process %d (pid %d) exited with status %d; starting it again in 1 s", index, pid, status)
         time.sleep(1)
         if not stopping:
             children[child(index)] = index
     return 0
 
 
-def run_worker(platform: Any) -> int:
-    """Run ``platform``'s workers (no HTTP) until SIGINT or SIGTERM."""
+def run_worker(platform: Any, role: str = "worker") -> int:
+    """Run ``platform``'s workers (no HTTP) until SIGINT or SIGTERM; ``role``
+    ``all`` when this process also owns the embedded database (its leases)."""
     import signal
 
     async def main() -> None:
@@ -181,7 +187,7 @@ def run_worker(platform: Any) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await platform.start("worker")
+        await platform.start(role)
         await stop.wait()
         await platform.stop()
 
@@ -347,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=("all", "api", "worker"), default="all",
                    help="api and worker processes can run apart: on PostgreSQL, or on one machine's embedded database")
     p.add_argument("--processes", type=int, default=int(os.environ.get("UJUMBE_PROCESSES", "1")), metavar="N",
-                   help="serve the API from N processes on one port, one per core (default 1); with --role all "
-                        "the first of them also runs the workers")
+                   help="run N processes, one per core (default 1): they serve the API on one port; with "
+                        "--role all one of them runs the workers instead")
     p.set_defaults(func=serve)
 
     admin_command(sub.add_parser("migrate", help="apply schema migrations"), _migrate)
