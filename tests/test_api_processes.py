@@ -143,3 +143,18 @@ async def test_role_all_in_two_processes_owns_the_embedded_database(tmp_path: Pa
     finally:
         stop(server)
     assert (await counts("sqlite", env, tmp_path / "data"))["submitted_twice"] == 0
+
+
+async def test_the_processes_go_when_their_parent_is_killed(tmp_path: Path) -> None:
+    env = env_for(tmp_path / "data", None)
+    env["UJUMBE_SMPP_PORT"] = "off"
+    server = await serve(env, free_port(), "api", 2)
+    kids = children(server.pid)
+    assert len(kids) == 2
+    server.kill()  # SIGKILL: no chance to stop them itself
+    server.wait()
+
+    async def gone() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() for pid in kids)
+
+    await eventually(gone, timeout=20, interval=0.2)

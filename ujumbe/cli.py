@@ -92,6 +92,18 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
                           loop="auto", http="auto")
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this process when its parent dies (even by SIGKILL),
+    so no orphan keeps serving, or holding the embedded database's lock."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before that took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def serve_processes(platform: Any, n: int) -> int:
     """``serve --processes N``: N processes answer the API on one port, each
     with its own event loop, so the API uses more than one core.
@@ -127,12 +139,15 @@ def serve_processes(platform: Any, n: int) -> int:
     sock = _uvicorn_config(None, settings).bind_socket()
     log = logging.getLogger("ujumbe")
 
+    parent = os.getpid()
+
     def child(index: int) -> int:
         pid = os.fork()
         if pid:
             return pid
         code = 0
         try:
+            _die_with_parent(parent)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             if role == "all" and index == n - 1:
