@@ -29,6 +29,16 @@ from ujumbe.store import messages as q
 log = logging.getLogger("ujumbe.dispatch")
 
 
+# Outcomes are recorded this many at a time: small, because on SQLite a unit
+# runs on the event loop and a long one stalls the API.
+RECORD_BATCH = 250
+# Sends whose outcome is not recorded yet, at most. Past it no more are
+# claimed: a recorder that falls behind would otherwise let them pile up in
+# memory (sent, but resent by another worker if this one died), and every
+# receipt would come before its submit's record and be parked.
+MAX_UNRECORDED = 2 * RECORD_BATCH
+
+
 def backoff_ms(attempt: int) -> int:
     """1 s, 2 s, 4 s ... capped at 5 minutes, with jitter so retries spread out."""
     base = min(1000 * 2 ** max(attempt - 1, 0), 300_000)
@@ -72,7 +82,7 @@ class Dispatcher:
         recorder = asyncio.create_task(self._record_loop(stop), name="dispatch-recorder")
         try:
             while not stop.is_set():
-                free = self.capacity - self._in_flight
+                free = min(self.capacity - self._in_flight, MAX_UNRECORDED - len(self._outcomes))
                 if free <= 0:
                     self._slot_free.clear()
                     await wait_any(self._slot_free, stop, timeout=self.poll_s)
@@ -155,10 +165,10 @@ class Dispatcher:
                 self._outcome_ready.clear()
                 await wait_any(self._outcome_ready, stop, timeout=0.5)
                 continue
-            # small batches: on SQLite a unit runs on the event loop, and a long one stalls the API
-            batch, self._outcomes = self._outcomes[:250], self._outcomes[250:]
+            batch, self._outcomes = self._outcomes[:RECORD_BATCH], self._outcomes[RECORD_BATCH:]
             try:
                 await self.store.run(lambda tx: self._record(tx, batch))
+                self._slot_free.set()  # room under MAX_UNRECORDED
             except Exception:
                 log.exception("recording %d send outcomes failed; retrying", len(batch))
                 self._outcomes[:0] = batch
