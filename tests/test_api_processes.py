@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +15,6 @@ import pytest
 
 from tests.conftest import eventually, free_port, postgres_database
 from tests.test_processes import UJUMBE, cli, env_for, start_server, stop
-
-
-async def serve(env: dict[str, str], port: int, role: str, processes: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([*UJUMBE, "serve", "--port", str(port), "--role", role, "--processes", str(processes)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    async with httpx.AsyncClient() as client:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode() if proc.stderr else "server exited")
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
 
 
 def children(pid: int) -> list[int]:
@@ -66,6 +48,15 @@ async def send_concurrently(port: int, headers: dict[str, str], senders: int, ea
     return ids
 
 
+async def all_delivered(port: int, headers: dict[str, str], count: int) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        async def done() -> bool:
+            page = (await client.get("/v1/messages", headers=headers, params={"state": "delivered", "limit": 500})).json()
+            return len(page["data"]) == count
+
+        await eventually(done, timeout=90, interval=0.5)
+
+
 async def counts(backend: str, env: dict[str, str], data_dir: Path) -> dict[str, Any]:
     queries = {
         "messages": "SELECT count(*) FROM messages",
@@ -96,19 +87,15 @@ async def test_two_api_processes_and_a_worker_deliver_every_message_once(tmp_pat
                   "--credits", "10000")
     headers = {"authorization": f"Bearer {account['api_key']}"}
     port = free_port()
-    api = await serve(env, port, "api", 2)
+    api = await start_server(env, port, "api", "--processes", "2")
     worker = await start_server(env, 0, role="worker")
     try:
         assert len(children(api.pid)) == 2
         ids = await send_concurrently(port, headers, senders=24, each=15)
         assert len(ids) == len(set(ids)) == 360
 
+        await all_delivered(port, headers, len(ids))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            async def done() -> bool:
-                page = (await client.get("/v1/messages", headers=headers, params={"state": "delivered", "limit": 500})).json()
-                return len(page["data"]) == len(ids)
-
-            await eventually(done, timeout=90, interval=0.5)
             balance = (await client.get("/v1/balance", headers=headers)).json()["balance"]
     finally:
         stop(api)
@@ -126,7 +113,7 @@ async def test_role_all_in_two_processes_owns_the_embedded_database(tmp_path: Pa
                   "--credits", "1000")
     headers = {"authorization": f"Bearer {account['api_key']}"}
     port = free_port()
-    server = await serve(env, port, "all", 2)
+    server = await start_server(env, port, "all", "--processes", "2")
     try:
         # it holds the database as an all-in-one server does: no other server beside it
         other = subprocess.run([*UJUMBE, "serve", "--role", "api", "--port", str(free_port())], env=env,
@@ -134,12 +121,7 @@ async def test_role_all_in_two_processes_owns_the_embedded_database(tmp_path: Pa
         assert other.returncode != 0 and "Another Ujumbe server is running" in other.stderr
         ids = await send_concurrently(port, headers, senders=8, each=10)
         assert len(set(ids)) == 80
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            async def done() -> bool:
-                page = (await client.get("/v1/messages", headers=headers, params={"state": "delivered", "limit": 500})).json()
-                return len(page["data"]) == len(ids)
-
-            await eventually(done, timeout=60, interval=0.5)
+        await all_delivered(port, headers, len(ids))
     finally:
         stop(server)
     assert (await counts("sqlite", env, tmp_path / "data"))["submitted_twice"] == 0
@@ -148,7 +130,7 @@ async def test_role_all_in_two_processes_owns_the_embedded_database(tmp_path: Pa
 async def test_the_processes_go_when_their_parent_is_killed(tmp_path: Path) -> None:
     env = env_for(tmp_path / "data", None)
     env["UJUMBE_SMPP_PORT"] = "off"
-    server = await serve(env, free_port(), "api", 2)
+    server = await start_server(env, free_port(), "api", "--processes", "2")
     kids = children(server.pid)
     assert len(kids) == 2
     server.kill()  # SIGKILL: no chance to stop them itself

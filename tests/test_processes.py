@@ -41,9 +41,9 @@ def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
-async def start_server(env: dict[str, str], port: int, role: str = "all") -> subprocess.Popen[bytes]:
+async def start_server(env: dict[str, str], port: int, role: str = "all", *extra: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [*UJUMBE, "serve", "--port", str(port), "--role", role], env=env,
+        [*UJUMBE, "serve", "--port", str(port), "--role", role, *extra], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     if role == "worker":

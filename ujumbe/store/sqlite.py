@@ -228,9 +228,7 @@ class SqliteStore(Store):
             except Exception as exc:
                 batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
                 log.exception("could not start a write transaction; %d units fail", len(batch))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                _fail((fut for _, fut in batch), exc)
                 continue
             batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
             outcomes: list[Outcome] = []
@@ -263,9 +261,7 @@ class SqliteStore(Store):
                 except sqlite3.Error:
                     pass
                 self._end_turn()
-                for fut, _, _ in outcomes:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                _fail((fut for fut, _, _ in outcomes), exc)
                 continue
             if self._sync_wal:
                 self._unsynced.append((outcomes, topics))
@@ -313,11 +309,14 @@ class SqliteStore(Store):
                 await loop.run_in_executor(self._syncer, self._fsync_wal)
             except Exception as exc:
                 log.exception("WAL sync failed; %d batches not acknowledged", len(batches))
-                for outcomes, _ in batches:
-                    for fut, _, _ in outcomes:
-                        if not fut.done():
-                            fut.set_exception(exc)
+                _fail((fut for outcomes, _ in batches for fut, _, _ in outcomes), exc)
                 continue
             self._last_commit_s = loop.time() - started
             for outcomes, topics in batches:
                 self._settle(outcomes, topics)
+
+
+def _fail(futures: Iterable[asyncio.Future[Any]], exc: BaseException) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_exception(exc)
