@@ -95,6 +95,7 @@ class SqliteStore(Store):
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-sync")
         self._sync_task: asyncio.Task[None] | None = None
         self._writer_done = False
+        self._wal_inode = -1  # the WAL file whose directory entry was last synced
         self._pending: collections.deque[tuple[Unit[Any], asyncio.Future[Any]]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
@@ -289,8 +290,18 @@ class SqliteStore(Store):
             return
         try:
             os.fdatasync(fd)
+            inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
+        if inode != self._wal_inode:
+            # A new WAL file: its name in the directory must be on disk too,
+            # as SQLite syncs the directory at the first sync of a new WAL.
+            folder = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+            self._wal_inode = inode
 
     async def _sync_loop(self) -> None:
         """Answers committed batches once the WAL holding them is on disk; one
