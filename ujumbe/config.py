@@ -33,7 +33,7 @@ class Settings:
     port: int = 8080
     role: str = "all"  # api | worker | all
     # Set in the processes `serve --processes N` starts: their parent holds the
-    # embedded database's lock (runtime.Platform._lock_data_dir) for them.
+    # embedded database's lock (runtime.Platform.lock_data_dir) for them.
     parent_holds_lock: bool = False
     allow_private_callbacks: bool = field(default_factory=lambda: _flag("UJUMBE_ALLOW_PRIVATE_CALLBACKS"))
     # The built-in operator simulator stands in for a carrier unless turned off.
