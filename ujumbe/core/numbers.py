@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType
@@ -68,10 +67,6 @@ def _network(parsed: phonenumbers.PhoneNumber) -> str | None:
     return _carrier.name_for_number(parsed, "en") or None
 
 
-def _metadata(region: str) -> Any:
-    return PhoneMetadata.metadata_for_region(region)
-
-
 def _split_country_code(digits: str) -> tuple[int, str] | None:
     # As phonenumbers does: the first 1-3 digits that are a known code.
     for length in (1, 2, 3):
@@ -104,7 +99,7 @@ def _fast(text: str, region: str) -> Typed | None:
     else:
         if not text.isdigit() or not text.isascii():
             return None
-        meta = _metadata(region)
+        meta = PhoneMetadata.metadata_for_region(region)
         if meta is None or (meta.international_prefix and re.match(meta.international_prefix, text)):
             return None
         code = meta.country_code
