@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import eventually, make_account, make_settings
-from ujumbe.channels.base import Receipt, SendError, Submitted
+from ujumbe.channels.base import Channel, Outbound, Receipt, SendError, Submitted
 from ujumbe.core.states import State
 from ujumbe.runtime import Platform
 from ujumbe.services.messaging import SendRequest
@@ -208,3 +209,31 @@ async def test_a_receipt_held_for_its_submit_is_parked_when_the_worker_stops(idl
     await task
     parked = await idle.store.read(lambda tx: tx.fetch("SELECT operator_id, state FROM early_receipts"))
     assert [(r["operator_id"], r["state"]) for r in parked] == [("op-later", "delivered")]
+
+
+class SlowChannel(Channel):
+    """An operator that takes a second to answer each submit."""
+
+    name = "slow"
+
+    async def _send(self, msg: Outbound) -> Submitted:
+        await asyncio.sleep(1.0)
+        return Submitted([f"slow-{msg.message_id}"])
+
+
+async def test_a_stopping_worker_waits_for_sends_in_flight_without_burning_a_core(idle: Platform) -> None:
+    msg = await send_one(idle)
+    dispatcher = Dispatcher(idle.store, Router({"slow": SlowChannel()}), poll_s=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+
+    async def in_flight() -> bool:
+        return dispatcher._in_flight == 1
+
+    await eventually(in_flight, timeout=10)
+    cpu = time.process_time()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    # the outcome was recorded before the worker stopped, and waiting for it was idle
+    assert (await idle.messaging.message(msg["account_id"], msg["id"]))["state"] == "submitted"
+    assert time.process_time() - cpu < 0.5

@@ -9,6 +9,7 @@ recorded in batches. Transient failures come back with exponential backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -165,7 +166,12 @@ class Dispatcher:
                 if stop.is_set() and not self._tasks:
                     return
                 self._outcome_ready.clear()
-                await wait_any(self._outcome_ready, stop, timeout=0.5)
+                if stop.is_set():
+                    # stopping, sends still out: wait for their outcomes (stop would wake us at once)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._outcome_ready.wait(), 0.5)
+                else:
+                    await wait_any(self._outcome_ready, stop, timeout=0.5)
                 continue
             batch, self._outcomes = self._outcomes[:RECORD_BATCH], self._outcomes[RECORD_BATCH:]
             try:
