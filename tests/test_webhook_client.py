@@ -118,3 +118,14 @@ async def test_long_answers_are_cut_and_failures_are_errors(serve) -> None:  # t
     with pytest.raises(OSError):
         await client.post("http://127.0.0.1:99999/", b"{}", {})  # no such port
     await client.close()
+
+
+async def test_credentials_in_the_url_go_as_basic_auth_not_on_the_request_line(serve) -> None:  # type: ignore[no-untyped-def]
+    raw, base = await serve(lambda r: OK)
+    client = WebhookClient()
+    await client.post(base.replace("http://", "http://shop:s%40cret@") + "/dlr", b"{}", {})
+    await client.close()
+    head = raw.requests[0].split(b"\r\n")
+    assert head[0] == b"POST /dlr HTTP/1.1"
+    assert b"Authorization: Basic c2hvcDpzQGNyZXQ=" in head  # base64 of "shop:s@cret"
+    assert not any(b"shop" in line for line in head if not line.startswith(b"Authorization"))

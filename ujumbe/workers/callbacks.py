@@ -206,7 +206,7 @@ class CallbackSender:
             error = f"HTTP {status}: {body}"[:500] if status is not None else body[:500]
             if attempts > len(delays):
                 failed.append((attempts, status, error, row["id"]))
-                log.warning("callback %s to %s given up after %d attempts", row["id"], row["url"], attempts)
+                log.warning("callback %s to %s given up after %d attempts", row["id"], _redacted(row["url"]), attempts)
             else:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
                 retried.append((attempts, status, error, now + delay_ms, row["id"]))
@@ -234,3 +234,11 @@ class CallbackSender:
         if soonest is not None and soonest < self.poll_s * 1000 and self._wake is not None:
             # due before the next poll: wake up for it rather than wait
             asyncio.get_running_loop().call_later(soonest / 1000, self._wake.set)
+
+
+def _redacted(url: str) -> str:
+    """``url`` fit for a log: without the user and password a client may have put in it."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()

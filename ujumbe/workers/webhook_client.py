@@ -11,8 +11,9 @@ no proxies; responses are parsed by httptools (uvicorn's parser).
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 
@@ -111,11 +112,13 @@ class WebhookClient:
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """(status, the first ``max_body`` bytes of the answer)."""
         try:
-            tls, key, host_header, target = _parse(url)
+            tls, key, host_header, target, credentials = _parse(url)
         except ValueError as exc:  # a bad port, a host IDNA cannot encode
             raise HttpError(f"bad URL {url!r}: {exc}") from None
         head = [f"POST {target} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}",
                 f"User-Agent: {self.user_agent}"]
+        if credentials:
+            head.append(f"Authorization: Basic {credentials}")
         head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length", "user-agent")]
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         async with self._slots, asyncio.timeout(self.timeout_s):
@@ -165,8 +168,8 @@ class WebhookClient:
         self._idle.clear()
 
 
-def _parse(url: str) -> tuple[bool, tuple[str, str, int], str, str]:
-    """(TLS?, pool key, Host header, request target) of ``url``."""
+def _parse(url: str) -> tuple[bool, tuple[str, str, int], str, str, str | None]:
+    """(TLS?, pool key, Host header, request target, Basic credentials) of ``url``."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("not an http(s) URL")
@@ -182,4 +185,9 @@ def _parse(url: str) -> tuple[bool, tuple[str, str, int], str, str]:
         host_header = f"[{host_header}]"  # IPv6 literal
     if parts.port:
         host_header += f":{port}"
-    return tls, (parts.scheme, host, port), host_header, target
+    # https://user:secret@host/... is how many clients protect their callback URL
+    credentials = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        credentials = base64.b64encode(pair.encode()).decode()
+    return tls, (parts.scheme, host, port), host_header, target, credentials
