@@ -157,6 +157,17 @@ async def test_admin_api_needs_the_admin_token(platform: Platform, admin_api: ht
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
+async def test_guessing_the_admin_token_is_throttled(platform: Platform, admin_api: httpx.AsyncClient) -> None:
+    assert (await admin_api.get("/admin/v1/connectors", headers=ADMIN_AUTH)).status_code == 200
+    for n in range(5):
+        wrong = await admin_api.get("/admin/v1/connectors", headers={"authorization": f"Bearer guess-{n}"})
+        assert wrong.status_code == 401
+    # the sixth try is refused before the token is even compared, the right one included
+    r = await admin_api.get("/admin/v1/connectors", headers=ADMIN_AUTH)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    assert 0 < int(r.headers["retry-after"]) <= 300
+
+
 async def test_admin_api_manages_connectors_and_routes(
     platform: Platform, admin_api: httpx.AsyncClient, smsc: SmscSimulator
 ) -> None:

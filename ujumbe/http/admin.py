@@ -21,7 +21,7 @@ from starlette.routing import Route
 from ujumbe.core.errors import Invalid, NotFound, Unauthorized
 from ujumbe.dialects.native import error_response
 from ujumbe.dialects.native import route as native_route
-from ujumbe.http.common import Handler, JSON, bearer, handles_errors, read_json, services
+from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
 from ujumbe.services.routing import ROUTE_KINDS
 
 
@@ -105,8 +105,13 @@ def _require_admin(request: Request) -> None:
     token = services(request).settings.admin_token
     if not token:
         raise NotFound(f"No such endpoint: {request.url.path}", code="not_found")
+    # The admin token opens every account's routing: guessing it is throttled
+    # per client address like a login (5 failures per 5 minutes).
+    limiter, key = services(request).accounts.limiter, f"admin:{client_address(request)}"
+    limiter.check(key)
     given = bearer(request)
     if not hmac.compare_digest(given.encode(), token.encode()):
+        limiter.failed(key)
         raise Unauthorized("That is not the admin token", code="invalid_admin_token")
 
 
