@@ -23,6 +23,7 @@ from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store.messages import custom_plans, many, unnest
 from ujumbe.workers.webhook_client import HttpError, WebhookClient
 from ujumbe.aio import wait_any
+from ujumbe.workers.recorder import Recorder
 
 log = logging.getLogger("ujumbe.callbacks")
 
@@ -54,17 +55,18 @@ class CallbackSender:
         # aiohttp (~100 us of CPU per callback): see webhook_client.
         self._http: WebhookClient | None = None
         self._secrets: dict[str, tuple[float, str]] = {}
-        self._results: list[tuple[dict[str, Any], int | None, str, bool]] = []
+        self._results: Recorder[tuple[dict[str, Any], int | None, str, bool]] = Recorder(
+            store, self._record, batch=1000, what="callback results",
+        )
         self._in_flight = 0
         self._slot_free = asyncio.Event()
-        self._result_ready = asyncio.Event()
         self._resolved: dict[str, tuple[float, bool]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = self._wake = self.store.listener("callbacks")
-        recorder = asyncio.create_task(self._record_loop(stop))
+        recorder = asyncio.create_task(self._results.run(stop, lambda: bool(self._tasks)))
         try:
             while not stop.is_set():
                 free = self.concurrency - self._in_flight
@@ -85,7 +87,7 @@ class CallbackSender:
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._result_ready.set()
+            self._results.wake()
             await recorder
             if self._http is not None:
                 await self._http.close()
@@ -170,24 +172,7 @@ class CallbackSender:
         finally:
             self._in_flight -= 1
             self._slot_free.set()
-        self._results.append((row, status, body, ok))
-        self._result_ready.set()
-
-    async def _record_loop(self, stop: asyncio.Event) -> None:
-        while True:
-            if not self._results:
-                if stop.is_set() and not self._tasks:
-                    return
-                self._result_ready.clear()
-                await wait_any(self._result_ready, stop, 0.5)
-                continue
-            batch, self._results = self._results[:1000], self._results[1000:]
-            try:
-                await self.store.run(lambda tx: self._record(tx, batch))
-            except Exception:
-                log.exception("recording %d callback results failed; retrying", len(batch))
-                self._results[:0] = batch
-                await asyncio.sleep(0.5)
+        self._results.add((row, status, body, ok))
 
     async def _record(self, tx: Tx, batch: list[tuple[dict[str, Any], int | None, str, bool]]) -> None:
         # One statement per outcome rather than one per row: on PostgreSQL

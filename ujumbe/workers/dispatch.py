@@ -9,7 +9,6 @@ recorded in batches. Transient failures come back with exponential backoff.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -25,6 +24,7 @@ from ujumbe.services.reports import apply_early_receipts
 from ujumbe.services.routing import Router  # the routing rules live there; re-exported
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.aio import wait_any
+from ujumbe.workers.recorder import Recorder
 from ujumbe.store import messages as q
 
 log = logging.getLogger("ujumbe.dispatch")
@@ -69,10 +69,12 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.poll_s = poll_s
         self.owner = f"w-{uuid.uuid4().hex[:12]}"
-        self._outcomes: list[Outcome] = []
-        self._outcome_ready = asyncio.Event()
         self._in_flight = 0
         self._slot_free = asyncio.Event()
+        # the slot_free wake: a written batch makes room under MAX_UNRECORDED
+        self._outcomes: Recorder[Outcome] = Recorder(
+            store, self._record, batch=RECORD_BATCH, what="send outcomes", recorded=self._slot_free.set,
+        )
         self._sems: weakref.WeakKeyDictionary[Channel, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -82,7 +84,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = self.store.listener("outbox")
-        recorder = asyncio.create_task(self._record_loop(stop), name="dispatch-recorder")
+        recorder = asyncio.create_task(self._outcomes.run(stop, lambda: bool(self._tasks)), name="dispatch-recorder")
         try:
             while not stop.is_set():
                 free = min(self.capacity - self._in_flight, MAX_UNRECORDED - len(self._outcomes))
@@ -103,7 +105,7 @@ class Dispatcher:
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._outcome_ready.set()
+            self._outcomes.wake()
             await recorder
             # hand back what we leased but never sent, for the next worker
             await self.store.run(lambda tx: q.outbox_release(tx, self.owner))
@@ -157,30 +159,7 @@ class Dispatcher:
         finally:
             self._in_flight -= 1
             self._slot_free.set()
-        self._outcomes.append(outcome)
-        self._outcome_ready.set()
-
-    async def _record_loop(self, stop: asyncio.Event) -> None:
-        while True:
-            if not self._outcomes:
-                if stop.is_set() and not self._tasks:
-                    return
-                self._outcome_ready.clear()
-                if stop.is_set():
-                    # stopping, sends still out: wait for their outcomes (stop would wake us at once)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._outcome_ready.wait(), 0.5)
-                else:
-                    await wait_any(self._outcome_ready, stop, timeout=0.5)
-                continue
-            batch, self._outcomes = self._outcomes[:RECORD_BATCH], self._outcomes[RECORD_BATCH:]
-            try:
-                await self.store.run(lambda tx: self._record(tx, batch))
-                self._slot_free.set()  # room under MAX_UNRECORDED
-            except Exception:
-                log.exception("recording %d send outcomes failed; retrying", len(batch))
-                self._outcomes[:0] = batch
-                await asyncio.sleep(0.5)
+        self._outcomes.add(outcome)
 
     async def _record(self, tx: Tx, batch: list[Outcome]) -> None:
         now = now_ms()
