@@ -101,7 +101,8 @@ STATE_TO_SMPP_STAT = {
     State.REJECTED: ("REJECTD", 8),
     State.SUBMITTED: ("ENROUTE", 1),
     State.QUEUED: ("ENROUTE", 1),
-    State.ACCEPTED: ("ACCEPTD", 6),
+    # not ACCEPTD (6): in SMPP that means "read by customer care", not "scheduled"
+    State.ACCEPTED: ("ENROUTE", 1),
 }
 
 

@@ -468,8 +468,7 @@ class SmppGateway:
         return pdu.response(
             message_id=message_id,
             final_date=absolute_time(msg["done_at"]) if state.final and msg.get("done_at") else "",
-            # every state short of final is ENROUTE here; 6 (ACCEPTED) means read by customer care
-            message_state=STATE_TO_SMPP_STAT[state][1] if state.final else 1,
+            message_state=STATE_TO_SMPP_STAT[state][1],
             error_code=int(code) if code.isdigit() and int(code) < 256 else 0,
         )
 
