@@ -25,6 +25,8 @@ class TemplateError(ValueError):
 
 def placeholders(template: str) -> list[str]:
     """Placeholder names in order of first appearance, each once."""
+    if "{" not in template:
+        return []  # most texts are plain: no regex for them (every send asks)
     seen: dict[str, None] = {}  # dict keeps insertion order; a set would not
     for m in _PLACEHOLDER_RE.finditer(template):
         seen.setdefault(m.group(1) or m.group(2), None)

@@ -129,7 +129,7 @@ class Messaging:
                     code="template_not_found",
                 )
             raise Invalid("The message text is missing", code="missing_text")
-        if req.params is not None or ("{" in body and templates.placeholders(body)):  # (no regex for plain text)
+        if req.params is not None or templates.placeholders(body):
             try:
                 body = templates.render(body, req.params or {})
                 subject = templates.render(subject, req.params or {}) if subject else subject
