@@ -43,6 +43,12 @@ class Tx(Protocol):
         """Wake listeners on ``topic`` once this transaction commits."""
         ...
 
+    async def plan_for_keys(self) -> None:
+        """The rest of this transaction touches batches of rows by key: plan
+        for index lookups (PostgreSQL; SQLite needs nothing). Once per
+        transaction however often it is asked."""
+        ...
+
 
 Unit = Callable[[Tx], Awaitable[T]]
 

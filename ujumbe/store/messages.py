@@ -58,30 +58,10 @@ def is_in(tx: Tx, column: str, values: Sequence[Any], pg_type: str) -> tuple[str
     unnest(array))``: one statement text whatever the count, so asyncpg
     prepares it once instead of once per distinct list length; and a join,
     not ``= ANY(array)``, whose cost would be rows x array length should the
-    plan scan the table (see ``custom_plans``)."""
+    plan scan the table (see ``Tx.plan_for_keys``)."""
     if tx.dialect == "postgres":
         return f"{column} IN (SELECT unnest(?::{pg_type}[]))", [list(values)]
     return f"{column} IN ({','.join('?' * len(values))})", list(values)
-
-
-async def custom_plans(tx: Tx) -> None:
-    """On PostgreSQL, plan the rest of this transaction for keyed batches.
-
-    Each worker statement touches a batch of rows by key, for which an index
-    is always the right way in. The planner did not always see it so: asyncpg
-    prepares a statement once per connection, and PostgreSQL may keep a
-    generic plan made while the table was still small; and with the batch a
-    few hundred rows against tables of tens of thousands it chose to scan and
-    hash the whole table. Measured in a 60,000-message drain: ~1,300 scans of
-    message_parts reading 35 million rows, ~110 of outbox reading 5 million,
-    and PostgreSQL's CPU per message doubling at random; none with these
-    settings. The worker's statements are a few per batch, so planning each
-    costs little."""
-    if tx.dialect == "postgres":
-        await tx.execute(
-            "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_seqscan = off; "
-            "SET LOCAL enable_hashjoin = off"
-        )
 
 
 def unnest(*types: str) -> str:
@@ -135,7 +115,7 @@ async def message(tx: Tx, message_id: int, account_id: str | None = None) -> dic
 
 
 async def messages_by_ids(tx: Tx, ids: Sequence[int]) -> list[dict[str, Any]]:
-    await custom_plans(tx)
+    await tx.plan_for_keys()
     out: list[dict[str, Any]] = []
     for chunk in chunks(tx, ids, 500):
         where, args = is_in(tx, "m.id", chunk, "bigint")
@@ -191,11 +171,6 @@ async def inbound_page(tx: Tx, account_id: str, *, limit: int, before: int | Non
     return [as_dict(r) for r in rows]  # type: ignore[misc]
 
 
-async def update_message(tx: Tx, message_id: int, fields: dict[str, Any]) -> None:
-    sets = ", ".join(f"{k} = ?" for k in fields)
-    await tx.execute(f"UPDATE messages SET {sets} WHERE id = ?", *fields.values(), message_id)
-
-
 async def update_messages(tx: Tx, updates: dict[int, dict[str, Any]]) -> None:
     """Several messages' updates (message id -> fields), one statement per set
     of columns; each message appears once, so no two of its updates can swap."""
@@ -218,7 +193,7 @@ async def update_messages(tx: Tx, updates: dict[int, dict[str, Any]]) -> None:
 
 async def claim(tx: Tx, owner: str, now: int, lease_ms: int, limit: int) -> list[tuple[int, int]]:
     """Lease up to ``limit`` due messages; (message_id, attempts) pairs."""
-    await custom_plans(tx)
+    await tx.plan_for_keys()
     lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
     rows = await tx.fetch(
         "UPDATE outbox SET due_at = ?, lease_owner = ?, attempts = attempts + 1 WHERE message_id IN "
@@ -264,7 +239,7 @@ async def insert_parts(tx: Tx, rows: list[tuple[int, int, str, str, str, int]]) 
 
 async def parts_by_operator_ids(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[tuple[int, int, str]]:
     """(message_id, part, operator_id) for every part with one of these ids."""
-    await custom_plans(tx)
+    await tx.plan_for_keys()
     out: list[tuple[int, int, str]] = []
     for chunk in chunks(tx, operator_ids, 400):
         where, args = is_in(tx, "operator_id", chunk, "text")
@@ -277,7 +252,7 @@ async def parts_by_operator_ids(tx: Tx, connector: str, operator_ids: Sequence[s
 
 async def part_states_of(tx: Tx, message_ids: Sequence[int]) -> dict[int, dict[int, str]]:
     """Every part's state, by message."""
-    await custom_plans(tx)
+    await tx.plan_for_keys()
     out: dict[int, dict[int, str]] = {}
     for chunk in chunks(tx, message_ids, 400):
         where, args = is_in(tx, "message_id", chunk, "bigint")
@@ -289,13 +264,6 @@ async def part_states_of(tx: Tx, message_ids: Sequence[int]) -> dict[int, dict[i
 async def part_states(tx: Tx, message_id: int) -> list[tuple[int, str]]:
     rows = await tx.fetch("SELECT part, state FROM message_parts WHERE message_id = ? ORDER BY part", message_id)
     return [(r[0], r[1]) for r in rows]
-
-
-async def set_part_state(tx: Tx, message_id: int, part: int, state: str, at: int) -> None:
-    await tx.execute(
-        "UPDATE message_parts SET state = ?, updated_at = ? WHERE message_id = ? AND part = ?",
-        state, at, message_id, part,
-    )
 
 
 async def set_part_states(tx: Tx, rows: list[tuple[str, int, int, int]]) -> None:
@@ -315,7 +283,7 @@ async def insert_early_receipts(tx: Tx, rows: Sequence[tuple[str, str, str, int,
 
 
 async def take_early_receipts(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[dict[str, Any]]:
-    await custom_plans(tx)
+    await tx.plan_for_keys()
     out: list[dict[str, Any]] = []
     for chunk in chunks(tx, operator_ids, 900):
         where, args = is_in(tx, "operator_id", chunk, "text")

@@ -79,6 +79,9 @@ class SqliteTx:
     def notify(self, topic: str) -> None:
         self.topics.add(topic)
 
+    async def plan_for_keys(self) -> None:
+        return None  # SQLite's planner takes the index for a key lookup
+
 
 class SqliteStore(Store):
     dialect = "sqlite"

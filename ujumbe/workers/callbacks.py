@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from ujumbe.services import callbacks
 from ujumbe.store import Store, Tx, now_ms
-from ujumbe.store.messages import custom_plans, many, unnest
+from ujumbe.store.messages import many, unnest
 from ujumbe.workers.webhook_client import HttpError, WebhookClient
 from ujumbe.aio import wait_any
 from ujumbe.workers.recorder import Recorder
@@ -107,7 +107,7 @@ class CallbackSender:
 
     async def _claim(self, tx: Tx, limit: int) -> list[dict[str, Any]]:
         now = now_ms()
-        await custom_plans(tx)
+        await tx.plan_for_keys()
         lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
         # Only rows this process can deliver: an "smpp:" row is left to a
         # process that runs the SMPP server rather than failed here.
