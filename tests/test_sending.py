@@ -201,3 +201,36 @@ async def test_concurrent_sends_are_charged_and_deduplicated_one_by_one(platform
     assert sum(not r.duplicate for r in same) == 1
     assert len(await platform.messaging.messages(acc2.id, limit=50)) == 1
     assert await platform.credits.balance(acc2.id) == 99 * 10_000
+
+
+async def test_concurrent_sends_of_several_accounts_each_land_whole(platform: Platform) -> None:
+    """Sends of several accounts at once (on PostgreSQL grouped per account,
+    their rows written together at commit): every message, its events and its
+    place in the dispatch queue are there, under its own account, and each
+    account paid for its own."""
+    import asyncio
+
+    from ujumbe.services.messaging import SendRequest
+
+    accounts = [await platform.accounts.get((await make_account(platform, credits="100"))["account_id"])
+                for _ in range(3)]
+    results = await asyncio.gather(*(
+        platform.messaging.send(acc, SendRequest(recipients=[f"0708{a}{i:03d}19", f"0709{a}{i:03d}19"], text="hi"))
+        for i in range(40) for a, acc in enumerate(accounts)
+    ))
+    ids = [r.message_id for res in results for r in res.recipients]
+    assert len(set(ids)) == len(ids) == 240
+    for a, acc in enumerate(accounts):
+        mine = await platform.messaging.messages(acc.id, limit=500)
+        assert len(mine) == 80
+        sent = {r.to for res in results[a::len(accounts)] for r in res.recipients}
+        assert {m["recipient"] for m in mine} == sent
+        assert await platform.credits.balance(acc.id) == (100 - 80) * 10_000
+        one = await platform.messaging.message(acc.id, mine[0]["id"])
+        assert [e["state"] for e in one["events"]][:2] == ["accepted", "queued"]
+
+    async def all_submitted() -> bool:  # every one was queued for the dispatcher
+        rows = [m for acc in accounts for m in await platform.messaging.messages(acc.id, limit=500)]
+        return all(m["submitted_at"] is not None for m in rows)
+
+    await eventually(all_submitted)

@@ -247,13 +247,12 @@ class Messaging:
                     if initial == State.QUEUED:
                         events.append((mid, now, State.QUEUED.value, None))
                     outbox.append((mid, start))
-            await tx.executemany(q.INSERT_MESSAGE, rows)
-            await tx.executemany(q.INSERT_EVENT, events)
-            await tx.executemany("INSERT INTO outbox (message_id, due_at) VALUES (?, ?)", outbox)
+            q.add_messages(tx, rows, events, outbox)
             rejected = {r.message_id: r for r in recipients if r.state == State.REJECTED.value}
             if rejected:
                 # Some clients (Tingg) learn of a bad recipient only through the
                 # callback; each dialect's Format decides whether to send one.
+                await tx.flush()
                 for msg in await q.messages_by_ids(tx, list(rejected)):
                     r = rejected[msg["id"]]
                     await enqueue_dlr(tx, msg, Event(State.REJECTED.value, now, r.error_code, r.error, at_accept=True))
@@ -264,8 +263,9 @@ class Messaging:
             return SendResult(request_id, req.reference, False, now, total, balance, enc, parts, recipients)
 
         # Safe to run again, and short unless the request is big: PostgreSQL
-        # may then commit it together with other sends.
-        unit.groupable = len(recipients) <= 1000  # type: ignore[attr-defined]
+        # may then commit it together with the account's other sends.
+        if len(recipients) <= 1000:
+            unit.group = account.id  # type: ignore[attr-defined]
         result = await self.store.run(unit)
         if result is None:
             found = await self.request_by_reference(account.id, req.reference or "")

@@ -43,6 +43,19 @@ class Tx(Protocol):
         """Wake listeners on ``topic`` once this transaction commits."""
         ...
 
+    def insert_later(self, sql: str, rows: Sequence[Sequence[Any]], pg: str | None = None) -> None:
+        """Insert ``rows`` with ``sql`` at the latest when this transaction
+        commits; ``pg`` is the same insert over ``unnest`` of one array per
+        column, for PostgreSQL. Rows inserted with the same ``sql`` keep their
+        order, also across the units of one grouped commit, and are written in
+        one statement. Only for rows this transaction does not read back
+        before ``flush()``: SQLite inserts at once, PostgreSQL waits."""
+        ...
+
+    async def flush(self) -> None:
+        """Write what ``insert_later`` holds back, before reading it."""
+        ...
+
     async def plan_for_keys(self) -> None:
         """The rest of this transaction touches batches of rows by key: plan
         for index lookups (PostgreSQL; SQLite needs nothing). Once per

@@ -16,12 +16,42 @@ MESSAGE_COLUMNS = (
 )
 MESSAGE_FROM = "messages m JOIN requests r ON r.id = m.request_id JOIN accounts a ON a.id = m.account_id"
 
-INSERT_MESSAGE = (
-    "INSERT INTO messages (id, request_id, account_id, channel, dialect, sender, recipient, network, body, "
-    "encoding, parts, cost, charge, state, error_code, error_reason, callback_url, meta, created_at, "
-    "updated_at, done_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_NEW_MESSAGE = {  # the columns a new message is inserted with, and their PostgreSQL types
+    "id": "bigint", "request_id": "text", "account_id": "text", "channel": "text", "dialect": "text",
+    "sender": "text", "recipient": "text", "network": "text", "body": "text", "encoding": "text", "parts": "int",
+    "cost": "bigint", "charge": "text", "state": "text", "error_code": "text", "error_reason": "text",
+    "callback_url": "text", "meta": "text", "created_at": "bigint", "updated_at": "bigint", "done_at": "bigint",
+    "expires_at": "bigint",
+}
+_NEW_REQUEST = {
+    "id": "text", "account_id": "text", "reference": "text", "dialect": "text", "channel": "text", "sender": "text",
+    "template_key": "text", "callback_url": "text", "recipients": "int", "accepted": "int", "cost": "bigint",
+    "meta": "text", "created_at": "bigint",
+}
+
+
+def unnest(*types: str) -> str:
+    return "unnest(" + ", ".join(f"?::{t}[]" for t in types) + ")"
+
+
+def _insert(table: str, columns: dict[str, str]) -> tuple[str, str]:
+    """INSERT of one row, and the same over unnest of one array per column."""
+    names = ", ".join(columns)
+    return (
+        f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)})",
+        f"INSERT INTO {table} ({names}) SELECT * FROM {unnest(*columns.values())}",
+    )
+
+
 INSERT_EVENT = "INSERT INTO message_events (message_id, at, state, detail) VALUES (?, ?, ?, ?)"
+INSERT_MESSAGE, _INSERT_MESSAGES = _insert("messages", _NEW_MESSAGE)
+INSERT_REQUEST, _INSERT_REQUESTS = _insert("requests", _NEW_REQUEST)
+_QUEUE, _QUEUE_MANY = _insert("outbox", {"message_id": "bigint", "due_at": "bigint"})
+# events keep their order: a message's 'accepted' comes before its 'queued'
+_INSERT_EVENTS = (
+    "INSERT INTO message_events (message_id, at, state, detail) SELECT m, a, s, d FROM "
+    "unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[]) WITH ORDINALITY AS v(m, a, s, d, n) ORDER BY n"
+)
 
 # Column types of the columns the workers write in bulk, for PostgreSQL's unnest.
 PG_TYPES = {
@@ -64,29 +94,32 @@ def is_in(tx: Tx, column: str, values: Sequence[Any], pg_type: str) -> tuple[str
     return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
 
-def unnest(*types: str) -> str:
-    return "unnest(" + ", ".join(f"?::{t}[]" for t in types) + ")"
-
-
 async def insert_events(tx: Tx, rows: Sequence[tuple[int, int, str, str | None]]) -> None:
     """(message_id, at, state, detail) rows, inserted in this order."""
-    await many(tx, INSERT_EVENT, rows, (
-        "INSERT INTO message_events (message_id, at, state, detail) SELECT m, a, s, d FROM "
-        f"{unnest('bigint', 'bigint', 'text', 'text')} WITH ORDINALITY AS v(m, a, s, d, n) ORDER BY n"
-    ))
+    await many(tx, INSERT_EVENT, rows, _INSERT_EVENTS)
 
 
 async def insert_request(tx: Tx, r: dict[str, Any]) -> bool:
-    """Insert a request; False when the account already used this reference."""
-    row = await tx.fetchrow(
-        "INSERT INTO requests (id, account_id, reference, dialect, channel, sender, template_key, callback_url, "
-        "recipients, accepted, cost, meta, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (account_id, reference) DO NOTHING RETURNING id",
-        r["id"], r["account_id"], r["reference"], r["dialect"], r["channel"], r["sender"],
-        r["template_key"], r["callback_url"], r["recipients"], r["accepted"], r["cost"],
-        r["meta"], r["created_at"],
-    )
-    return row is not None
+    """Insert a request; False when the account already used its reference.
+    Without a reference there is nothing to clash with: the row is left to
+    ``insert_later``, so a grouped commit writes all its requests at once."""
+    row = tuple(r[c] for c in _NEW_REQUEST)
+    if r["reference"] is None:
+        tx.insert_later(INSERT_REQUEST, [row], _INSERT_REQUESTS)
+        return True
+    found = await tx.fetchrow(INSERT_REQUEST + " ON CONFLICT (account_id, reference) DO NOTHING RETURNING id", *row)
+    return found is not None
+
+
+def add_messages(tx: Tx, rows: Sequence[Sequence[Any]], events: Sequence[tuple[int, int, str, str | None]],
+                 queue: Sequence[tuple[int, int]]) -> None:
+    """New messages (columns as ``_NEW_MESSAGE``), their first events and
+    their (message_id, due_at) outbox entries, written by ``insert_later``:
+    none is read back before the send commits."""
+    tx.insert_later(INSERT_MESSAGE, rows, _INSERT_MESSAGES)
+    tx.insert_later(INSERT_EVENT, events, _INSERT_EVENTS)
+    if queue:
+        tx.insert_later(_QUEUE, queue, _QUEUE_MANY)
 
 
 async def request_by_reference(tx: Tx, account_id: str, reference: str) -> dict[str, Any] | None:

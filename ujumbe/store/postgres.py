@@ -27,7 +27,9 @@ log = logging.getLogger("ujumbe.store")
 CHANNEL = "ujumbe"
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 GROUP_MAX = 128  # units per grouped commit
-GROUP_FLUSHERS = 4  # grouped commits in flight at once
+GROUP_FLUSHERS = 4  # grouped commits in flight at once, each for another key
+ID_BLOCK = 1000  # message ids a process reserves at a time
+FLUSH_ROWS = 5000  # rows per statement when insert_later's rows are written
 _PLACEHOLDER = re.compile(r"\?")
 
 
@@ -40,12 +42,15 @@ def to_pg(sql: str) -> str:
 
 class PostgresTx:
     dialect = "postgres"
-    __slots__ = ("_conn", "topics", "_planned")
+    __slots__ = ("_conn", "_store", "topics", "_planned", "_later")
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, store: PostgresStore | None = None) -> None:
         self._conn = conn
+        self._store = store
         self.topics: set[str] = set()
         self._planned = False
+        # insert_later's rows by statement, in the order statements first came
+        self._later: dict[str, tuple[str | None, list[Sequence[Any]]]] = {}
 
     async def plan_for_keys(self) -> None:
         """Plan the rest of this transaction for keyed batches.
@@ -84,13 +89,37 @@ class PostgresTx:
         return await self._conn.fetchval(to_pg(sql), *args)
 
     async def next_ids(self, table: str, n: int) -> list[int]:
-        rows = await self._conn.fetch(
-            "SELECT nextval('message_ids') FROM generate_series(1, $1)", n
-        )
-        return [r[0] for r in rows]
+        if self._store is not None:
+            return await self._store._next_ids(self._conn, n)
+        return await _nextvals(self._conn, n)
 
     def notify(self, topic: str) -> None:
         self.topics.add(topic)
+
+    def insert_later(self, sql: str, rows: Sequence[Sequence[Any]], pg: str | None = None) -> None:
+        held = self._later.get(sql)
+        if held is None:
+            self._later[sql] = (pg, list(rows))
+        else:
+            held[1].extend(rows)
+
+    async def flush(self) -> None:
+        # One statement per kind of row however many units held some back:
+        # a grouped commit of 128 sends writes its messages in one unnest
+        # instead of 128 round trips.
+        later, self._later = self._later, {}
+        for sql, (pg, rows) in later.items():
+            if len(rows) == 1 or pg is None:
+                await self._conn.executemany(to_pg(sql), rows)
+                continue
+            # in slices, so a 100,000-recipient send is not encoded all at once
+            for i in range(0, len(rows), FLUSH_ROWS):
+                await self._conn.execute(to_pg(pg), *(list(column) for column in zip(*rows[i : i + FLUSH_ROWS])))
+
+
+async def _nextvals(conn: asyncpg.Connection, n: int) -> list[int]:
+    rows = await conn.fetch("SELECT nextval('message_ids') FROM generate_series(1, $1)", n)
+    return [r[0] for r in rows]
 
 
 class PostgresStore(Store):
@@ -102,9 +131,15 @@ class PostgresStore(Store):
         self.min_size = min_size
         self.max_size = max_size
         self._listen_conn: asyncpg.Connection | None = None
-        # units marked ``groupable`` wait here to be committed several at a time
-        self._grouped: collections.deque[tuple[Unit[Any], asyncio.Future[Any]]] = collections.deque()
+        # units marked with a ``group`` key wait here, by key, to be committed several at a time
+        self._grouped: dict[str, collections.deque[tuple[Unit[Any], asyncio.Future[Any]]]] = {}
+        self._flushing: set[str] = set()  # keys with a group being committed
         self._flushers: set[asyncio.Task[None]] = set()
+        # Message ids reserved from the sequence ID_BLOCK at a time, as a
+        # sequence's own CACHE would: a send then costs no round trip for its
+        # ids. Ids stay unique; across processes they are no longer in the
+        # order the messages were accepted, and a stopped process leaves a gap.
+        self._ids: collections.deque[int] = collections.deque()
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
@@ -122,6 +157,13 @@ class PostgresStore(Store):
         if self._listen_conn is not None:
             await self._listen_conn.close()
         await self._pool.close()
+
+    async def _next_ids(self, conn: asyncpg.Connection, n: int) -> list[int]:
+        if n > ID_BLOCK:
+            return await _nextvals(conn, n)
+        if len(self._ids) < n:
+            self._ids.extend(await _nextvals(conn, ID_BLOCK))
+        return [self._ids.popleft() for _ in range(n)]
 
     async def _ensure_migrations_table(self) -> None:
         async with self._pool.acquire() as conn:
@@ -141,15 +183,17 @@ class PostgresStore(Store):
                 await conn.execute("SELECT pg_advisory_unlock(7262836)")
 
     async def run(self, unit: Unit[T]) -> T:
-        if getattr(unit, "groupable", False):
-            return await self._run_grouped(unit)
+        key = getattr(unit, "group", None)
+        if key is not None:
+            return await self._run_grouped(unit, key)
         return await self._run_alone(unit)
 
     async def _run_alone(self, unit: Unit[T]) -> T:
         async with self._connection() as conn:
-            tx = PostgresTx(conn)
+            tx = PostgresTx(conn, self)
             async with conn.transaction():
                 result = await unit(tx)
+                await tx.flush()
                 if tx.topics:
                     # delivered by PostgreSQL at commit, to every process listening
                     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, ",".join(sorted(tx.topics)))
@@ -173,26 +217,35 @@ class PostgresStore(Store):
     #
     # Sends from one account all update its balance row, and PostgreSQL holds
     # that row lock until the commit has flushed the WAL: one transaction per
-    # send caps an account at one send per WAL flush. Units marked
-    # ``groupable`` (short, touching only their own rows besides such
-    # counters, and safe to run again) are committed GROUP_MAX at a time on
-    # up to GROUP_FLUSHERS connections. If any unit of a group raises, the
-    # group is rolled back and each of its units is run again alone, so every
-    # caller gets exactly the outcome it would have had alone.
+    # send caps an account at one send per WAL flush. Units marked with a
+    # ``group`` key (short, touching only their own rows besides counters
+    # such as that balance, and safe to run again) are committed GROUP_MAX at
+    # a time, one group per key at a time (two would only queue on the row
+    # lock), on up to GROUP_FLUSHERS connections for different keys. If any
+    # unit of a group raises, the group is rolled back and each of its units
+    # is run again alone, so every caller gets exactly the outcome it would
+    # have had alone.
 
-    async def _run_grouped(self, unit: Unit[T]) -> T:
+    async def _run_grouped(self, unit: Unit[T], key: str) -> T:
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._grouped.append((unit, fut))
+        self._grouped.setdefault(key, collections.deque()).append((unit, fut))
         # (a flusher that just returned is done before its discard callback runs)
-        if sum(1 for t in self._flushers if not t.done()) < GROUP_FLUSHERS:
+        if key not in self._flushing and sum(1 for t in self._flushers if not t.done()) < GROUP_FLUSHERS:
             task = asyncio.create_task(self._flush_groups(), name="pg-group-commit")
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
         return await fut
 
     async def _flush_groups(self) -> None:
-        while self._grouped:
-            group = [self._grouped.popleft() for _ in range(min(len(self._grouped), GROUP_MAX))]
+        while True:
+            key = next((k for k in self._grouped if k not in self._flushing), None)
+            if key is None:
+                return
+            waiting = self._grouped[key]
+            group = [waiting.popleft() for _ in range(min(len(waiting), GROUP_MAX))]
+            if not waiting:
+                del self._grouped[key]
+            self._flushing.add(key)
             try:
                 await self._commit_group(group)
             except BaseException as exc:  # the pool or the connection failed: every caller hears of it
@@ -201,6 +254,8 @@ class PostgresStore(Store):
                         fut.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise
+            finally:
+                self._flushing.discard(key)
 
     async def _commit_group(self, group: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> None:
         if len(group) == 1:
@@ -210,12 +265,13 @@ class PostgresStore(Store):
         results: list[Any] = []
         failed = False
         async with self._connection() as conn:
-            tx = PostgresTx(conn)
+            tx = PostgresTx(conn, self)
             transaction = conn.transaction()
             await transaction.start()
             try:
                 for unit, _ in group:
                     results.append(await unit(tx))
+                await tx.flush()  # a failing row fails the group: each unit then runs alone
             except Exception:  # noqa: BLE001  (any error: each unit is run again alone below)
                 failed = True
                 await transaction.rollback()

@@ -79,6 +79,13 @@ class SqliteTx:
     def notify(self, topic: str) -> None:
         self.topics.add(topic)
 
+    def insert_later(self, sql: str, rows: Sequence[Sequence[Any]], pg: str | None = None) -> None:
+        # In-process: holding the rows back would save nothing.
+        self._conn.executemany(sql, rows)
+
+    async def flush(self) -> None:
+        return None
+
     async def plan_for_keys(self) -> None:
         return None  # SQLite's planner takes the index for a key lookup
 
