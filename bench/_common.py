@@ -116,6 +116,38 @@ def database(pg: str | None) -> Iterator[Database]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def backend_pids(url: str) -> list[int]:
+    """PostgreSQL backends serving this database (the workers' pools)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [r[0] for r in rows]
+    finally:
+        await conn.close()
+
+
+def cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def pg_backend_cpu(url: str, seen: dict[int, float] | None = None) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving ``url``'s database now;
+    pass the last answer back in so backends that have since ended keep
+    their last reading."""
+    out = dict(seen or {})
+    for pid in asyncio.run(backend_pids(url)):
+        out[pid] = cpu_of(pid)
+    return out
+
+
 def create_account(db: Database, credits: str = "1000000000", **extra: str) -> dict[str, Any]:
     """A funded account made with the ``ujumbe`` command, as an operator would."""
     cmd = [*UJUMBE, "accounts", "create", "--name", "Bench", "--email", f"bench-{uuid.uuid4().hex[:6]}@example.com",

@@ -38,6 +38,7 @@ from _common import (
     database,
     free_port,
     need_wrk,
+    pg_backend_cpu,
     py_spy,
     serve_trivial,
     serve_ujumbe,
@@ -133,11 +134,14 @@ def main() -> None:
                     spy = py_spy(server.pid, args.seconds, raw)
                     profiled = True
                 cpu0 = server.cpu_seconds(children=True)
+                pg0 = pg_backend_cpu(db.url) if db.url else {}
                 r = wrk(port, account["api_key"], args.seconds, args.connections, path=path, body=body)
                 cpu_us = (server.cpu_seconds(children=True) - cpu0) / max(r.requests, 1) * 1e6
+                pg1 = pg_backend_cpu(db.url, pg0) if db.url else {}
+                pg_us = sum(pg1[p] - pg0.get(p, 0.0) for p in pg1) / max(r.requests, 1) * 1e6
                 if spy is not None:
                     spy.wait()
-                rows.append((endpoint, role, processes, r, cpu_us))
+                rows.append((endpoint, role, processes, r, cpu_us, pg_us))
                 if r.non2xx or r.errors:
                     print(f"!! {endpoint} role {role} x{processes}: {r.non2xx} non-2xx answers, {r.errors} socket "
                           f"errors; see {server.log}", file=sys.stderr)
@@ -150,14 +154,16 @@ def main() -> None:
 
     print(f"\naccept on {db.label}, {args.connections} connections, wrk 1 thread, {args.seconds:g} s runs, {today()}")
     print(f"{'endpoint':<26}{'role':<11}{'procs':>5}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}"
-          f"{'ceiling/s':>10}{'ratio':>7}")
+          f"{'ceiling/s':>10}{'ratio':>7}" + (f"{'PG us/req':>10}" if db.url else ""))
     print(f"{'trivial Starlette handler':<26}{'':<11}{1:>5}{ceiling.rate:>8.0f}{ceiling.p50_ms:>8.2f}{ceiling.p99_ms:>8.2f}"
           f"{ceiling_cpu:>11.0f}{ceiling.rate:>10.0f}{1:>7.2f}")
-    for endpoint, role, processes, r, cpu_us in rows:
+    for endpoint, role, processes, r, cpu_us, pg_us in rows:
         print(f"{ENDPOINTS[endpoint][2]:<26}{role:<11}{processes:>5}{r.rate:>8.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
-              f"{cpu_us:>11.0f}{ceiling.rate:>10.0f}{r.rate / ceiling.rate:>7.2f}")
+              f"{cpu_us:>11.0f}{ceiling.rate:>10.0f}{r.rate / ceiling.rate:>7.2f}" + (f"{pg_us:>10.0f}" if db.url else ""))
     print("cpu us/req: CPU time of the API processes (all their threads; not the worker process of api+worker) "
           "per request; steadier than req/s on a shared machine")
+    if db.url:
+        print("PG us/req: CPU time of the PostgreSQL backends serving the benchmark's database, per request")
 
 
 if __name__ == "__main__":

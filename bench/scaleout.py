@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     DEFAULT_PG,
+    backend_pids,
+    cpu_of,
     create_account,
     database,
     free_port,
@@ -52,28 +54,6 @@ def queue_backlog(db: object, account: dict[str, str], n: int) -> None:
                 r.raise_for_status()
     finally:
         api.stop()
-
-
-async def backend_pids(url: str) -> list[int]:
-    """PostgreSQL backends serving this database (the workers' pools)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return [r[0] for r in rows]
-    finally:
-        await conn.close()
-
-
-def cpu_of(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
 
 
 async def progress(url: str) -> tuple[int, int | None, int | None]:
