@@ -63,14 +63,17 @@ class PostgresTx:
         chose to scan and hash the whole table. Measured in a 60,000-message
         drain: ~1,300 scans of message_parts reading 35 million rows, ~110 of
         outbox reading 5 million, and PostgreSQL's CPU per message doubling at
-        random; none with these settings. SET LOCAL ends with the transaction.
+        random; none with these settings. Merge joins go too: with hash joins
+        off the planner walked a whole index in key order instead (300
+        receipt ids matched in 14.5 ms by reading all 30,000 parts; 0.7 ms by
+        300 index probes). SET LOCAL ends with the transaction.
         """
         if self._planned:
             return
         self._planned = True
         await self._conn.execute(
             "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_seqscan = off; "
-            "SET LOCAL enable_hashjoin = off"
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
         )
 
     async def execute(self, sql: str, *args: Any) -> None:
