@@ -217,6 +217,12 @@ class SqliteStore(Store):
             self._end_turn()
             raise
 
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        """On the commit thread: commit and give the next writer its turn at
+        once, not when this event loop next gets round to it."""
+        conn.execute("COMMIT")
+        self._end_turn()
+
     def _end_turn(self) -> None:
         if self._write_lock is not None:
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
@@ -260,8 +266,7 @@ class SqliteStore(Store):
                     topics |= tx.topics
             try:
                 started = loop.time()
-                await loop.run_in_executor(self._committer, conn.execute, "COMMIT")
-                self._end_turn()
+                await loop.run_in_executor(self._committer, self._commit, conn)
                 self._last_batch = len(batch)
                 if not self._sync_wal:
                     self._last_commit_s = loop.time() - started
