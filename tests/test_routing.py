@@ -262,6 +262,31 @@ async def test_connector_and_routes_take_effect_without_restart(
     assert await eventually(lambda: delivered_via(platform, waiting), timeout=20) == "op-a"
 
 
+async def test_the_operator_never_has_more_than_the_window_outstanding(
+    platform: Platform, admin_api: httpx.AsyncClient
+) -> None:
+    """The dispatcher claims several windows ahead; the operator must still
+    see at most a window's worth of unanswered submits, and get them all."""
+    slow = SmscSimulator("127.0.0.1", 0, system_id="ujumbe", password="s3cret", latency_ms=20, receipt_delay_ms=20)
+    await slow.start()
+    try:
+        account = await make_account(platform, credits="1000")
+        await admin_api.post("/admin/v1/connectors", json=connector_body("op-w", slow.port, window=32),
+                             headers=ADMIN_AUTH)
+        await admin_api.post("/admin/v1/routes", json={"kind": "default", "connector": "op-w"}, headers=ADMIN_AUTH)
+        await eventually(lambda: _binds_up(admin_api, "op-w"))
+        ids = await send(admin_api, account, [f"0712{i:04d}19" for i in range(300)])
+
+        async def all_delivered() -> bool:
+            return all([await delivered_via(platform, mid) == "op-w" for mid in ids])
+
+        await eventually(all_delivered, timeout=30)
+        assert len(slow.submitted) == 300
+        assert 16 <= slow.max_in_flight <= 32  # the window was used, and never exceeded
+    finally:
+        await slow.stop()
+
+
 async def _has_retry(platform: Platform, mid: int) -> bool:
     return bool(await platform.store.read(
         lambda tx: tx.fetchval("SELECT count(*) FROM message_events WHERE message_id = ? AND state = 'retry'", mid)
