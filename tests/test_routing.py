@@ -157,6 +157,40 @@ async def test_admin_api_needs_the_admin_token(platform: Platform, admin_api: ht
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
+async def test_admin_api_has_its_own_openapi_document_matching_its_answers(
+    platform: Platform, admin_api: httpx.AsyncClient, smsc: SmscSimulator
+) -> None:
+    import msgspec
+
+    from ujumbe.http import admin
+
+    assert (await admin_api.get("/admin/v1/openapi.json")).status_code == 401
+    doc = (await admin_api.get("/admin/v1/openapi.json", headers=ADMIN_AUTH)).json()
+    ops = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
+    assert {("GET", "/admin/v1/connectors"), ("POST", "/admin/v1/connectors"), ("PATCH", "/admin/v1/connectors/{name}"),
+            ("DELETE", "/admin/v1/connectors/{name}"), ("POST", "/admin/v1/routes"),
+            ("DELETE", "/admin/v1/routes/{id}")} <= ops
+    assert doc["paths"]["/admin/v1/connectors"]["post"]["security"] == [{"bearer": []}]
+    assert "password" in doc["components"]["schemas"]["ConnectorBody"]["required"]
+    assert "password" not in doc["components"]["schemas"]["ConnectorOut"]["properties"]
+    tenants = (await admin_api.get("/openapi.json")).json()["paths"]
+    assert not [p for p in tenants if p.startswith("/admin")] and "/v1/routes" in tenants
+
+    # what the endpoints answer has the documented shape
+    made = await admin_api.post("/admin/v1/connectors", json=connector_body("op-doc", smsc.port), headers=ADMIN_AUTH)
+    assert made.status_code == 201
+    assert msgspec.convert(made.json(), admin.ConnectorOut).password_set
+    await eventually(lambda: _binds_up(admin_api, "op-doc"))
+    listed = (await admin_api.get("/admin/v1/connectors", headers=ADMIN_AUTH)).json()
+    listed = msgspec.convert(listed, admin.ConnectorList)
+    assert [c.name for c in listed.data] == ["op-doc"] and listed.data[0].status is not None
+    route = await admin_api.post("/admin/v1/routes", json={"kind": "prefix", "value": "2547", "connector": "op-doc"},
+                                 headers=ADMIN_AUTH)
+    assert msgspec.convert(route.json(), admin.RouteOut).value == "2547"
+    routes = msgspec.convert((await admin_api.get("/admin/v1/routes", headers=ADMIN_AUTH)).json(), admin.RouteList)
+    assert [r.connector for r in routes.data] == ["op-doc"]
+
+
 async def test_guessing_the_admin_token_is_throttled(platform: Platform, admin_api: httpx.AsyncClient) -> None:
     assert (await admin_api.get("/admin/v1/connectors", headers=ADMIN_AUTH)).status_code == 200
     for n in range(5):

@@ -10,6 +10,7 @@ an account pin its own traffic to a connector. Errors are the native
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 from typing import Any
 
@@ -22,7 +23,12 @@ from ujumbe.core.errors import Invalid, NotFound, Unauthorized
 from ujumbe.dialects.native import error_response
 from ujumbe.dialects.native import route as native_route
 from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
+from ujumbe.http.openapi import Api
 from ujumbe.services.routing import ROUTE_KINDS
+
+# Its own document (GET /admin/v1/openapi.json, behind the admin token): the
+# native one at /openapi.json is for tenants.
+api = Api("Ujumbe platform administration", "1.0", auth="The admin token (UJUMBE_ADMIN_TOKEN)")
 
 
 # API names that differ from the columns they are stored in.
@@ -61,6 +67,51 @@ class ConnectorPatch(msgspec.Struct, forbid_unknown_fields=True):
     data_coding: str | msgspec.UnsetType = msgspec.UNSET
     long_messages: str | msgspec.UnsetType = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class ConnectorStatus(msgspec.Struct):
+    running: bool
+    binds_up: int | None
+    in_flight: int
+
+
+class ConnectorOut(msgspec.Struct):
+    name: str
+    kind: str
+    host: str
+    port: int
+    system_id: str
+    system_type: str
+    bind: str
+    binds: int
+    window: int
+    tps: float | None
+    tls: bool
+    data_coding: str
+    long_messages: str
+    enabled: bool
+    password_set: bool
+    created_at: str | None
+    updated_at: str | None
+    status: ConnectorStatus | None  # null when this process does not run the connector (an API-only process)
+
+
+class ConnectorList(msgspec.Struct):
+    data: list[ConnectorOut]
+
+
+class RouteOut(msgspec.Struct):
+    id: int
+    account_id: str | None
+    kind: str
+    value: str
+    connector: str
+    priority: int
+    created_at: str | None
+
+
+class RouteList(msgspec.Struct):
+    data: list[RouteOut]
 
 
 class RouteBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -122,15 +173,38 @@ def _route_id(request: Request) -> int:
     return int(raw)
 
 
+def admin_route(method: str, path: str, **kw: Any) -> Any:
+    def register(handler: Handler) -> Handler:
+        return api.route(method, path, **kw)(handles_errors(handler, error_response))
+
+    return register
+
+
+@admin_route("GET", "/admin/v1/openapi.json", summary="This document", tag="docs")
+async def admin_document(request: Request) -> Response:
+    _require_admin(request)
+    return JSON(_document())
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return api.document()
+
+
 # --- /admin/v1/connectors ---
 
 
+@admin_route("GET", "/admin/v1/connectors", summary="Every operator connector, with its state in this process",
+             tag="connectors", response=ConnectorList)
 async def list_connectors(request: Request) -> Response:
     _require_admin(request)
     p = services(request)
     return JSON({"data": [connector_out(c, p.router.status(c["name"])) for c in await p.routing.list_connectors()]})
 
 
+@admin_route("POST", "/admin/v1/connectors",
+             summary="Add an SMPP operator connector; workers start it without a restart",
+             tag="connectors", body=ConnectorBody, response=ConnectorOut, status=201)
 async def create_connector(request: Request) -> Response:
     _require_admin(request)
     body = await read_json(request, ConnectorBody)
@@ -138,6 +212,7 @@ async def create_connector(request: Request) -> Response:
     return JSON(connector_out(await p.routing.add_connector(_fields(body))), 201)
 
 
+@admin_route("GET", "/admin/v1/connectors/{name}", summary="One connector", tag="connectors", response=ConnectorOut)
 async def get_connector(request: Request) -> Response:
     _require_admin(request)
     p = services(request)
@@ -145,6 +220,9 @@ async def get_connector(request: Request) -> Response:
     return JSON(connector_out(await p.routing.get_connector(name), p.router.status(name)))
 
 
+@admin_route("PATCH", "/admin/v1/connectors/{name}",
+             summary="Change a connector; running workers restart it with the new settings",
+             tag="connectors", body=ConnectorPatch, response=ConnectorOut)
 async def update_connector(request: Request) -> Response:
     _require_admin(request)
     body = await read_json(request, ConnectorPatch)
@@ -154,6 +232,8 @@ async def update_connector(request: Request) -> Response:
     return JSON(connector_out(await services(request).routing.update_connector(request.path_params["name"], changes)))
 
 
+@admin_route("DELETE", "/admin/v1/connectors/{name}", summary="Remove a connector; its sends in flight finish first",
+             tag="connectors", status=204)
 async def delete_connector(request: Request) -> Response:
     _require_admin(request)
     await services(request).routing.remove_connector(request.path_params["name"])
@@ -163,11 +243,16 @@ async def delete_connector(request: Request) -> Response:
 # --- /admin/v1/routes ---
 
 
+@admin_route("GET", "/admin/v1/routes", summary="Every route, the platform's and the accounts' own",
+             tag="routes", response=RouteList)
 async def list_routes(request: Request) -> Response:
     _require_admin(request)
     return JSON({"data": [route_out(r) for r in await services(request).routing.list_routes()]})
 
 
+@admin_route("POST", "/admin/v1/routes",
+             summary="Route traffic by prefix, network or default to a connector, for everyone or one account",
+             tag="routes", body=RouteBody, response=RouteOut, status=201)
 async def create_route(request: Request) -> Response:
     _require_admin(request)
     body = await read_json(request, RouteBody)
@@ -177,6 +262,7 @@ async def create_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
+@admin_route("DELETE", "/admin/v1/routes/{id}", summary="Remove a route", tag="routes", status=204)
 async def delete_route(request: Request) -> Response:
     _require_admin(request)
     await services(request).routing.remove_route(_route_id(request))
@@ -219,16 +305,4 @@ async def delete_account_route(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    def h(handler: Handler) -> Handler:
-        return handles_errors(handler, error_response)
-
-    return [
-        Route("/admin/v1/connectors", h(list_connectors), methods=["GET"]),
-        Route("/admin/v1/connectors", h(create_connector), methods=["POST"]),
-        Route("/admin/v1/connectors/{name}", h(get_connector), methods=["GET"]),
-        Route("/admin/v1/connectors/{name}", h(update_connector), methods=["PATCH"]),
-        Route("/admin/v1/connectors/{name}", h(delete_connector), methods=["DELETE"]),
-        Route("/admin/v1/routes", h(list_routes), methods=["GET"]),
-        Route("/admin/v1/routes", h(create_route), methods=["POST"]),
-        Route("/admin/v1/routes/{id}", h(delete_route), methods=["DELETE"]),
-    ]
+    return api.routes()

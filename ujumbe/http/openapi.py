@@ -33,9 +33,13 @@ class Operation:
 
 
 class Api:
-    def __init__(self, title: str, version: str) -> None:
+    def __init__(
+        self, title: str, version: str,
+        auth: str = "An API key (uj_…) or an access token from /v1/auth/token",
+    ) -> None:
         self.title = title
         self.version = version
+        self.auth = auth  # what the bearer token is, for the document
         self.operations: list[Operation] = []
 
     def route(
@@ -108,7 +112,7 @@ class Api:
                     "bearer": {
                         "type": "http",
                         "scheme": "bearer",
-                        "description": "An API key (uj_…) or an access token from /v1/auth/token",
+                        "description": self.auth,
                     }
                 },
             },
