@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from standardwebhooks.webhooks import Webhook
 
@@ -234,3 +236,32 @@ async def test_concurrent_sends_of_several_accounts_each_land_whole(platform: Pl
         return all(m["submitted_at"] is not None for m in rows)
 
     await eventually(all_submitted)
+
+
+async def test_two_processes_on_one_database_never_share_a_message_id(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """Each API process reserves message ids in blocks (PostgreSQL) or counts
+    under the write lock (SQLite): sends through two at once get distinct
+    ids, and every message is listed once."""
+    import asyncio
+
+    from tests.conftest import make_settings
+    from ujumbe.services.messaging import SendRequest
+
+    apis = [Platform(make_settings(tmp_path, database_url)) for _ in range(2)]
+    for p in apis:
+        await p.start("api")
+    try:
+        account = await apis[0].accounts.get((await make_account(apis[0], credits="1000"))["account_id"])
+        results = await asyncio.gather(*(
+            p.messaging.send(account, SendRequest(recipients=[f"0711{i:04d}{n}9"], text="hi"))
+            for i in range(60) for n, p in enumerate(apis)
+        ))
+        ids = [r.message_id for res in results for r in res.recipients]
+        assert len(set(ids)) == len(ids) == 120
+        listed = await apis[1].messaging.messages(account.id, limit=500)
+        assert sorted(m["id"] for m in listed) == sorted(ids)
+    finally:
+        for p in apis:
+            await p.stop()
