@@ -80,8 +80,7 @@ def serve(args: argparse.Namespace) -> int:
         return run_worker(platform)
     if args.processes > 1:
         return serve_processes(platform, args.processes)
-    app = create_app(platform, role=args.role)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, loop="auto", http="auto")
+    uvicorn.Server(_uvicorn_config(create_app(platform, role=args.role), settings)).run()
     return 0
 
 

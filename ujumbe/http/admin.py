@@ -9,7 +9,6 @@ an account pin its own traffic to a connector. Errors are the native
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hmac
 from typing import Any
@@ -20,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ujumbe.core.errors import Invalid, NotFound, Unauthorized
-from ujumbe.dialects.native import error_response
+from ujumbe.dialects.native import error_response, iso
 from ujumbe.dialects.native import route as native_route
 from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
 from ujumbe.http.openapi import Api
@@ -129,21 +128,15 @@ class AccountRouteBody(msgspec.Struct, forbid_unknown_fields=True):
     priority: int = 100
 
 
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def connector_out(c: dict[str, Any], status: dict[str, Any] | None = None) -> dict[str, Any]:
     out = {_FROM_DB.get(k, k): v for k, v in c.items()}
-    out["created_at"], out["updated_at"] = _iso(c.get("created_at")), _iso(c.get("updated_at"))
+    out["created_at"], out["updated_at"] = iso(c.get("created_at")), iso(c.get("updated_at"))
     out["status"] = status  # null when this process does not run the connector (an API-only process)
     return out
 
 
 def route_out(r: dict[str, Any]) -> dict[str, Any]:
-    return {**r, "created_at": _iso(r.get("created_at"))}
+    return {**r, "created_at": iso(r.get("created_at"))}
 
 
 def _fields(body: msgspec.Struct) -> dict[str, Any]:
