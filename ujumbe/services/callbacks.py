@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from ujumbe.core.errors import Invalid, NotFound
 from ujumbe.store import Tx, now_ms
-from ujumbe.store.messages import many, unnest
+from ujumbe.store import callbacks as callbacks_q
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,31 +74,17 @@ def encode(payload: Any) -> str:
     return payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
-INSERT_CALLBACK = (
-    "INSERT INTO callbacks (account_id, message_id, kind, dialect, url, payload, status, attempts, due_at, "
-    "created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
-)
-
-
 def callback_row(
     *, account_id: str, kind: str, dialect: str, url: str, payload: Any, message_id: int | None = None,
 ) -> tuple[Any, ...]:
-    """The values of one ``INSERT_CALLBACK``."""
+    """One row for ``insert_callbacks``."""
     now = now_ms()
     return (account_id, message_id, kind, dialect, url, encode(payload), now, now)
 
 
-_INSERT_CALLBACKS_PG = (
-    "INSERT INTO callbacks (account_id, message_id, kind, dialect, url, payload, status, attempts, due_at, "
-    "created_at) SELECT a, m, k, d, u, p, 'pending', 0, due, c FROM "
-    f"{unnest('text', 'bigint', 'text', 'text', 'text', 'text', 'bigint', 'bigint')} "
-    "WITH ORDINALITY AS v(a, m, k, d, u, p, due, c, n) ORDER BY n"
-)
-
-
 async def insert_callbacks(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
     """Queue callbacks built by ``callback_row``/``dlr_row``, in this order."""
-    await many(tx, INSERT_CALLBACK, rows, _INSERT_CALLBACKS_PG)
+    await callbacks_q.insert(tx, rows)
     tx.notify("callbacks")
 
 
@@ -188,41 +174,24 @@ class CallbackLog:
         self.store = store
 
     async def list(self, account_id: str, status: str | None, limit: int, before: int | None) -> list[dict[str, Any]]:
-        sql = (
-            "SELECT id, kind, url, status, attempts, last_status, last_error, message_id, created_at, payload "
-            "FROM callbacks WHERE account_id = ? AND id < ?"
-        )
-        args: list[Any] = [account_id, before if before is not None else 2**62]
-        if status:
-            sql += " AND status = ?"
-            args.append(status)
-        sql += " ORDER BY id DESC LIMIT ?"
-        rows = await self.store.read(lambda tx: tx.fetch(sql, *args, limit))
-        return [{k: r[k] for k in r.keys()} for r in rows]
+        return await self.store.read(lambda tx: callbacks_q.page(tx, account_id, status, limit, before))
 
     async def due_now(self, url: str) -> None:
         """Pending callbacks to ``url`` go now rather than at their next retry
         (e.g. when an SMPP customer binds again)."""
 
         async def unit(tx: Tx) -> None:
-            await tx.execute(
-                "UPDATE callbacks SET due_at = ? WHERE url = ? AND status = 'pending' AND lease_owner IS NULL",
-                now_ms(), url,
-            )
+            await callbacks_q.due_now(tx, url, now_ms())
             tx.notify("callbacks")
 
         await self.store.run(unit)
 
     async def retry(self, account_id: str, callback_id: int) -> None:
         async def unit(tx: Tx) -> bool:
-            row = await tx.fetchrow(
-                "UPDATE callbacks SET status = 'pending', attempts = 0, due_at = ?, lease_owner = NULL "
-                "WHERE id = ? AND account_id = ? RETURNING id",
-                now_ms(), callback_id, account_id,
-            )
-            if row is not None:
+            found = await callbacks_q.send_again(tx, account_id, callback_id, now_ms())
+            if found:
                 tx.notify("callbacks")
-            return row is not None
+            return found
 
         if not await self.store.run(unit):
             raise NotFound(f"No callback {callback_id}")

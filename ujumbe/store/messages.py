@@ -315,6 +315,30 @@ async def insert_early_receipts(tx: Tx, rows: Sequence[tuple[str, str, str, int,
                columns + f"SELECT * FROM {unnest('text', 'text', 'text', 'bigint', 'text', 'text', 'bigint')}")
 
 
+async def parked_receipts(tx: Tx, since: int, limit: int) -> list[Any]:
+    """Parked receipts received after ``since``, oldest first, locked for this
+    transaction on PostgreSQL (another worker skips them): (operator_id,
+    connector, state, at, error_code, reason, received_at) rows."""
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+    return await tx.fetch(
+        "SELECT operator_id, connector, state, at, error_code, reason, received_at FROM early_receipts "
+        f"WHERE received_at > ? ORDER BY received_at LIMIT ?{lock}",
+        since, limit,
+    )
+
+
+async def unpark_receipts(tx: Tx, keys: Sequence[tuple[str, str, int]]) -> None:
+    """Drop parked receipts by (operator_id, connector, received_at)."""
+    if keys:
+        await tx.executemany(
+            "DELETE FROM early_receipts WHERE operator_id = ? AND connector = ? AND received_at = ?", keys
+        )
+
+
+async def forget_parked_receipts(tx: Tx, before: int) -> None:
+    await tx.execute("DELETE FROM early_receipts WHERE received_at < ?", before)
+
+
 async def take_early_receipts(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[dict[str, Any]]:
     await tx.plan_for_keys()
     out: list[dict[str, Any]] = []

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from ujumbe.services import callbacks
 from ujumbe.store import Store, Tx, now_ms
-from ujumbe.store.messages import many, unnest
+from ujumbe.store import callbacks as callbacks_q
 from ujumbe.workers.webhook_client import HttpError, WebhookClient
 from ujumbe.aio import wait_any
 from ujumbe.workers.recorder import Recorder
@@ -106,20 +106,10 @@ class CallbackSender:
         return hit[1]
 
     async def _claim(self, tx: Tx, limit: int) -> list[dict[str, Any]]:
-        now = now_ms()
-        await tx.plan_for_keys()
-        lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
         # Only rows this process can deliver: an "smpp:" row is left to a
         # process that runs the SMPP server rather than failed here.
         schemes = ["http%", *(f"{scheme}:%" for scheme in self.transports)]
-        deliverable = " OR ".join("url LIKE ?" for _ in schemes)
-        rows = await tx.fetch(
-            "UPDATE callbacks SET due_at = ?, lease_owner = ? WHERE id IN (SELECT id FROM callbacks "
-            f"WHERE status = 'pending' AND due_at <= ? AND ({deliverable}) ORDER BY due_at LIMIT ?{lock}) "
-            "RETURNING id, account_id, message_id, kind, dialect, url, payload, attempts",
-            now + self.lease_ms, self.owner, now, *schemes, limit,
-        )
-        return [{k: r[k] for k in r.keys()} for r in rows]
+        return await callbacks_q.claim(tx, self.owner, now_ms(), self.lease_ms, schemes, limit)
 
     async def _target_allowed(self, url: str) -> bool:
         """Check at send time too: a name may resolve elsewhere than when it was set."""
@@ -196,26 +186,9 @@ class CallbackSender:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
                 retried.append((attempts, status, error, now + delay_ms, row["id"]))
                 soonest = delay_ms if soonest is None else min(soonest, delay_ms)
-        await many(
-            tx, "UPDATE callbacks SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, "
-            "delivered_at = ?, lease_owner = NULL WHERE id = ?", delivered,
-            "UPDATE callbacks AS c SET status = 'delivered', attempts = v.n, last_status = v.s, last_error = NULL, "
-            f"delivered_at = v.at, lease_owner = NULL FROM {unnest('int', 'int', 'bigint', 'bigint')} AS v(n, s, at, id) "
-            "WHERE c.id = v.id",
-        )
-        await many(
-            tx, "UPDATE callbacks SET status = 'failed', attempts = ?, last_status = ?, last_error = ?, "
-            "lease_owner = NULL WHERE id = ?", failed,
-            "UPDATE callbacks AS c SET status = 'failed', attempts = v.n, last_status = v.s, last_error = v.e, "
-            f"lease_owner = NULL FROM {unnest('int', 'int', 'text', 'bigint')} AS v(n, s, e, id) WHERE c.id = v.id",
-        )
-        await many(
-            tx, "UPDATE callbacks SET attempts = ?, last_status = ?, last_error = ?, due_at = ?, "
-            "lease_owner = NULL WHERE id = ?", retried,
-            "UPDATE callbacks AS c SET attempts = v.n, last_status = v.s, last_error = v.e, due_at = v.due, "
-            f"lease_owner = NULL FROM {unnest('int', 'int', 'text', 'bigint', 'bigint')} AS v(n, s, e, due, id) "
-            "WHERE c.id = v.id",
-        )
+        await callbacks_q.delivered(tx, delivered)
+        await callbacks_q.failed(tx, failed)
+        await callbacks_q.retry_later(tx, retried)
         if soonest is not None and soonest < self.poll_s * 1000 and self._wake is not None:
             # due before the next poll: wake up for it rather than wait
             asyncio.get_running_loop().call_later(soonest / 1000, self._wake.set)

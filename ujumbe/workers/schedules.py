@@ -50,23 +50,16 @@ class Sweeper:
         With several workers, a receipt and the record of its submit can commit
         in two transactions that never see each other; this pass catches them.
         """
-        lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
         # The race it mends lasts milliseconds; a receipt still unmatched after
         # ten minutes belongs to nothing we sent and is only kept for the record.
-        rows = await tx.fetch(
-            "SELECT operator_id, connector, state, at, error_code, reason, received_at FROM early_receipts "
-            f"WHERE received_at > ? ORDER BY received_at LIMIT ?{lock}",
-            now_ms() - EARLY_MATCH_WINDOW_MS, self.batch,
-        )
+        rows = await q.parked_receipts(tx, now_ms() - EARLY_MATCH_WINDOW_MS, self.batch)
         if not rows:
             return
         receipts = [Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "") for row in rows]
         # all at once, in the order they came; those still unmatched stay parked
         unmatched = {id(r) for r in await apply_receipts(tx, receipts)}
-        await tx.executemany(
-            "DELETE FROM early_receipts WHERE operator_id = ? AND connector = ? AND received_at = ?",
-            [(row[0], row[1], row[6]) for row, r in zip(rows, receipts) if id(r) not in unmatched],
-        )
+        matched = [(row[0], row[1], row[6]) for row, r in zip(rows, receipts) if id(r) not in unmatched]
+        await q.unpark_receipts(tx, matched)
 
     async def expire(self, tx: Tx) -> int:
         """No final receipt within the validity period: the message expired."""
@@ -82,4 +75,4 @@ class Sweeper:
         return len(ids)
 
     async def forget_orphans(self, tx: Tx) -> None:
-        await tx.execute("DELETE FROM early_receipts WHERE received_at < ?", now_ms() - EARLY_RECEIPT_TTL_MS)
+        await q.forget_parked_receipts(tx, now_ms() - EARLY_RECEIPT_TTL_MS)
