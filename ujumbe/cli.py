@@ -349,6 +349,41 @@ async def _add_service(platform: Any, args: argparse.Namespace) -> Any:
             "type": service.kind, "keywords": list(service.keywords), "api_token_set": bool(service.api_token)}
 
 
+# --- senders pending|approve|reject: the operator decides on tenants' requests ---
+
+
+def _sender_out(s: Any) -> dict[str, Any]:
+    return {"account_id": s.account_id, "name": s.name, "networks": list(s.networks) if s.networks else None,
+            "status": s.status, "reason": s.reason}
+
+
+async def _pending_senders(platform: Any, args: argparse.Namespace) -> Any:
+    return [_sender_out(s) for s in await platform.senders.all(None if args.all else "pending")]
+
+
+async def _approve_sender(platform: Any, args: argparse.Namespace) -> Any:
+    return _sender_out(await platform.senders.approve(args.account, args.name))
+
+
+async def _reject_sender(platform: Any, args: argparse.Namespace) -> Any:
+    return _sender_out(await platform.senders.reject(args.account, args.name, args.reason))
+
+
+def _sender_decision_commands(senders: Any) -> None:
+    p = admin_command(senders.add_parser("pending", help="sender names accounts asked for, awaiting a decision"),
+                      _pending_senders)
+    p.add_argument("--all", action="store_true", help="every account's sender names, whatever their status")
+    p = admin_command(senders.add_parser("approve", help="approve an account's request for a sender name"),
+                      _approve_sender)
+    p.add_argument("account")
+    p.add_argument("name")
+    p = admin_command(senders.add_parser("reject", help="reject a request for a sender name (or withdraw a grant)"),
+                      _reject_sender)
+    p.add_argument("account")
+    p.add_argument("name")
+    p.add_argument("--reason", help="why, shown to the account")
+
+
 def smsc_sim(args: argparse.Namespace, rest: list[str]) -> int:
     from ujumbe.channels.smpp import sim
 
@@ -460,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("account")
     p.add_argument("name")
     p.add_argument("--networks", help="comma-separated networks it may reach, e.g. Safaricom,Airtel (default: all)")
+    _sender_decision_commands(senders)
 
     services = sub.add_parser("services", help="premium short-code services").add_subparsers(dest="action", required=True)
     p = admin_command(services.add_parser("add", help="register a premium service and claim its short code"), _add_service)

@@ -54,7 +54,8 @@ class Platform:
             chans.append(self.simulator)
         self.channels = {c.name: c for c in chans}
         self.messaging = Messaging(
-            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"}
+            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"},
+            senders=self.senders,
         )
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))

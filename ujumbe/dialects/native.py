@@ -240,7 +240,7 @@ def error_response(exc: UjumbeError) -> Response:
 
 
 async def account_of(request: Request) -> Account:
-    return await services(request).accounts.authenticate_bearer(bearer(request))
+    return await services(request).accounts.authenticate_bearer(bearer(request), client_address(request))
 
 
 def int_param(request: Request, name: str, default: int | None, *, low: int = 1, high: int = 10**18) -> int | None:

@@ -24,6 +24,8 @@ class SenderOut(msgspec.Struct):
     name: str
     networks: list[str] | None
     created_at: str
+    status: str  # pending (awaiting the operator) | approved (usable) | rejected
+    reason: str | None = None  # the operator's, on a rejection
 
 
 class ServiceBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -62,7 +64,7 @@ class SubscriberOut(msgspec.Struct):
 
 
 def sender_out(s: Sender) -> SenderOut:
-    return SenderOut(s.name, list(s.networks) if s.networks else None, iso(s.created_at) or "")
+    return SenderOut(s.name, list(s.networks) if s.networks else None, iso(s.created_at) or "", s.status, s.reason)
 
 
 def service_out(s: Service) -> ServiceOut:
@@ -77,19 +79,20 @@ def subscriber_out(s: Subscription) -> SubscriberOut:
 # --- sender names ---
 
 
-@route("GET", "/v1/senders", summary="Sender names this account may send from", tag="senders",
+@route("GET", "/v1/senders", summary="This account's sender names and their status", tag="senders",
        response=list[SenderOut])
 async def list_senders(request: Request) -> Response:
     account = await account_of(request)
     return JSON([sender_out(s) for s in await services(request).senders.list(account.id)])
 
 
-@route("POST", "/v1/senders", summary="Register a sender name, optionally only for some networks "
-       "(registering it again replaces its networks)", tag="senders", body=SenderBody, response=SenderOut, status=201)
+@route("POST", "/v1/senders", summary="Ask for a sender name, optionally only for some networks: it is pending "
+       "until the operator approves it (a name another account holds is 409 sender_taken)", tag="senders",
+       body=SenderBody, response=SenderOut, status=201)
 async def add_sender(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, SenderBody)
-    sender = await services(request).senders.add(account.id, body.name, body.networks)
+    sender = await services(request).senders.request(account.id, body.name, body.networks)
     return JSON(sender_out(sender), 201)
 
 

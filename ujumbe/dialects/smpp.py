@@ -171,6 +171,8 @@ def _error_status(exc: UjumbeError) -> int:
         return ESME_RSUBMITFAIL
     if exc.code in ("message_too_long", "missing_text"):
         return ESME_RINVMSGLEN
+    if exc.code.startswith("sender_"):
+        return ESME_RINVSRCADR  # another account's name, or one not (yet) approved
     return ESME_RSUBMITFAIL
 
 

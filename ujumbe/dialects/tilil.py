@@ -23,14 +23,15 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ujumbe.core import numbers
-from ujumbe.core.errors import InsufficientCredit, NotFound, StoreUnavailable, UjumbeError, Unauthorized
+from ujumbe.core.errors import InsufficientCredit, NotFound, RateLimited, StoreUnavailable, UjumbeError, Unauthorized
 from ujumbe.core.pricing import display
 from ujumbe.core.states import TILIL_DELIVERY, State, tilil_delivery_code
-from ujumbe.http.common import JSON, services
+from ujumbe.http.common import JSON, client_address, services
 from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
 from ujumbe.services.messaging import Recipient, SendRequest, SendResult
 from ujumbe.services.premium import Service
+from ujumbe.services.senders import SenderRefused
 
 log = logging.getLogger("ujumbe.tilil")
 
@@ -141,9 +142,12 @@ async def _account(request: Request, api_key: Any) -> Account:
     if not isinstance(api_key, str) or not api_key.strip():
         raise TililError("1006")
     try:
-        return await services(request).accounts.authenticate_api_key(api_key.strip())
+        return await services(request).accounts.authenticate_api_key(api_key.strip(), client_address(request))
     except Unauthorized as exc:
         raise TililError("1011" if exc.code == "account_disabled" else "1006") from None
+    except RateLimited as exc:
+        # Tilil has no code of its own for it: too many wrong keys from this address
+        raise TililError("1006", f"{DESC['1006']}: {exc.message}") from None
 
 
 def _service_id(data: dict[str, Any]) -> int:
@@ -252,6 +256,8 @@ async def _send(request: Request, account: Account, req: SendRequest) -> SendRes
         return await services(request).messaging.send(account, req)
     except InsufficientCredit:
         raise TililError("1004") from None
+    except SenderRefused as exc:
+        raise TililError("1001", f"{DESC['1001']} {req.sender}: {exc.message}") from None
     except UjumbeError as exc:
         if exc.kind == "invalid":
             raise TililError("1009", f"unsupported data type: {exc.message}") from None
@@ -262,7 +268,12 @@ async def _send(request: Request, account: Account, req: SendRequest) -> SendRes
 async def _send_bulk(
     request: Request, account: Account, mobiles: list[str], message: str, sender_name: str,
 ) -> list[dict[str, Any]]:
-    sender = await services(request).senders.get(account.id, sender_name) if sender_name else None
+    try:
+        # only a name the operator approved for this account (pending, rejected
+        # and other accounts' names are 1001 with the reason)
+        sender = await services(request).senders.usable(account.id, sender_name) if sender_name else None
+    except SenderRefused as exc:
+        raise TililError("1001", f"{DESC['1001']} {sender_name}: {exc.message}") from None
     if sender is None:
         raise TililError("1001", f"{DESC['1001']} {sender_name}".strip())
     result = await _send(

@@ -190,7 +190,7 @@ def _reply(result: SendResult) -> Response:
        body=EngagementBody, response=Envelope)
 async def engagement(request: Request) -> Response:
     platform = services(request)
-    account = await platform.accounts.authenticate_bearer(bearer(request))
+    account = await platform.accounts.authenticate_bearer(bearer(request), client_address(request))
     body = decode_json(await request.body(), EngagementBody)
     reference = body.referenceID.strip()
     if not reference:

@@ -1,4 +1,4 @@
-"""Platform administration over HTTP: operator connectors and routes.
+"""Platform administration over HTTP: operator connectors, routes and sender names.
 
 ``/admin/v1/...`` is for whoever runs the platform, not for tenants: it needs
 the admin token (``UJUMBE_ADMIN_TOKEN``) as a bearer token, and answers 404
@@ -22,6 +22,7 @@ from ujumbe.core.errors import Invalid, NotFound, Unauthorized
 from ujumbe.dialects.native import error_response, iso
 from ujumbe.dialects.native import route as native_route
 from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
+from ujumbe.http.common import decode_json as read_body
 from ujumbe.http.openapi import Api
 from ujumbe.services.routing import ROUTE_KINDS
 
@@ -121,6 +122,30 @@ class RouteBody(msgspec.Struct, forbid_unknown_fields=True):
     account_id: str | None = None
 
 
+class SenderGrantBody(msgspec.Struct, forbid_unknown_fields=True):
+    account_id: str
+    name: str
+    networks: list[str] | None = None  # e.g. ["Safaricom"]; none: every network
+
+
+class SenderRejectBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str | None = None  # shown to the account
+
+
+class AdminSenderOut(msgspec.Struct):
+    account_id: str
+    name: str
+    networks: list[str] | None
+    status: str  # pending | approved | rejected
+    reason: str | None
+    created_at: str | None
+    decided_at: str | None
+
+
+class AdminSenderList(msgspec.Struct):
+    data: list[AdminSenderOut]
+
+
 class AccountRouteBody(msgspec.Struct, forbid_unknown_fields=True):
     kind: str
     connector: str
@@ -145,18 +170,18 @@ def _fields(body: msgspec.Struct) -> dict[str, Any]:
     }
 
 
-def _require_admin(request: Request) -> None:
+async def _require_admin(request: Request) -> None:
     token = services(request).settings.admin_token
     if not token:
         raise NotFound(f"No such endpoint: {request.url.path}", code="not_found")
-    # The admin token opens every account's routing: guessing it is throttled
-    # per client address like a login (5 failures per 5 minutes).
-    limiter, key = services(request).accounts.limiter, f"admin:{client_address(request)}"
-    limiter.check(key)
     given = bearer(request)
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        limiter.failed(key)
-        raise Unauthorized("That is not the admin token", code="invalid_admin_token")
+    if hmac.compare_digest(given.encode(), token.encode()):
+        return  # the right token always gets in, whatever others tried from this address
+    # Wrong tokens are counted per client address in the store (all processes
+    # share it); from the fifth on they are answered 429, one at a time after
+    # a pause, so guesses cannot be tried at speed.
+    await services(request).accounts.refuse_credential(f"admin:{client_address(request)}", services(request).accounts.admin_attempts)
+    raise Unauthorized("That is not the admin token", code="invalid_admin_token")
 
 
 def _route_id(request: Request) -> int:
@@ -175,7 +200,7 @@ def admin_route(method: str, path: str, **kw: Any) -> Any:
 
 @admin_route("GET", "/admin/v1/openapi.json", summary="This document", tag="docs")
 async def admin_document(request: Request) -> Response:
-    _require_admin(request)
+    await _require_admin(request)
     return JSON(_document())
 
 
@@ -190,7 +215,7 @@ def _document() -> dict[str, Any]:
 @admin_route("GET", "/admin/v1/connectors", summary="Every operator connector, with its state in this process",
              tag="connectors", response=ConnectorList)
 async def list_connectors(request: Request) -> Response:
-    _require_admin(request)
+    await _require_admin(request)
     p = services(request)
     return JSON({"data": [connector_out(c, p.router.status(c["name"])) for c in await p.routing.list_connectors()]})
 
@@ -199,7 +224,7 @@ async def list_connectors(request: Request) -> Response:
              summary="Add an SMPP operator connector; workers start it without a restart",
              tag="connectors", body=ConnectorBody, response=ConnectorOut, status=201)
 async def create_connector(request: Request) -> Response:
-    _require_admin(request)
+    await _require_admin(request)
     body = await read_json(request, ConnectorBody)
     p = services(request)
     return JSON(connector_out(await p.routing.add_connector(_fields(body))), 201)
@@ -207,7 +232,7 @@ async def create_connector(request: Request) -> Response:
 
 @admin_route("GET", "/admin/v1/connectors/{name}", summary="One connector", tag="connectors", response=ConnectorOut)
 async def get_connector(request: Request) -> Response:
-    _require_admin(request)
+    await _require_admin(request)
     p = services(request)
     name = request.path_params["name"]
     return JSON(connector_out(await p.routing.get_connector(name), p.router.status(name)))
@@ -217,7 +242,7 @@ async def get_connector(request: Request) -> Response:
              summary="Change a connector; running workers restart it with the new settings",
              tag="connectors", body=ConnectorPatch, response=ConnectorOut)
 async def update_connector(request: Request) -> Response:
-    _require_admin(request)
+    await _require_admin(request)
     body = await read_json(request, ConnectorPatch)
     changes = _fields(body)
     if not changes:
@@ -228,7 +253,7 @@ async def update_connector(request: Request) -> Response:
 @admin_route("DELETE", "/admin/v1/connectors/{name}", summary="Remove a connector; its sends in flight finish first",
              tag="connectors", status=204)
 async def delete_connector(request: Request) -> Response:
-    _require_admin(request)
+    await _require_admin(request)
     await services(request).routing.remove_connector(request.path_params["name"])
     return Response(status_code=204)
 
@@ -239,7 +264,7 @@ async def delete_connector(request: Request) -> Response:
 @admin_route("GET", "/admin/v1/routes", summary="Every route, the platform's and the accounts' own",
              tag="routes", response=RouteList)
 async def list_routes(request: Request) -> Response:
-    _require_admin(request)
+    await _require_admin(request)
     return JSON({"data": [route_out(r) for r in await services(request).routing.list_routes()]})
 
 
@@ -247,7 +272,7 @@ async def list_routes(request: Request) -> Response:
              summary="Route traffic by prefix, network or default to a connector, for everyone or one account",
              tag="routes", body=RouteBody, response=RouteOut, status=201)
 async def create_route(request: Request) -> Response:
-    _require_admin(request)
+    await _require_admin(request)
     body = await read_json(request, RouteBody)
     route = await services(request).routing.add_route(
         kind=body.kind, connector=body.connector, value=body.value, priority=body.priority, account_id=body.account_id,
@@ -257,16 +282,64 @@ async def create_route(request: Request) -> Response:
 
 @admin_route("DELETE", "/admin/v1/routes/{id}", summary="Remove a route", tag="routes", status=204)
 async def delete_route(request: Request) -> Response:
-    _require_admin(request)
+    await _require_admin(request)
     await services(request).routing.remove_route(_route_id(request))
     return Response(status_code=204)
+
+
+# --- /admin/v1/senders: granting sender names ---
+
+
+def sender_out(s: Any) -> dict[str, Any]:
+    return {
+        "account_id": s.account_id, "name": s.name, "networks": list(s.networks) if s.networks else None,
+        "status": s.status, "reason": s.reason, "created_at": iso(s.created_at), "decided_at": iso(s.decided_at),
+    }
+
+
+@admin_route("GET", "/admin/v1/senders", summary="Every account's sender names (status=pending: the requests "
+             "waiting for a decision)", tag="senders", response=AdminSenderList,
+             query={"status": "pending, approved or rejected (default: all)"})
+async def list_senders(request: Request) -> Response:
+    await _require_admin(request)
+    found = await services(request).senders.all(request.query_params.get("status") or None)
+    return JSON({"data": [sender_out(s) for s in found]})
+
+
+@admin_route("POST", "/admin/v1/senders", summary="Grant an account a sender name (approved at once; again: "
+             "replaces its networks); 409 if another account holds it", tag="senders", body=SenderGrantBody,
+             response=AdminSenderOut, status=201)
+async def grant_sender(request: Request) -> Response:
+    await _require_admin(request)
+    body = await read_json(request, SenderGrantBody)
+    return JSON(sender_out(await services(request).senders.add(body.account_id, body.name, body.networks)), 201)
+
+
+@admin_route("POST", "/admin/v1/senders/{account_id}/{name}/approve",
+             summary="Approve an account's request for a sender name; 409 if another account holds it",
+             tag="senders", response=AdminSenderOut)
+async def approve_sender(request: Request) -> Response:
+    await _require_admin(request)
+    p = request.path_params
+    return JSON(sender_out(await services(request).senders.approve(p["account_id"], p["name"])))
+
+
+@admin_route("POST", "/admin/v1/senders/{account_id}/{name}/reject",
+             summary="Reject an account's request for a sender name (or withdraw a grant), with a reason",
+             tag="senders", body=SenderRejectBody, response=AdminSenderOut)
+async def reject_sender(request: Request) -> Response:
+    await _require_admin(request)
+    p = request.path_params
+    raw = await request.body()
+    body = read_body(raw, SenderRejectBody) if raw.strip() else SenderRejectBody()
+    return JSON(sender_out(await services(request).senders.reject(p["account_id"], p["name"], body.reason)))
 
 
 # --- /v1/routes: an account's own overrides ---
 
 
 async def _account_id(request: Request) -> str:
-    account = await services(request).accounts.authenticate_bearer(bearer(request))
+    account = await services(request).accounts.authenticate_bearer(bearer(request), client_address(request))
     return str(account.id)
 
 

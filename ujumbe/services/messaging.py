@@ -21,6 +21,7 @@ from ujumbe.core.pricing import PriceTable
 from ujumbe.core.states import State
 from ujumbe.services.accounts import Account
 from ujumbe.services.callbacks import Event, enqueue_dlr
+from ujumbe.services.senders import Senders
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import accounts as accounts_q
 from ujumbe.store import messages as q
@@ -93,8 +94,13 @@ class SendResult:
 
 
 class Messaging:
-    def __init__(self, store: Store, *, validity_s: int = 48 * 3600, channels: set[str] | None = None) -> None:
+    def __init__(
+        self, store: Store, *, validity_s: int = 48 * 3600, channels: set[str] | None = None,
+        senders: Senders | None = None,
+    ) -> None:
         self.store = store
+        # who holds which sender name: no account sends as another's
+        self.senders = senders if senders is not None else Senders(store)
         # kinds of channel this deployment can deliver ("sms", "email", "voice")
         self.channels = channels if channels is not None else {"sms"}
         self.validity_s = validity_s
@@ -155,6 +161,8 @@ class Messaging:
             found = await self.request_by_reference(account.id, req.reference)
             if found is not None:
                 return found
+        if req.sender:
+            await self.senders.check_use(account.id, req.sender)
         body, subject = await self.resolve_text(account, req)
         try:
             encoding.check_length(body, account.max_chars)
