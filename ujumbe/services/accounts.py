@@ -114,6 +114,13 @@ class Throttle:
         self._holds: dict[str, asyncio.Lock] = {}
         self._swept = 0.0
 
+    def _sweep_due(self) -> bool:
+        """Rows whose window has passed are deleted about once a minute per process."""
+        if time.monotonic() - self._swept < 60:
+            return False
+        self._swept = time.monotonic()
+        return True
+
     @staticmethod
     def _retry(expires_at: int, now: int) -> int:
         return max(1, -(-(expires_at - now) // 1000))
@@ -125,9 +132,7 @@ class Throttle:
     async def reserve(self, limits: dict[str, int], window_s: float, what: str = "logins") -> None:
         """Count one attempt on each key; RateLimited if any is now over its limit."""
         now, window = now_ms(), int(window_s * 1000)
-        sweep = time.monotonic() - self._swept > 60
-        if sweep:
-            self._swept = time.monotonic()
+        sweep = self._sweep_due()
 
         async def unit(tx: Any) -> list[tuple[str, int, int]]:
             if sweep:
@@ -158,8 +163,14 @@ class Throttle:
         return self._limited(found[1], now, "attempts")
 
     async def failed(self, key: str, window_s: float) -> None:
-        now = now_ms()
-        await self.store.run(lambda tx: q.count_failure(tx, key, int(window_s * 1000), now))
+        now, sweep = now_ms(), self._sweep_due()
+
+        async def unit(tx: Any) -> None:
+            if sweep:
+                await q.sweep_failures(tx, now)
+            await q.count_failure(tx, key, int(window_s * 1000), now)
+
+        await self.store.run(unit)
 
     async def hold(self, key: str) -> None:
         """Wait ``hold_s``, one attempt of ``key`` after another (in this process)."""
