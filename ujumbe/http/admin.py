@@ -178,9 +178,10 @@ async def _require_admin(request: Request) -> None:
     if hmac.compare_digest(given.encode(), token.encode()):
         return  # the right token always gets in, whatever others tried from this address
     # Wrong tokens are counted per client address in the store (all processes
-    # share it); from the fifth on they are answered 429, one at a time after
+    # share it); after five they are answered 429, one at a time after
     # a pause, so guesses cannot be tried at speed.
-    await services(request).accounts.refuse_credential(f"admin:{client_address(request)}", services(request).accounts.admin_attempts)
+    accounts = services(request).accounts
+    await accounts.refuse_credential(f"admin:{client_address(request)}", accounts.admin_attempts)
     raise Unauthorized("That is not the admin token", code="invalid_admin_token")
 
 
