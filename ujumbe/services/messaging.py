@@ -114,14 +114,15 @@ class Messaging:
 
     async def resolve_text(self, account: Account, req: SendRequest) -> tuple[str, str | None]:
         """The text to send: the account's template for the key, else the
-        request's own text; placeholders filled from ``params``."""
-        body, subject = req.text, None
+        request's own text; placeholders filled only if the sender asked (a
+        template, or ``params``)."""
+        body, subject, templated = req.text, None, False
         if req.template_key:
             tpl = await self.store.read(
                 lambda tx: accounts_q.get_template(tx, account.id, req.template_key, req.channel)  # type: ignore[arg-type]
             )
             if tpl is not None:
-                body, subject = tpl["body"], tpl["subject"]
+                body, subject, templated = tpl["body"], tpl["subject"], True
         if body is None or body == "":
             if req.template_key:
                 raise Invalid(
@@ -129,7 +130,10 @@ class Messaging:
                     code="template_not_found",
                 )
             raise Invalid("The message text is missing", code="missing_text")
-        if req.params is not None or templates.placeholders(body):
+        # Placeholders are filled only when the sender asked for it (a template,
+        # or params given): a plain text's braces ("Your code is {code}") are
+        # its own and go out as written.
+        if templated or req.params:
             try:
                 body = templates.render(body, req.params or {})
                 subject = templates.render(subject, req.params or {}) if subject else subject
@@ -147,6 +151,10 @@ class Messaging:
             raise Invalid("No recipients were given", code="missing_recipients")
         if len(req.recipients) > MAX_RECIPIENTS:
             raise Invalid(f"At most {MAX_RECIPIENTS} recipients per request", code="too_many_recipients")
+        if req.reference is not None and not req.reference.strip():
+            # An empty or blank reference is no reference: stored as one, every
+            # later send with it would be answered as a duplicate and dropped.
+            req.reference = None
         if req.reference is not None and len(req.reference) > 200:
             raise Invalid("The reference is longer than 200 characters", code="invalid_reference")
         if req.reference:
