@@ -17,7 +17,7 @@ from typing import Any
 
 from ujumbe.core import encoding, numbers, templates
 from ujumbe.core.errors import ChannelUnavailable, InsufficientCredit, Invalid, NotFound
-from ujumbe.core.pricing import PriceTable
+from ujumbe.core.pricing import PriceTable, display
 from ujumbe.core.states import State
 from ujumbe.services.accounts import Account
 from ujumbe.services.callbacks import Event, enqueue_dlr
@@ -234,10 +234,10 @@ class Messaging:
                 balance = await accounts_q.charge(tx, account.id, total, request_id)
                 if balance is None:
                     have = await tx.fetchval("SELECT balance FROM accounts WHERE id = ?", account.id)
+                    # in credits, as GET /v1/balance shows them: the ledger's unit stays inside
                     raise InsufficientCredit(
-                        "Insufficient credit: this request costs "
-                        f"{total / 10_000:g} and the balance is {have / 10_000:g}",
-                        cost=total, balance=have,
+                        f"Insufficient credit: this request costs {display(total)} and the balance is {display(have)}",
+                        cost=display(total), balance=display(have),
                     )
             ids = await tx.next_ids("messages", len(recipients))
             rows, events, outbox = [], [], []
