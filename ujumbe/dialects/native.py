@@ -8,7 +8,6 @@ access token from ``/v1/auth/token``.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 import msgspec
@@ -18,6 +17,7 @@ from starlette.responses import Response
 from ujumbe.core.errors import Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
+from ujumbe.core.timefmt import iso
 from ujumbe.http.common import JSON, bearer, client_address, error_status, handles_errors, read_json, services
 from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks
@@ -221,14 +221,6 @@ class InboundBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 # --- helpers ---
-
-
-def iso(ms: int | None) -> str | None:
-    """Epoch ms as e.g. 2026-11-22T20:45:01.123Z (what datetime's isoformat
-    gives, at half its cost: every answer carries one)."""
-    if ms is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def error_response(exc: UjumbeError) -> Response:

@@ -328,6 +328,7 @@ async def _result_of(tx: Tx, req: dict[str, Any], *, duplicate: bool) -> SendRes
     ]
     first = next((m for m in msgs if m["parts"]), msgs[0] if msgs else None)
     return SendResult(
-        req["id"], req["reference"], duplicate, req["created_at"], req["cost"], balance,
+        # what the request costs now: a refunded message costs nothing
+        req["id"], req["reference"], duplicate, req["created_at"], sum(m["cost"] for m in msgs), balance,
         first["encoding"] if first else encoding.GSM7, first["parts"] if first else 0, recipients,
     )

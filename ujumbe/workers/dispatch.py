@@ -19,6 +19,7 @@ from typing import Any
 
 from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
 from ujumbe.core.states import State
+from ujumbe.core.timefmt import iso
 from ujumbe.services.lifecycle import Writes, transition
 from ujumbe.services.reports import apply_early_receipts
 from ujumbe.services.routing import Router  # the routing rules live there; re-exported
@@ -193,7 +194,7 @@ class Dispatcher:
                 if err.transient and o.attempts < self.max_attempts:
                     due = now + backoff_ms(o.attempts)
                     retries.append((due, o.message_id))
-                    writes.event(o.message_id, now, "retry", f"attempt {o.attempts} failed ({err.reason}); next at {due}"[:300])
+                    writes.event(o.message_id, now, "retry", f"attempt {o.attempts} failed ({err.reason}); next at {iso(due)}"[:300])
                 else:
                     state = err.state if not err.transient else State.FAILED
                     await transition(
