@@ -4,6 +4,7 @@ was finally charged, and a multi-part failure's own error. Both databases."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -67,6 +68,22 @@ async def test_tingg_402_and_tilil_balances_are_credits(platform: Platform, api:
     (row,) = (await api.post("/sms/v3/sendsms", json=with_key(SAMPLE_BULK, tilil))).json()
     assert (row["status_code"], row["message_cost"], row["credit_balance"]) == ("1000", 0.8, 2.2)
     assert (await api.get("/v1/balance", headers=auth(tilil))).json() == {"balance": 2.2}
+
+
+def test_cli_prints_prices_and_balances_in_credits(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from ujumbe import cli
+
+    data = ["--data-dir", str(tmp_path / "d")]
+    assert cli.main([*data, "prices", "set", "*", "0.80"]) == 0
+    assert json.loads(capsys.readouterr().out)["price"] == 0.8
+    assert cli.main([*data, "accounts", "create", "--name", "Duka", "--email", "ops@duka.co.ke",
+                     "--password", "a long password", "--credits", "1"]) == 0
+    account_id = json.loads(capsys.readouterr().out)["account_id"]
+    assert cli.main([*data, "credits", "add", account_id, "2.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["balance"] == 3.5
+    # a price that is not an amount is refused clearly, not with a traceback
+    assert cli.main([*data, "prices", "set", "*", "abc"]) == 1
+    assert json.loads(capsys.readouterr().err)["error"]["code"] == "invalid_amount"
 
 
 # --- events and what was charged ---

@@ -245,8 +245,9 @@ async def _set_callbacks(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _set_price(platform: Any, args: argparse.Namespace) -> Any:
-    await platform.credits.set_price(args.network, args.amount, args.channel)
-    return {"network": args.network, "channel": args.channel, "price": args.amount}
+    price = await platform.credits.set_price(args.network, args.amount, args.channel)
+    # the price as stored, in credits like every other figure (not the text typed)
+    return {"network": args.network, "channel": args.channel, "price": display(price)}
 
 
 async def _add_number(platform: Any, args: argparse.Namespace) -> Any:
