@@ -95,7 +95,9 @@ async def transition(
                 if reason:
                     fields["error_reason"] = reason
             if msg["charge"] == "reserved":
-                fields["charge"], fields["cost"] = await _settle(tx, msg, new)
+                fields["charge"], cost = await _settle(tx, msg, new)
+                if cost != msg["cost"]:
+                    fields["cost"] = cost
         w.update(msg["id"], fields)
         w.event(msg["id"], at, new.value, detail)
         msg.update(fields)
