@@ -308,6 +308,10 @@ async def _change(tx: Tx, record: dict[str, Any], service: Service, active: bool
         tx, service.account_id, service.id, record["sender"], active, keyword if active else None, source
     )
     if changed:
+        # A deactivation names the keyword the subscriber joined with (Tilil:
+        # "the exact keyword a user used when subscribing"), never STOP.
+        if not active:
+            keyword = sub.keyword or ("" if keyword.upper() in STOP_WORDS else keyword)
         await _push_subscription(tx, service, sub, record, keyword)
     return changed
 

@@ -97,11 +97,20 @@ async def insert_subscription(
 async def set_subscription_active(
     tx: Tx, service_id: int, mobile: str, active: bool, keyword: str | None, source: str, now: int,
 ) -> None:
-    await tx.execute(
-        "UPDATE subscriptions SET active = ?, keyword = COALESCE(?, keyword), source = ?, updated_at = ? "
-        "WHERE service_id = ? AND mobile = ?",
-        1 if active else 0, keyword, source, now, service_id, mobile,
-    )
+    # An activation records the keyword it was made with (none through the API);
+    # a deactivation keeps it: Tilil's unsubscribe notice names the keyword the
+    # subscriber joined with, not STOP.
+    if active:
+        await tx.execute(
+            "UPDATE subscriptions SET active = 1, keyword = ?, source = ?, updated_at = ? "
+            "WHERE service_id = ? AND mobile = ?",
+            keyword, source, now, service_id, mobile,
+        )
+    else:
+        await tx.execute(
+            "UPDATE subscriptions SET active = 0, source = ?, updated_at = ? WHERE service_id = ? AND mobile = ?",
+            source, now, service_id, mobile,
+        )
 
 
 async def is_active(tx: Tx, service_id: int, mobile: str) -> bool:
