@@ -139,6 +139,30 @@ class Premium:
             raise NotFound(f"No premium service {service_id}", code="service_not_found")
         return _service(row)
 
+    async def notice_target(
+        self, *, service_id: int | None = None, shortcode: str | None = None, account_id: str | None = None,
+    ) -> Service:
+        """The service a simulated network (de)activation notice is for, by id
+        or by short code (its only or first service); ``account_id`` limits
+        it to that account's services. NotFound(unknown_service) otherwise."""
+        if service_id is None and not shortcode:
+            raise Invalid("Give the service_id or the shortcode of the service", code="invalid_request")
+
+        async def unit(tx: Tx) -> list[Any]:
+            if service_id is not None and not 0 < service_id < 2**53:
+                return []  # no service has such an id (and the database would refuse it)
+            if service_id is not None:
+                return [r for r in await q.services_by_id(tx, service_id)
+                        if not shortcode or r["shortcode"] == shortcode]
+            return await q.services_on(tx, str(shortcode))
+
+        rows = [r for r in await self.store.read(unit) if account_id is None or r["account_id"] == account_id]
+        if not rows:
+            what = f"service {service_id}" if service_id is not None else f"short code {shortcode}"
+            raise NotFound(f"No premium service for {what}" + (" on this account" if account_id else ""),
+                           code="unknown_service")
+        return _service(rows[0])
+
     async def list(self, account_id: str) -> list[Service]:
         return [_service(r) for r in await self.store.read(lambda tx: q.services(tx, account_id))]
 

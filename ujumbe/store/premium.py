@@ -50,6 +50,16 @@ async def service(tx: Tx, account_id: str, service_id: int) -> Row | None:
     )
 
 
+async def services_by_id(tx: Tx, service_id: int) -> list[Row]:
+    """The service with this id, whichever account has it (for the operator)."""
+    return await tx.fetch(f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE id = ?", service_id)
+
+
+async def services_on(tx: Tx, shortcode: str) -> list[Row]:
+    """Every service on a short code, whichever account has them (for the operator)."""
+    return await tx.fetch(f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE shortcode = ? ORDER BY id", shortcode)
+
+
 async def services(tx: Tx, account_id: str, shortcode: str | None = None) -> list[Row]:
     if shortcode is None:
         return await tx.fetch(f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE account_id = ? ORDER BY id", account_id)
