@@ -16,9 +16,12 @@ their link id is remembered, so a reply can prove it answers a real question.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography.fernet import InvalidToken
 
 from ujumbe.core import numbers
 from ujumbe.core.errors import Conflict, Invalid, NotFound
@@ -27,6 +30,8 @@ from ujumbe.services import callbacks, reports
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import premium as q
 from ujumbe.store.accounts import account_exists
+
+log = logging.getLogger("ujumbe.premium")
 
 KINDS = ("subscription", "on-demand")
 STOP_WORDS = frozenset({"STOP", "UNSUBSCRIBE"})
@@ -43,8 +48,14 @@ class Service:
     name: str
     kind: str
     keywords: tuple[str, ...]
-    api_token: str | None
+    # sealed with the server secret (``Premium.token`` opens it): the partner's
+    # credential is never in the database in clear
+    api_token_enc: str | None
     created_at: int
+
+    @property
+    def api_token_set(self) -> bool:
+        return bool(self.api_token_enc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +73,7 @@ class Subscription:
 def _service(r: Any) -> Service:
     return Service(
         int(r["id"]), r["account_id"], r["shortcode"], r["name"], r["kind"], tuple(json.loads(r["keywords"])),
-        r["api_token"], r["created_at"],
+        r["api_token_enc"], r["created_at"],
     )
 
 
@@ -86,8 +97,38 @@ def _keywords(raw: list[str]) -> list[str]:
 
 
 class Premium:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, box: Any) -> None:
         self.store = store
+        self.box = box  # a routing.PasswordBox: seals api tokens at rest
+
+    async def token(self, account_id: str, service_id: int) -> str | None:
+        """The service's api_token in clear, for a push to the partner."""
+        row = await self.store.read(lambda tx: q.service(tx, account_id, service_id))
+        if row is None or not row["api_token_enc"]:
+            return None
+        try:
+            return str(self.box.open(row["api_token_enc"]))
+        except InvalidToken:
+            # sealed under another server secret (UJUMBE_SECRET_KEY changed)
+            log.error("the api_token of premium service %s cannot be opened with this server secret; "
+                      "set it again (PATCH /v1/premium-services/%s)", service_id, service_id)
+            return None
+
+    async def seal_plaintext_tokens(self, batch: int = 500) -> int:
+        """Encrypt api tokens stored in clear before migration 0011, a batch
+        per transaction; returns how many were sealed."""
+        sealed = 0
+        while True:
+            rows = await self.store.read(lambda tx: q.plaintext_tokens(tx, batch))
+            if not rows:
+                return sealed
+
+            async def unit(tx: Tx, rows: Any = rows) -> None:
+                for r in rows:
+                    await q.seal_token(tx, int(r["id"]), r["api_token"], self.box.seal(r["api_token"]))
+
+            await self.store.run(unit)
+            sealed += len(rows)
 
     # --- services ---
 
@@ -125,7 +166,7 @@ class Premium:
                 raise Conflict(f"Service id {sid} is taken", code="service_id_taken")
             await q.insert_service(tx, (
                 sid, account_id, shortcode, (name or "").strip() or f"{shortcode} {kind}", kind,
-                json.dumps(words), api_token or None, now,
+                json.dumps(words), self.box.seal(api_token) if api_token else None, now,
             ))
             if owner is None:
                 await q.claim_shortcode(tx, shortcode, account_id, dialect, now)
@@ -178,7 +219,7 @@ class Premium:
             if taken:
                 raise Conflict(f"Keyword {', '.join(sorted(taken))} is already used on {current.shortcode}",
                                code="keyword_taken")
-            token = None if clear_token else (api_token if api_token is not None else current.api_token)
+            token = None if clear_token else (self.box.seal(api_token) if api_token else current.api_token_enc)
             await q.update_service(tx, account_id, service_id, words, (name or "").strip() or current.name, token)
 
         await self.store.run(unit)
@@ -312,8 +353,9 @@ async def on_inbound(tx: Tx, record: dict[str, Any]) -> bool:
     # from a non-subscriber) goes to the inbox, tagged with its service.
     service = service or services[0]
     # Forwarded as an inbound message of this service; remember its link id.
+    # (The service's api_token is added to the push only when it is sent:
+    # callbacks.Format.prepare, so the queued callback holds no credential.)
     record["service_id"] = service.id
-    record["api_token"] = service.api_token
     if record.get("link_id"):
         await q.remember_link(tx, service.id, record["link_id"], record["sender"], record["received_at"])
     return False
@@ -351,14 +393,14 @@ async def _push_subscription(
         "subscriber_ref": sub.ref, "service_id": service.id, "shortcode": service.shortcode,
         "mobile": sub.mobile, "update_type": "activation" if sub.active else "deactivation",
         "keyword": keyword, "network": record.get("network") or numbers.carrier_name(sub.mobile),
-        "at": record["received_at"], "api_token": service.api_token, "account_id": service.account_id,
+        "at": record["received_at"], "account_id": service.account_id,
     }
     fmt = callbacks.FORMATS.get(dialect)
     if fmt is not None and fmt.subscription is not None:
         payload = fmt.subscription(event)
     else:
         payload = {"type": "subscription." + event["update_type"],
-                   "data": {k: v for k, v in event.items() if k not in ("api_token", "account_id")}}
+                   "data": {k: v for k, v in event.items() if k != "account_id"}}
     await callbacks.enqueue(
         tx, account_id=service.account_id, kind="subscription", dialect=dialect,
         url=target["subscription_url"], payload=payload,

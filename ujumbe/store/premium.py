@@ -8,7 +8,9 @@ from typing import Any
 
 from ujumbe.store.base import Row, Tx
 
-SERVICE_COLUMNS = "id, account_id, shortcode, name, kind, keywords, api_token, created_at"
+# api_token_enc is the sealed api_token (services/premium.py seals and opens it);
+# the plaintext api_token column is only read to seal rows from before 0011.
+SERVICE_COLUMNS = "id, account_id, shortcode, name, kind, keywords, api_token_enc, created_at"
 SUBSCRIPTION_COLUMNS = "id, service_id, mobile, active, keyword, source, created_at, updated_at"
 
 
@@ -70,11 +72,28 @@ async def services(tx: Tx, account_id: str, shortcode: str | None = None) -> lis
 
 
 async def update_service(
-    tx: Tx, account_id: str, service_id: int, keywords: list[str], name: str, api_token: str | None,
+    tx: Tx, account_id: str, service_id: int, keywords: list[str], name: str, api_token_enc: str | None,
 ) -> None:
     await tx.execute(
-        "UPDATE premium_services SET keywords = ?, name = ?, api_token = ? WHERE id = ? AND account_id = ?",
-        json.dumps(keywords), name, api_token, service_id, account_id,
+        "UPDATE premium_services SET keywords = ?, name = ?, api_token_enc = ?, api_token = NULL "
+        "WHERE id = ? AND account_id = ?",
+        json.dumps(keywords), name, api_token_enc, service_id, account_id,
+    )
+
+
+async def plaintext_tokens(tx: Tx, limit: int) -> list[Row]:
+    """Services whose api_token is still in clear (written before migration 0011)."""
+    return await tx.fetch(
+        "SELECT id, api_token FROM premium_services WHERE api_token IS NOT NULL ORDER BY id LIMIT ?", limit
+    )
+
+
+async def seal_token(tx: Tx, service_id: int, plaintext: str, sealed: str) -> None:
+    # only if still the same plaintext: another process may have sealed it, or
+    # the account may have changed it, meanwhile
+    await tx.execute(
+        "UPDATE premium_services SET api_token_enc = ?, api_token = NULL WHERE id = ? AND api_token = ?",
+        sealed, service_id, plaintext,
     )
 
 
