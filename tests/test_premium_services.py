@@ -163,6 +163,14 @@ async def test_plaintext_tokens_from_before_0011_are_encrypted_at_start(
             "INSERT INTO numbers (number, account_id, kind, dialect, created_at) VALUES ('22960', ?, 'shortcode', "
             "'tilil', ?)", account["account_id"], now,
         ))
+        # and a push such a server queued: it carried the token in its stored payload
+        old_push = json.dumps({"api_token": f"{TOKEN}-0", "message": "hi", "shortcode": "22960", "service_id": "60"},
+                              separators=(",", ":"))
+        await p.store.run(lambda tx: tx.execute(
+            "INSERT INTO callbacks (account_id, kind, dialect, url, payload, status, attempts, due_at, created_at) "
+            "VALUES (?, 'inbound', 'tilil', 'http://127.0.0.1:9/mo', ?, 'delivered', 1, ?, ?)",
+            account["account_id"], old_push, now, now,
+        ))
         assert f"{TOKEN}-3" in await _database_text(p)
 
     async with running(tmp_path, database_url, secret_key=secret, callback_delay_scale=0.001) as p:
@@ -171,6 +179,8 @@ async def test_plaintext_tokens_from_before_0011_are_encrypted_at_start(
         rows = await p.store.read(lambda tx: tx.fetch(
             "SELECT api_token, api_token_enc FROM premium_services ORDER BY id"))
         assert len(rows) == 5 and all(r[0] is None and r[1] for r in rows)
+        (kept,) = await p.store.read(lambda tx: tx.fetch("SELECT payload FROM callbacks WHERE status = 'delivered'"))
+        assert json.loads(kept[0]) == {"api_token": "", "message": "hi", "shortcode": "22960", "service_id": "60"}
         # the service still authenticates with its token
         async with client_of(p) as api:
             r = await api.post("/v1/simulator/inbound", headers=auth(account),

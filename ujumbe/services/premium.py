@@ -116,7 +116,12 @@ class Premium:
 
     async def seal_plaintext_tokens(self, batch: int = 500) -> int:
         """Encrypt api tokens stored in clear before migration 0011, a batch
-        per transaction; returns how many were sealed."""
+        per transaction; returns how many were sealed. The Tilil pushes
+        queued meanwhile lose their copy of the token first (so an
+        interrupted run does both again at the next start)."""
+        if not await self.store.read(lambda tx: q.plaintext_tokens(tx, 1)):
+            return 0
+        await self._scrub_queued_tokens(batch)
         sealed = 0
         while True:
             rows = await self.store.read(lambda tx: q.plaintext_tokens(tx, batch))
@@ -131,6 +136,30 @@ class Premium:
             sealed += len(rows)
 
     # --- services ---
+
+    async def _scrub_queued_tokens(self, batch: int) -> None:
+        after = 0
+        while True:
+            rows = await self.store.read(lambda tx, after=after: q.callbacks_with_tokens(tx, after, batch))
+            if not rows:
+                return
+            after = int(rows[-1]["id"])
+            changes = []
+            for r in rows:
+                try:
+                    payload = json.loads(r["payload"])
+                except ValueError:
+                    continue
+                if isinstance(payload, dict) and payload.get("api_token"):
+                    payload["api_token"] = ""  # added again when sent (Format.prepare)
+                    changes.append((int(r["id"]), callbacks.encode(payload)))
+
+            async def unit(tx: Tx, changes: Any = changes) -> None:
+                for cid, body in changes:
+                    await q.set_callback_payload(tx, cid, body)
+
+            if changes:
+                await self.store.run(unit)
 
     async def create(
         self, account_id: str, *, shortcode: str, kind: str, keywords: list[str] | None = None,

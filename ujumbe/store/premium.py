@@ -88,6 +88,21 @@ async def plaintext_tokens(tx: Tx, limit: int) -> list[Row]:
     )
 
 
+async def callbacks_with_tokens(tx: Tx, after_id: int, limit: int) -> list[Row]:
+    """Tilil pushes queued before migration 0011, which carried the api_token
+    in their stored payload (now it is added only when sent). By id, so a
+    batch that finds nothing to change still moves on."""
+    return await tx.fetch(
+        "SELECT id, payload FROM callbacks WHERE id > ? AND dialect = 'tilil' AND kind IN ('inbound', 'subscription') "
+        "ORDER BY id LIMIT ?",
+        after_id, limit,
+    )
+
+
+async def set_callback_payload(tx: Tx, callback_id: int, payload: str) -> None:
+    await tx.execute("UPDATE callbacks SET payload = ? WHERE id = ?", payload, callback_id)
+
+
 async def seal_token(tx: Tx, service_id: int, plaintext: str, sealed: str) -> None:
     # only if still the same plaintext: another process may have sealed it, or
     # the account may have changed it, meanwhile
