@@ -306,7 +306,7 @@ async def inject_inbound(
     try:
         number = numbers.normalize(sender, owner["region"])
     except numbers.InvalidNumber as exc:
-        raise Invalid(f"'sender': {exc.reason}", code="invalid_sender") from None
+        raise Invalid(f"Not a subscriber's number: {exc.reason}", code="invalid_sender") from None
     m = Inbound(
         "simulator", number.e164, owner["number"], text, now_ms(), network=number.network,
         # as a network would give one, so a reply can prove what it answers
