@@ -347,7 +347,7 @@ async def _add_service(platform: Any, args: argparse.Namespace) -> Any:
         api_token=args.api_token, service_id=args.service_id, dialect=args.dialect,
     )
     return {"service_id": service.id, "account_id": service.account_id, "shortcode": service.shortcode,
-            "type": service.kind, "keywords": list(service.keywords), "api_token_set": bool(service.api_token)}
+            "type": service.kind, "keywords": list(service.keywords), "api_token_set": service.api_token_set}
 
 
 def smsc_sim(args: argparse.Namespace, rest: list[str]) -> int:

@@ -43,7 +43,7 @@ class Platform:
         )
         self.templates = Templates(self.store)
         self.senders = Senders(self.store)
-        self.premium = Premium(self.store)
+        self.premium = Premium(self.store, PasswordBox(secret, b"ujumbe/premium-api-tokens/v1"))
         self.credits = Credits(self.store)
         self.callback_log = CallbackLog(self.store)
         self.reports = Reports(self.store)
@@ -71,6 +71,9 @@ class Platform:
         applied = await self.store.migrate()
         if applied:
             log.info("applied migrations %s", applied)
+        sealed = await self.premium.seal_plaintext_tokens()  # rows from before migration 0011
+        if sealed:
+            log.info("encrypted the api_token of %d premium services", sealed)
         import ujumbe.dialects  # noqa: F401  (each dialect registers its callback formats)
 
     async def start(self, role: str = "all") -> None:

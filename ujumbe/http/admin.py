@@ -1,4 +1,5 @@
-"""Platform administration over HTTP: operator connectors and routes.
+"""Platform administration over HTTP: operator connectors and routes, and
+injecting what a network would send (inbound messages, subscription notices).
 
 ``/admin/v1/...`` is for whoever runs the platform, not for tenants: it needs
 the admin token (``UJUMBE_ADMIN_TOKEN``) as a bearer token, and answers 404
@@ -19,11 +20,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ujumbe.core.errors import Invalid, NotFound, Unauthorized
-from ujumbe.dialects.native import error_response, iso
+from ujumbe.dialects.native import (
+    Injected, InboundBody, SubscriptionNoticeBody, error_response, inject_notice, injected, int_param, iso,
+)
 from ujumbe.dialects.native import route as native_route
 from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
 from ujumbe.http.openapi import Api
+from ujumbe.services import reports
 from ujumbe.services.routing import ROUTE_KINDS
+from ujumbe.store import inbound as inbound_q
 
 # Its own document (GET /admin/v1/openapi.json, behind the admin token): the
 # native one at /openapi.json is for tenants.
@@ -119,6 +124,22 @@ class RouteBody(msgspec.Struct, forbid_unknown_fields=True):
     value: str = ""
     priority: int = 100
     account_id: str | None = None
+
+
+class UnassignedInbound(msgspec.Struct):
+    id: int
+    channel: str
+    sender: str
+    to: str
+    text: str
+    network: str | None
+    link_id: str | None
+    received_at: str
+
+
+class UnassignedPage(msgspec.Struct):
+    data: list[UnassignedInbound]
+    next_cursor: str | None
 
 
 class AccountRouteBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -260,6 +281,48 @@ async def delete_route(request: Request) -> Response:
     _require_admin(request)
     await services(request).routing.remove_route(_route_id(request))
     return Response(status_code=204)
+
+
+# --- /admin/v1/simulator: the operator injects what a network would send ---
+
+
+@admin_route("POST", "/admin/v1/simulator/inbound",
+             summary="Inject an inbound message to any account's number or short code, as if a subscriber had "
+             "sent it (also with real connectors configured)", tag="simulator", body=InboundBody,
+             response=Injected, status=202)
+async def admin_simulate_inbound(request: Request) -> Response:
+    _require_admin(request)
+    body = await read_json(request, InboundBody)
+    record = await reports.inject_inbound(
+        services(request).store, sender=body.sender, to=body.to, text=body.text, link_id=body.link_id,
+    )
+    return JSON({**msgspec.structs.asdict(injected(record)), "account_id": record["account_id"]}, 202)
+
+
+@admin_route("POST", "/admin/v1/simulator/subscription",
+             summary="Inject a network's (de)activation of a subscriber to a premium service (by service_id "
+             "or shortcode)", tag="simulator", body=SubscriptionNoticeBody, response=Injected, status=202)
+async def admin_simulate_subscription(request: Request) -> Response:
+    _require_admin(request)
+    body = await read_json(request, SubscriptionNoticeBody)
+    record = await inject_notice(request, body, None)
+    return JSON({**msgspec.structs.asdict(injected(record)), "account_id": record["account_id"]}, 202)
+
+
+@admin_route("GET", "/admin/v1/inbound/unassigned",
+             summary="Inbound messages from operator connectors to numbers no account owned, newest first",
+             tag="inbound", response=UnassignedPage, query={"limit": "1-500", "cursor": "next page"})
+async def list_unassigned_inbound(request: Request) -> Response:
+    _require_admin(request)
+    limit = int_param(request, "limit", 50, high=500) or 50
+    before = int_param(request, "cursor", None)
+    rows = await services(request).store.read(lambda tx: inbound_q.unassigned_page(tx, limit=limit, before=before))
+    data = [
+        UnassignedInbound(r["id"], r["channel"], r["sender"], r["recipient"], r["body"], r["network"], r["link_id"],
+                          iso(r["received_at"]) or "")
+        for r in rows
+    ]
+    return JSON(UnassignedPage(data, str(data[-1].id) if len(data) == limit else None))
 
 
 # --- /v1/routes: an account's own overrides ---
