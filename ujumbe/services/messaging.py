@@ -309,6 +309,15 @@ class Messaging:
         """Messages subscribers sent to the account's numbers, newest first."""
         return await self.store.read(lambda tx: q.inbound_page(tx, account_id, limit=limit, before=before))
 
+    async def inbound_search(
+        self, account_id: str, *, offset: int, limit: int, **filters: Any,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Inbound messages matching ``from``, ``keyword``, ``carrier``, ``since``, ``until``, with their count."""
+        return await self.store.read(lambda tx: q.inbound_search(
+            tx, account_id, offset=offset, limit=limit, sender=filters.get("from"), keyword=filters.get("keyword"),
+            network=filters.get("carrier"), since=filters.get("since"), until=filters.get("until"),
+        ))
+
 
 async def _result_of(tx: Tx, req: dict[str, Any], *, duplicate: bool) -> SendResult:
     msgs = await q.messages_of_request(tx, req["id"])

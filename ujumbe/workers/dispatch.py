@@ -15,6 +15,7 @@ import random
 import uuid
 import weakref
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
@@ -64,7 +65,7 @@ class Outcome:
 class Dispatcher:
     def __init__(
         self, store: Store, router: Router, *, batch: int = 200, lease_ms: int = 30_000,
-        max_attempts: int = 10, poll_s: float = 1.0,
+        max_attempts: int = 10, poll_s: float = 1.0, unseal: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.router = router
@@ -72,6 +73,7 @@ class Dispatcher:
         self.lease_ms = lease_ms
         self.max_attempts = max_attempts
         self.poll_s = poll_s
+        self.unseal = unseal  # opens a text kept sealed at rest (one-time codes)
         self.owner = f"w-{uuid.uuid4().hex[:12]}"
         self._in_flight = 0
         self._slot_free = asyncio.Event()
@@ -146,9 +148,11 @@ class Dispatcher:
             if sem is None:
                 sem = self._sems[channel] = asyncio.Semaphore(channel.max_in_flight)
             meta = json.loads(msg["meta"]) if msg["meta"] else {}
+            sealed = meta.pop("sealed_body", None)
+            body = self.unseal(sealed) if sealed and self.unseal else msg["body"]
             outbound = Outbound(
                 message_id=str(msg["id"]), account_id=msg["account_id"], sender=msg["sender"] or "",
-                recipient=msg["recipient"], body=msg["body"], encoding=msg["encoding"], parts=msg["parts"],
+                recipient=msg["recipient"], body=body, encoding=msg["encoding"], parts=msg["parts"],
                 validity_s=max(1, (msg["expires_at"] - now_ms()) // 1000), network=msg["network"], meta=meta,
             )
             with self.router.sending(channel):  # a connector being removed waits for this send
