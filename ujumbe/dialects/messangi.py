@@ -163,12 +163,12 @@ async def messangi(request: Request) -> Response:
             raise MessangiError("fireMessage with a JSON body is called with POST")
         account = await _authenticate(request, method, segments)
         args = [urllib.parse.unquote(s) for s in segments[:-2]]
-        return await HANDLERS[method](request, account, method, args)
+        return await HANDLERS[method](request, account, method.rsplit("/", 1)[-1], args)
     except MessangiError as exc:
-        return xml(method or "unknown", exc.status, exc.description)
+        return xml(method.rsplit("/", 1)[-1] or "unknown", exc.status, exc.description)
     except Exception:  # a Messangi client reads <status>; never a 500
         log.exception("messangi %s failed", method)
-        return xml(method or "unknown", "ERROR", "System error; try again")
+        return xml(method.rsplit("/", 1)[-1] or "unknown", "ERROR", "System error; try again")
 
 
 def _split(rest: str) -> tuple[str, list[str]]:
@@ -222,7 +222,8 @@ def _carrier_check(carrier: str | None) -> Any:
     wanted = carrier.strip().lower()
 
     async def check(number: numbers.PhoneNumber) -> tuple[str, str] | None:
-        if wanted.isdigit() or (number.network or "").lower() == wanted:
+        network = (number.network or "").lower()
+        if wanted.isdigit() or network == wanted or network.startswith(wanted + " "):
             return None  # a numeric id is the workspace's own: kept with the message
         return ("carrier_mismatch", f"{carrier} does not serve {number.e164} ({number.network or 'unknown network'}); "
                 "send null to detect the carrier")
