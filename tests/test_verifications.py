@@ -225,3 +225,25 @@ async def test_code_accepted_by_an_api_process_is_sent_by_a_worker_later(tmp_pat
         assert await sent_code(worker, started.verification["message_id"]) == "98765"
         msg = await worker.messaging.message(account["account_id"], started.verification["message_id"])
         assert msg["body"] == "Your verification code is *****"
+
+
+async def test_tingg_otp_code_is_kept_masked(platform: Platform) -> None:
+    """Tingg's smsType OTP carries the client's code in params: it reaches the
+    operator, but the stored text, answers and database show it masked."""
+    from tests.test_tingg import engagement, tingg_account
+
+    async with client_of(platform) as api:
+        account, headers = await tingg_account(platform, api)
+        body = engagement(msisdn=["254708400333"], referenceID="otp-1")
+        body["smsDto"].update({"smsType": "OTP", "message": "Your code is ${code}", "params": {"code": "864213"}})
+        r = await api.post("/api/v2/engagement", headers=headers, json=body)
+        assert r.status_code == 200, r.text
+
+        async def sent() -> Any:
+            assert platform.simulator is not None
+            return next((m for m in platform.simulator.sent if m.recipient == "254708400333"), None)
+
+        assert (await eventually(sent)).body == "Your code is 864213"
+        listed = (await api.get("/v1/messages", headers=auth(account))).json()["data"]
+        assert [m["text"] for m in listed] == ["Your code is ******"]
+    await assert_not_stored(platform, "864213")

@@ -55,11 +55,13 @@ class Platform:
             self.simulator = Simulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
             chans.append(self.simulator)
         self.channels = {c.name: c for c in chans}
-        self.messaging = Messaging(
-            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"}
-        )
+        # texts with one-time codes are kept encrypted until the dispatcher sends them
         self.sealed_texts = Box(secret, "sealed-texts")
-        self.verifications = Verifications(self.store, self.messaging, secret, self.sealed_texts)
+        self.messaging = Messaging(
+            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"},
+            seal=self.sealed_texts.seal,
+        )
+        self.verifications = Verifications(self.store, self.messaging, secret)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
         self.router = Router(self.channels, store=self.store, box=self.routing.box)

@@ -22,7 +22,6 @@ from ujumbe.core import numbers, otp
 from ujumbe.core.errors import ChannelUnavailable, Invalid, NotFound, RateLimited
 from ujumbe.services.accounts import Account
 from ujumbe.services.messaging import Messaging, SendRequest, SendResult
-from ujumbe.services.sealing import Box
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import verifications as q
 
@@ -30,7 +29,6 @@ log = logging.getLogger("ujumbe.verifications")
 
 CHANNELS = ("sms", "voice")
 DEFAULT_TEXT = "Your verification code is {otp}"
-SEALED_BODY = "sealed_body"  # the message meta key the dispatcher opens
 
 
 @dataclass(slots=True)
@@ -48,11 +46,10 @@ class Checked:
 
 
 class Verifications:
-    def __init__(self, store: Store, messaging: Messaging, secret: str, box: Box) -> None:
+    def __init__(self, store: Store, messaging: Messaging, secret: str) -> None:
         self.store = store
         self.messaging = messaging
         self._key = hmac.new(secret.encode(), b"ujumbe/otp-codes/v1", hashlib.sha256).digest()
-        self.box = box
 
     async def limits(self, account_id: str) -> otp.Limits:
         raw = await self.store.read(lambda tx: q.settings(tx, account_id))
@@ -135,8 +132,9 @@ class Verifications:
 
         try:
             result = await self.messaging.send(account, SendRequest(
-                recipients=[number.e164], text=masked, sender=sender, callback_url=callback_url, channel=channel,
-                dialect=dialect, validity_s=ttl, message_meta={SEALED_BODY: self.box.seal(real), "verification": vid},
+                recipients=[number.e164], text=real, masked_text=masked, conceal=True, sender=sender,
+                callback_url=callback_url, channel=channel, dialect=dialect, validity_s=ttl,
+                message_meta={"verification": vid},
             ))
         except Exception:
             await self.store.run(lambda tx: q.set_status(tx, vid, "failed", now_ms()))

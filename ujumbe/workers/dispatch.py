@@ -21,6 +21,7 @@ from typing import Any
 from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
 from ujumbe.core.states import State
 from ujumbe.services.lifecycle import Writes, transition
+from ujumbe.services.messaging import SEALED_BODY
 from ujumbe.services.reports import apply_early_receipts
 from ujumbe.services.routing import Router  # the routing rules live there; re-exported
 from ujumbe.store import Store, Tx, now_ms
@@ -148,7 +149,7 @@ class Dispatcher:
             if sem is None:
                 sem = self._sems[channel] = asyncio.Semaphore(channel.max_in_flight)
             meta = json.loads(msg["meta"]) if msg["meta"] else {}
-            sealed = meta.pop("sealed_body", None)
+            sealed = meta.pop(SEALED_BODY, None)
             body = self.unseal(sealed) if sealed and self.unseal else msg["body"]
             outbound = Outbound(
                 message_id=str(msg["id"]), account_id=msg["account_id"], sender=msg["sender"] or "",
