@@ -8,6 +8,7 @@ repeated client reference returns the original request instead of sending.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -26,6 +27,12 @@ from ujumbe.store import accounts as accounts_q
 from ujumbe.store import messages as q
 
 MAX_RECIPIENTS = 100_000
+SEALED_BODY = "sealed_body"  # the message meta key the dispatcher opens
+MASK_CHAR = "*"  # one GSM-7 septet, like a digit
+
+
+def masked(value: object) -> str:
+    return MASK_CHAR * len(str(value))
 
 
 def new_request_id() -> str:
@@ -55,6 +62,10 @@ class SendRequest:
     meta: dict[str, Any] | None = None  # kept with the request (extraData, smsType, ...)
     message_meta: dict[str, Any] | None = None  # kept with each message (link_id, service_id, ...)
     unicode: bool = False  # force UCS-2
+    # One-time codes: the text is stored with every param masked (or as
+    # ``masked_text``) and reaches the dispatcher sealed (SEALED_BODY).
+    conceal: bool = False
+    masked_text: str | None = None
     # Per-recipient policy (sender name networks, premium subscriptions): an
     # (error_code, reason) rejects that recipient alone; None lets it through.
     check: Callable[[numbers.PhoneNumber], Awaitable[tuple[str, str] | None]] | None = None
@@ -93,8 +104,12 @@ class SendResult:
 
 
 class Messaging:
-    def __init__(self, store: Store, *, validity_s: int = 48 * 3600, channels: set[str] | None = None) -> None:
+    def __init__(
+        self, store: Store, *, validity_s: int = 48 * 3600, channels: set[str] | None = None,
+        seal: Callable[[str], str] | None = None,
+    ) -> None:
         self.store = store
+        self.seal = seal  # encrypts concealed texts at rest (services/sealing.py)
         # kinds of channel this deployment can deliver ("sms", "email", "voice")
         self.channels = channels if channels is not None else {"sms"}
         self.validity_s = validity_s
@@ -164,6 +179,17 @@ class Messaging:
             if found is not None:
                 return found
         body, subject = await self.resolve_text(account, req)
+        stored_body, sealed = body, None
+        if req.conceal:
+            if self.seal is None:
+                raise RuntimeError("Messaging was built without a sealing key")
+            if req.masked_text is not None:
+                stored_body = req.masked_text
+            elif req.params:
+                stored_body, _ = await self.resolve_text(
+                    account, dataclasses.replace(req, params={k: masked(v) for k, v in req.params.items()})
+                )
+            sealed = self.seal(body)
         try:
             encoding.check_length(body, account.max_chars)
         except encoding.MessageTooLong as exc:
@@ -211,6 +237,8 @@ class Messaging:
 
         meta = json.dumps(req.meta) if req.meta else None
         message_meta = dict(req.message_meta or {})
+        if sealed is not None:
+            message_meta[SEALED_BODY] = sealed
         if subject:
             message_meta["subject"] = subject
         msg_meta = json.dumps(message_meta) if message_meta else None
@@ -246,7 +274,7 @@ class Messaging:
                 r.message_id = mid
                 ok = r.state != State.REJECTED.value
                 rows.append((
-                    mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, body,
+                    mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, stored_body,
                     enc, r.parts if ok else 0, r.cost, "reserved" if r.cost else "none", r.state,
                     r.error_code, r.error, req.callback_url, msg_meta, now, now, None if ok else now, expires,
                 ))
@@ -316,6 +344,15 @@ class Messaging:
     async def inbound(self, account_id: str, *, limit: int, before: int | None = None) -> list[dict[str, Any]]:
         """Messages subscribers sent to the account's numbers, newest first."""
         return await self.store.read(lambda tx: q.inbound_page(tx, account_id, limit=limit, before=before))
+
+    async def inbound_search(
+        self, account_id: str, *, offset: int, limit: int, **filters: Any,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Inbound messages matching ``from``, ``keyword``, ``carrier``, ``since``, ``until``, with their count."""
+        return await self.store.read(lambda tx: q.inbound_search(
+            tx, account_id, offset=offset, limit=limit, sender=filters.get("from"), keyword=filters.get("keyword"),
+            network=filters.get("carrier"), since=filters.get("since"), until=filters.get("until"),
+        ))
 
 
 async def _result_of(tx: Tx, req: dict[str, Any], *, duplicate: bool) -> SendResult:

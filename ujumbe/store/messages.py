@@ -369,3 +369,33 @@ async def overdue(tx: Tx, now: int, limit: int) -> list[int]:
         now, limit,
     )
     return [r[0] for r in rows]
+
+
+async def inbound_search(
+    tx: Tx, account_id: str, *, offset: int, limit: int, sender: str | None = None, keyword: str | None = None,
+    network: str | None = None, since: int | None = None, until: int | None = None,
+) -> tuple[int, list[dict[str, Any]]]:
+    """A page of the account's inbound messages, oldest first, and how many match."""
+    where, args = ["account_id = ?"], [account_id]
+    if sender is not None:
+        where.append("sender = ?")
+        args.append(sender)
+    if keyword is not None:
+        where.append("upper(body) LIKE ?")
+        args.append(keyword.upper().replace("%", "").replace("_", "") + "%")
+    if network is not None:
+        where.append("lower(network) = ?")
+        args.append(network.lower())
+    if since is not None:
+        where.append("received_at >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("received_at <= ?")
+        args.append(until)
+    sql = " AND ".join(where)
+    total = await tx.fetchval(f"SELECT count(*) FROM inbound WHERE {sql}", *args)
+    rows = await tx.fetch(
+        f"SELECT id, sender, recipient, body, network, link_id, channel, received_at FROM inbound WHERE {sql} "
+        "ORDER BY id LIMIT ? OFFSET ?", *args, limit, offset,
+    )
+    return int(total), [as_dict(r) for r in rows]  # type: ignore[misc]
