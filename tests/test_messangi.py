@@ -70,14 +70,14 @@ async def test_wire_cases(platform: Platform, setup: dict[str, Any]) -> None:
     good_sig = signed_path(a, "sendMT", inst, "2020", "null", "04121234567", b64("Hola"))
     cases = [
         WireCase("sendSMS: number and text in Base64", "GET",
-                 signed_path(a, "tools/sendSMS", inst, "movistar", "2020", b64("04141234567"), b64("Hola ☺ X")),
+                 signed_path(a, "tools/sendSMS", inst, "movistar", "2020", b64("04141234567"), b64("Hola ☺ {x} ${y}")),
                  contains=("<input>sendSMS</input>", "<status>OK</status>", "<description>Completed</description>",
-                           "<to>584141234567</to>", "<from>2020</from>", "<text>Hola ☺ X</text>",
+                           "<to>584141234567</to>", "<from>2020</from>", "<text>Hola ☺ {x} ${y}</text>",
                            "<status>SENT_TO_CARRIER</status>", "<statusDescription>Sent to Carrier</statusDescription>",
                            "<encoding>UTF-8</encoding>", "<timezone>America/Caracas</timezone>",
                            f"<clientId>{a['account_id']}</clientId>", "<carrier>movistar</carrier>"),
                  content_type="application/xml",
-                 sent=lambda s: any(m.body == "Hola ☺ X" and m.recipient == "584141234567" for m in s)),
+                 sent=lambda s: any(m.body == "Hola ☺ {x} ${y}" and m.recipient == "584141234567" for m in s)),
         WireCase("sendMT: plain number, carrier null", "GET", good_sig,
                  contains=("<input>sendMT</input>", "<status>OK</status>"), absent=("<result>",),
                  sent=lambda s: any(m.body == "Hola" for m in s)),
