@@ -18,7 +18,7 @@ from ujumbe.runtime import Platform
         (b'{"to": "0708400000", "text": "x", "colour": "red"}', 400, "validation_error", "colour"),
         (b'{"to": "0708400000"}', 400, "missing_text", "text is missing"),
         (b'{"to": [], "text": "x"}', 400, "missing_recipients", "No recipients"),
-        (b'{"to": "0708400000", "text": "Hi {name}"}', 400, "missing_params", "name"),
+        (b'{"to": "0708400000", "text": "Hi {name}", "params": {"nam": "x"}}', 400, "missing_params", "name"),
         (b'{"to": "0708400000", "text": "' + b"a" * 921 + b'"}', 400, "message_too_long", "921"),
         (b'{"to": "0708400000", "text": "x", "channel": "email"}', 422, "channel_not_configured", "email"),
     ],

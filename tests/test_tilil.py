@@ -515,7 +515,8 @@ async def test_subscription_keyword_stop_and_network_notice_pushed_with_reply(
 
     await sim.inject_inbound("254708400000", "22915", "STOP")
     calls = await receiver.wait_for(2, path="/subs")
-    assert (calls[1].json()["update_type"], calls[1].json()["keyword"]) == ("deactivation", "STOP")
+    # the keyword the subscriber joined with, not STOP (the document: "the exact keyword a user used when subscribing")
+    assert (calls[1].json()["update_type"], calls[1].json()["keyword"]) == ("deactivation", "GAME")
     assert calls[1].json()["subscriber_ref"] == got["subscriber_ref"]
     assert (await tapi.post("/sms/v3/sendsms", json=with_key(SAMPLE_PREMIUM, account))).json()["status_code"] == "1011"
 

@@ -245,8 +245,9 @@ async def _set_callbacks(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _set_price(platform: Any, args: argparse.Namespace) -> Any:
-    await platform.credits.set_price(args.network, args.amount, args.channel)
-    return {"network": args.network, "channel": args.channel, "price": args.amount}
+    price = await platform.credits.set_price(args.network, args.amount, args.channel)
+    # the price as stored, in credits like every other figure (not the text typed)
+    return {"network": args.network, "channel": args.channel, "price": display(price)}
 
 
 async def _add_number(platform: Any, args: argparse.Namespace) -> Any:
@@ -346,7 +347,7 @@ async def _add_service(platform: Any, args: argparse.Namespace) -> Any:
         api_token=args.api_token, service_id=args.service_id, dialect=args.dialect,
     )
     return {"service_id": service.id, "account_id": service.account_id, "shortcode": service.shortcode,
-            "type": service.kind, "keywords": list(service.keywords), "api_token_set": bool(service.api_token)}
+            "type": service.kind, "keywords": list(service.keywords), "api_token_set": service.api_token_set}
 
 
 # --- senders pending|approve|reject: the operator decides on tenants' requests ---

@@ -12,6 +12,16 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _mode(raw: str) -> str:
+    """on | off | auto from a variable's value (unset or unknown: auto)."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return "on"
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "auto"
+
+
 SMPP_DEFAULT_PORT = 2775
 
 
@@ -38,6 +48,11 @@ class Settings:
     allow_private_callbacks: bool = field(default_factory=lambda: _flag("UJUMBE_ALLOW_PRIVATE_CALLBACKS"))
     # The built-in operator simulator stands in for a carrier unless turned off.
     simulator: bool = field(default_factory=lambda: not _flag("UJUMBE_NO_SIMULATOR"))
+    # Injecting inbound messages and network notices with the tenant endpoints
+    # (POST /v1/simulator/...): "auto" allows it while the built-in simulator is
+    # the only carrier (no operator connector configured), "on" always, "off"
+    # never. The operator's /admin/v1/simulator/... endpoints are not affected.
+    simulator_inbound: str = field(default_factory=lambda: _mode(os.environ.get("UJUMBE_SIMULATOR_INBOUND", "")))
     sim_receipt_delay_ms: tuple[int, int] = field(
         default_factory=lambda: _range(os.environ.get("UJUMBE_SIM_RECEIPT_DELAY_MS", "500-3000"))
     )

@@ -23,8 +23,10 @@ from ujumbe.services.messaging import Messaging
 from ujumbe.services.premium import Premium
 from ujumbe.services.reports import Reports
 from ujumbe.services.routing import PasswordBox, Router, Routing, RoutingWatcher
+from ujumbe.services.sealing import Box
 from ujumbe.services.senders import Senders
 from ujumbe.services.templates import Templates
+from ujumbe.services.verifications import Verifications
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
 from ujumbe.workers.dispatch import Dispatcher
@@ -43,7 +45,7 @@ class Platform:
         )
         self.templates = Templates(self.store)
         self.senders = Senders(self.store)
-        self.premium = Premium(self.store)
+        self.premium = Premium(self.store, PasswordBox(secret, b"ujumbe/premium-api-tokens/v1"))
         self.credits = Credits(self.store)
         self.callback_log = CallbackLog(self.store)
         self.reports = Reports(self.store)
@@ -53,10 +55,13 @@ class Platform:
             self.simulator = Simulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
             chans.append(self.simulator)
         self.channels = {c.name: c for c in chans}
+        # texts with one-time codes are kept encrypted until the dispatcher sends them
+        self.sealed_texts = Box(secret, "sealed-texts")
         self.messaging = Messaging(
             self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"},
-            senders=self.senders,
+            seal=self.sealed_texts.seal, senders=self.senders,
         )
+        self.verifications = Verifications(self.store, self.messaging, secret)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
         self.router = Router(self.channels, store=self.store, box=self.routing.box)
@@ -72,6 +77,9 @@ class Platform:
         applied = await self.store.migrate()
         if applied:
             log.info("applied migrations %s", applied)
+        sealed = await self.premium.seal_plaintext_tokens()  # rows from before migration 0011
+        if sealed:
+            log.info("encrypted the api_token of %d premium services", sealed)
         import ujumbe.dialects  # noqa: F401  (each dialect registers its callback formats)
 
     async def start(self, role: str = "all") -> None:
@@ -100,7 +108,7 @@ class Platform:
             await channel.start(self.reports)
         routing_watcher = RoutingWatcher(self.store, self.router, poll_s=self.settings.routing_poll_s)
         await self.router.start(self.reports)  # before dispatch: the first sends must see the routes
-        self.dispatcher = Dispatcher(self.store, self.router)
+        self.dispatcher = Dispatcher(self.store, self.router, unseal=self.sealed_texts.open)
         transports = await self._start_smpp()
         sender = CallbackSender(
             self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,

@@ -8,19 +8,19 @@ access token from ``/v1/auth/token``.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ujumbe.core.errors import Invalid, NotFound, UjumbeError
+from ujumbe.core.errors import Conflict, Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
+from ujumbe.core.timefmt import iso
 from ujumbe.http.common import JSON, bearer, client_address, error_status, handles_errors, read_json, services
 from ujumbe.http.openapi import Api
-from ujumbe.services import callbacks
+from ujumbe.services import callbacks, reports
 from ujumbe.services.accounts import Account
 from ujumbe.services.messaging import SendRequest, SendResult
 
@@ -218,17 +218,28 @@ class InboundBody(msgspec.Struct, forbid_unknown_fields=True):
     sender: str
     to: str
     text: str
+    link_id: str | None = None  # the network's id for a reply; one is made up when absent
+
+
+class SubscriptionNoticeBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A network's own (de)activation of a subscriber (e.g. from its portal)."""
+
+    mobile: str
+    update_type: str  # activation | deactivation
+    service_id: int | None = None
+    shortcode: str | None = None
+    keyword: str | None = None  # activation: the service's first keyword when absent
+
+
+class Injected(msgspec.Struct):
+    status: str
+    id: int  # the inbound message's id
+    sender: str
+    to: str
+    network: str | None
 
 
 # --- helpers ---
-
-
-def iso(ms: int | None) -> str | None:
-    """Epoch ms as e.g. 2026-11-22T20:45:01.123Z (what datetime's isoformat
-    gives, at half its cost: every answer carries one)."""
-    if ms is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def error_response(exc: UjumbeError) -> Response:
@@ -533,16 +544,68 @@ async def list_inbound(request: Request) -> Response:
     return JSON(InboundPage(data, str(data[-1].id) if len(data) == limit else None))
 
 
-@route("POST", "/v1/simulator/inbound", summary="Make the built-in simulator deliver an inbound message",
-       tag="simulator", body=InboundBody, status=202)
+async def tenant_may_inject(request: Request) -> None:
+    """Tenants may inject only while the simulator is the only carrier, unless
+    the operator allowed it (UJUMBE_SIMULATOR_INBOUND=on): with real operator
+    connectors an injected message would pass for one from a subscriber."""
+    p = services(request)
+    mode = p.settings.simulator_inbound
+    if mode == "on":
+        return
+    if mode == "off" or not p.settings.simulator:
+        raise NotFound("Injecting inbound messages is off on this server", code="simulator_off")
+    real = [c for c in p.channels.values() if c.kind == "sms" and c is not p.simulator]
+    if real or await p.routing.list_connectors():
+        raise Conflict(
+            "Injecting inbound messages is off: this server has real operator connectors. The operator can "
+            "inject with POST /admin/v1/simulator/inbound, or allow tenants with UJUMBE_SIMULATOR_INBOUND=on",
+            code="simulator_off",
+        )
+
+
+def injected(record: dict[str, Any]) -> Injected:
+    return Injected("accepted", record["id"], record["sender"], record["recipient"], record["network"])
+
+
+async def inject_notice(request: Request, body: SubscriptionNoticeBody, account_id: str | None) -> dict[str, Any]:
+    """A network's subscription notice, as an operator connector reports it:
+    an inbound message to the service's short code carrying ``update_type``."""
+    if body.update_type not in ("activation", "deactivation"):
+        raise Invalid("'update_type' must be activation or deactivation", code="invalid_update_type")
+    p = services(request)
+    service = await p.premium.notice_target(service_id=body.service_id, shortcode=body.shortcode,
+                                            account_id=account_id)
+    keyword = (body.keyword or "").strip().upper()
+    if not keyword and body.update_type == "activation" and service.keywords:
+        keyword = service.keywords[0]
+    return await reports.inject_inbound(
+        p.store, sender=body.mobile, to=service.shortcode, text="", account_id=service.account_id,
+        meta={"update_type": body.update_type, "keyword": keyword, "service_id": service.id},
+    )
+
+
+@route("POST", "/v1/simulator/inbound", summary="Inject an inbound message to one of this account's numbers or "
+       "short codes, as if a subscriber had sent it (while the built-in simulator is the only carrier)",
+       tag="simulator", body=InboundBody, response=Injected, status=202)
 async def simulate_inbound(request: Request) -> Response:
-    await account_of(request)
+    account = await account_of(request)
     body = await read_json(request, InboundBody)
-    sim = services(request).simulator
-    if sim is None:
-        raise NotFound("The simulator is not running on this server", code="simulator_off")
-    await sim.inject_inbound(body.sender, body.to, body.text)
-    return JSON({"status": "accepted"}, 202)
+    await tenant_may_inject(request)
+    record = await reports.inject_inbound(
+        services(request).store, sender=body.sender, to=body.to, text=body.text, account_id=account.id,
+        link_id=body.link_id,
+    )
+    return JSON(injected(record), 202)
+
+
+@route("POST", "/v1/simulator/subscription", summary="Inject a network's (de)activation of a subscriber to one of "
+       "this account's premium services (while the built-in simulator is the only carrier)",
+       tag="simulator", body=SubscriptionNoticeBody, response=Injected, status=202)
+async def simulate_subscription(request: Request) -> Response:
+    account = await account_of(request)
+    body = await read_json(request, SubscriptionNoticeBody)
+    await tenant_may_inject(request)
+    return JSON(injected(await inject_notice(request, body, account.id)), 202)
 
 
 # --- callbacks in the native format ---

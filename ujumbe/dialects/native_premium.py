@@ -68,7 +68,7 @@ def sender_out(s: Sender) -> SenderOut:
 
 
 def service_out(s: Service) -> ServiceOut:
-    return ServiceOut(s.id, s.shortcode, s.name, s.kind, list(s.keywords), bool(s.api_token), iso(s.created_at) or "")
+    return ServiceOut(s.id, s.shortcode, s.name, s.kind, list(s.keywords), s.api_token_set, iso(s.created_at) or "")
 
 
 def subscriber_out(s: Subscription) -> SubscriberOut:

@@ -442,7 +442,7 @@ def inbound_payload(record: dict[str, Any]) -> dict[str, Any]:
     sender = record["sender"]
     sid = record.get("service_id")
     return {
-        "api_token": record.get("api_token") or "",
+        "api_token": "",  # the service's token, added when sent (with_api_token)
         "message": record["body"],
         "shortcode": record["recipient"],
         "mobile": sender,
@@ -456,7 +456,7 @@ def inbound_payload(record: dict[str, Any]) -> dict[str, Any]:
 
 def subscription_payload(event: dict[str, Any]) -> dict[str, Any]:
     return {
-        "api_token": event.get("api_token") or "",
+        "api_token": "",  # the service's token, added when sent (with_api_token)
         "network_name": event.get("network") or "",
         "shortcode": event["shortcode"],
         "service_id": str(event["service_id"]),
@@ -466,6 +466,20 @@ def subscription_payload(event: dict[str, Any]) -> dict[str, Any]:
         "subscriber_ref": str(event["subscriber_ref"]),
         "timestamp": ymdhis(event["at"], event["mobile"]),
     }
+
+
+async def with_api_token(platform: Any, row: dict[str, Any]) -> str:
+    """The push as sent: with the service's api_token, which the database
+    keeps only encrypted (in the service, never in the queued callback)."""
+    payload = row["payload"]
+    if row["kind"] not in ("inbound", "subscription") or platform is None:
+        return payload
+    pushed = _json_answer(payload)
+    sid = str(pushed.get("service_id") or "") if pushed else ""
+    if pushed is None or "api_token" not in pushed or not sid.isdigit():
+        return payload
+    pushed["api_token"] = await platform.premium.token(row["account_id"], int(sid)) or ""
+    return callbacks.encode(pushed)
 
 
 def acknowledged(status: int, body: str) -> bool:
@@ -521,7 +535,7 @@ callbacks.register(
     DIALECT,
     callbacks.Format(
         dlr=dlr_payload, inbound=inbound_payload, subscription=subscription_payload, acknowledged=acknowledged,
-        retry_delays={"subscription": (180, 180, 180)}, after_ack=after_ack,
+        retry_delays={"subscription": (180, 180, 180)}, after_ack=after_ack, prepare=with_api_token,
     ),
 )
 

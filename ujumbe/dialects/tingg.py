@@ -234,6 +234,8 @@ async def engagement(request: Request) -> Response:
             # its own stored request, so it gets a derived reference
             reference=reference if not sends else f"{reference}#{kind.upper()}",
             callback_url=callback_url, channel=kind, dialect="tingg", meta=meta,
+            # an OTP's code is in its params: kept masked at rest, never shown
+            conceal=kind == "sms" and (meta.get("smsType") or "").upper() == "OTP" and bool(params),
         ))
     results = [await platform.messaging.send(account, req) for req in sends]
     return _reply(results[0])

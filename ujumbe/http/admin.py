@@ -1,4 +1,5 @@
-"""Platform administration over HTTP: operator connectors, routes and sender names.
+"""Platform administration over HTTP: operator connectors, routes and sender
+names, and injecting what a network would send (inbound messages, subscription notices).
 
 ``/admin/v1/...`` is for whoever runs the platform, not for tenants: it needs
 the admin token (``UJUMBE_ADMIN_TOKEN``) as a bearer token, and answers 404
@@ -19,12 +20,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ujumbe.core.errors import Invalid, NotFound, Unauthorized
-from ujumbe.dialects.native import error_response, iso
+from ujumbe.dialects.native import (
+    Injected, InboundBody, SubscriptionNoticeBody, error_response, inject_notice, injected, int_param, iso,
+)
 from ujumbe.dialects.native import route as native_route
 from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
 from ujumbe.http.common import decode_json as read_body
 from ujumbe.http.openapi import Api
+from ujumbe.services import reports
 from ujumbe.services.routing import ROUTE_KINDS
+from ujumbe.store import inbound as inbound_q
 
 # Its own document (GET /admin/v1/openapi.json, behind the admin token): the
 # native one at /openapi.json is for tenants.
@@ -146,6 +151,22 @@ class AdminSenderList(msgspec.Struct):
     data: list[AdminSenderOut]
 
 
+class UnassignedInbound(msgspec.Struct):
+    id: int
+    channel: str
+    sender: str
+    to: str
+    text: str
+    network: str | None
+    link_id: str | None
+    received_at: str
+
+
+class UnassignedPage(msgspec.Struct):
+    data: list[UnassignedInbound]
+    next_cursor: str | None
+
+
 class AccountRouteBody(msgspec.Struct, forbid_unknown_fields=True):
     kind: str
     connector: str
@@ -170,7 +191,10 @@ def _fields(body: msgspec.Struct) -> dict[str, Any]:
     }
 
 
-async def _require_admin(request: Request) -> None:
+async def admin_only(request: Request) -> None:
+    """Let the operator's admin token through; every admin handler awaits it
+    first. (It was the synchronous ``_require_admin`` before the throttle
+    moved to the store: renamed so that a call left unawaited cannot pass.)"""
     token = services(request).settings.admin_token
     if not token:
         raise NotFound(f"No such endpoint: {request.url.path}", code="not_found")
@@ -201,7 +225,7 @@ def admin_route(method: str, path: str, **kw: Any) -> Any:
 
 @admin_route("GET", "/admin/v1/openapi.json", summary="This document", tag="docs")
 async def admin_document(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     return JSON(_document())
 
 
@@ -216,7 +240,7 @@ def _document() -> dict[str, Any]:
 @admin_route("GET", "/admin/v1/connectors", summary="Every operator connector, with its state in this process",
              tag="connectors", response=ConnectorList)
 async def list_connectors(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     p = services(request)
     return JSON({"data": [connector_out(c, p.router.status(c["name"])) for c in await p.routing.list_connectors()]})
 
@@ -225,7 +249,7 @@ async def list_connectors(request: Request) -> Response:
              summary="Add an SMPP operator connector; workers start it without a restart",
              tag="connectors", body=ConnectorBody, response=ConnectorOut, status=201)
 async def create_connector(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, ConnectorBody)
     p = services(request)
     return JSON(connector_out(await p.routing.add_connector(_fields(body))), 201)
@@ -233,7 +257,7 @@ async def create_connector(request: Request) -> Response:
 
 @admin_route("GET", "/admin/v1/connectors/{name}", summary="One connector", tag="connectors", response=ConnectorOut)
 async def get_connector(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     p = services(request)
     name = request.path_params["name"]
     return JSON(connector_out(await p.routing.get_connector(name), p.router.status(name)))
@@ -243,7 +267,7 @@ async def get_connector(request: Request) -> Response:
              summary="Change a connector; running workers restart it with the new settings",
              tag="connectors", body=ConnectorPatch, response=ConnectorOut)
 async def update_connector(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, ConnectorPatch)
     changes = _fields(body)
     if not changes:
@@ -254,7 +278,7 @@ async def update_connector(request: Request) -> Response:
 @admin_route("DELETE", "/admin/v1/connectors/{name}", summary="Remove a connector; its sends in flight finish first",
              tag="connectors", status=204)
 async def delete_connector(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     await services(request).routing.remove_connector(request.path_params["name"])
     return Response(status_code=204)
 
@@ -265,7 +289,7 @@ async def delete_connector(request: Request) -> Response:
 @admin_route("GET", "/admin/v1/routes", summary="Every route, the platform's and the accounts' own",
              tag="routes", response=RouteList)
 async def list_routes(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     return JSON({"data": [route_out(r) for r in await services(request).routing.list_routes()]})
 
 
@@ -273,7 +297,7 @@ async def list_routes(request: Request) -> Response:
              summary="Route traffic by prefix, network or default to a connector, for everyone or one account",
              tag="routes", body=RouteBody, response=RouteOut, status=201)
 async def create_route(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, RouteBody)
     route = await services(request).routing.add_route(
         kind=body.kind, connector=body.connector, value=body.value, priority=body.priority, account_id=body.account_id,
@@ -283,7 +307,7 @@ async def create_route(request: Request) -> Response:
 
 @admin_route("DELETE", "/admin/v1/routes/{id}", summary="Remove a route", tag="routes", status=204)
 async def delete_route(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     await services(request).routing.remove_route(_route_id(request))
     return Response(status_code=204)
 
@@ -302,7 +326,7 @@ def sender_out(s: Any) -> dict[str, Any]:
              "waiting for a decision)", tag="senders", response=AdminSenderList,
              query={"status": "pending, approved or rejected (default: all)"})
 async def list_senders(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     found = await services(request).senders.all(request.query_params.get("status") or None)
     return JSON({"data": [sender_out(s) for s in found]})
 
@@ -311,7 +335,7 @@ async def list_senders(request: Request) -> Response:
              "replaces its networks); 409 if another account holds it", tag="senders", body=SenderGrantBody,
              response=AdminSenderOut, status=201)
 async def grant_sender(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, SenderGrantBody)
     return JSON(sender_out(await services(request).senders.add(body.account_id, body.name, body.networks)), 201)
 
@@ -320,7 +344,7 @@ async def grant_sender(request: Request) -> Response:
              summary="Approve an account's request for a sender name; 409 if another account holds it",
              tag="senders", response=AdminSenderOut)
 async def approve_sender(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     p = request.path_params
     return JSON(sender_out(await services(request).senders.approve(p["account_id"], p["name"])))
 
@@ -329,11 +353,53 @@ async def approve_sender(request: Request) -> Response:
              summary="Reject an account's request for a sender name (or withdraw a grant), with a reason",
              tag="senders", body=SenderRejectBody, response=AdminSenderOut)
 async def reject_sender(request: Request) -> Response:
-    await _require_admin(request)
+    await admin_only(request)
     p = request.path_params
     raw = await request.body()
     body = read_body(raw, SenderRejectBody) if raw.strip() else SenderRejectBody()
     return JSON(sender_out(await services(request).senders.reject(p["account_id"], p["name"], body.reason)))
+
+
+# --- /admin/v1/simulator: the operator injects what a network would send ---
+
+
+@admin_route("POST", "/admin/v1/simulator/inbound",
+             summary="Inject an inbound message to any account's number or short code, as if a subscriber had "
+             "sent it (also with real connectors configured)", tag="simulator", body=InboundBody,
+             response=Injected, status=202)
+async def admin_simulate_inbound(request: Request) -> Response:
+    await admin_only(request)
+    body = await read_json(request, InboundBody)
+    record = await reports.inject_inbound(
+        services(request).store, sender=body.sender, to=body.to, text=body.text, link_id=body.link_id,
+    )
+    return JSON({**msgspec.structs.asdict(injected(record)), "account_id": record["account_id"]}, 202)
+
+
+@admin_route("POST", "/admin/v1/simulator/subscription",
+             summary="Inject a network's (de)activation of a subscriber to a premium service (by service_id "
+             "or shortcode)", tag="simulator", body=SubscriptionNoticeBody, response=Injected, status=202)
+async def admin_simulate_subscription(request: Request) -> Response:
+    await admin_only(request)
+    body = await read_json(request, SubscriptionNoticeBody)
+    record = await inject_notice(request, body, None)
+    return JSON({**msgspec.structs.asdict(injected(record)), "account_id": record["account_id"]}, 202)
+
+
+@admin_route("GET", "/admin/v1/inbound/unassigned",
+             summary="Inbound messages from operator connectors to numbers no account owned, newest first",
+             tag="inbound", response=UnassignedPage, query={"limit": "1-500", "cursor": "next page"})
+async def list_unassigned_inbound(request: Request) -> Response:
+    await admin_only(request)
+    limit = int_param(request, "limit", 50, high=500) or 50
+    before = int_param(request, "cursor", None)
+    rows = await services(request).store.read(lambda tx: inbound_q.unassigned_page(tx, limit=limit, before=before))
+    data = [
+        UnassignedInbound(r["id"], r["channel"], r["sender"], r["recipient"], r["body"], r["network"], r["link_id"],
+                          iso(r["received_at"]) or "")
+        for r in rows
+    ]
+    return JSON(UnassignedPage(data, str(data[-1].id) if len(data) == limit else None))
 
 
 # --- /v1/routes: an account's own overrides ---

@@ -53,6 +53,9 @@ class Format:
     # (services, callback row, status, body): act on what the client answered,
     # e.g. Tilil's ``result_message`` reply to an inbound message
     after_ack: Callable[[Any, dict[str, Any], int, str], Awaitable[None]] | None = None
+    # (services, callback row) -> the body to send, when it needs what is not
+    # stored in the row, e.g. Tilil's api_token (kept encrypted, added at send)
+    prepare: Callable[[Any, dict[str, Any]], Awaitable[str]] | None = None
 
 
 # Exponential backoff: 10 s doubling to an hour, about a day of tries.

@@ -37,5 +37,13 @@ class Credits:
     async def transactions(self, account_id: str, limit: int, before: int | None) -> list[dict[str, Any]]:
         return await self.store.read(lambda tx: q.ledger_page(tx, account_id, limit, before))
 
-    async def set_price(self, network: str, amount: str, channel: str = "sms") -> None:
-        await self.store.run(lambda tx: q.set_price(tx, network, channel, to_units(amount)))
+    async def set_price(self, network: str, amount: str, channel: str = "sms") -> int:
+        """Set the price per part; the price as stored (in ledger units)."""
+        try:
+            units = to_units(amount)
+        except ValueError as exc:
+            raise Invalid(str(exc), code="invalid_amount") from None
+        if units < 0:
+            raise Invalid("A price cannot be negative", code="invalid_amount")
+        await self.store.run(lambda tx: q.set_price(tx, network, channel, units))
+        return units

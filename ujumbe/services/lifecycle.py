@@ -36,7 +36,7 @@ class Writes:
 
     def __init__(self) -> None:
         self.updates: dict[int, dict[str, Any]] = {}
-        self.parts: dict[tuple[int, int], tuple[str, int]] = {}
+        self.parts: dict[tuple[int, int], tuple[str, int, str | None, str | None]] = {}
         self.events: list[tuple[int, int, str, str | None]] = []
         self.callbacks: list[tuple[Any, ...]] = []
 
@@ -59,7 +59,7 @@ class Writes:
         if updates:
             await q.update_messages(tx, updates)
         if parts:
-            await q.set_part_states(tx, [(s, at, mid, part) for (mid, part), (s, at) in parts.items()])
+            await q.set_part_states(tx, [(s, at, c, r, mid, part) for (mid, part), (s, at, c, r) in parts.items()])
         if events:
             await q.insert_events(tx, events)
         if callbacks:
@@ -95,7 +95,9 @@ async def transition(
                 if reason:
                     fields["error_reason"] = reason
             if msg["charge"] == "reserved":
-                fields["charge"] = await _settle(tx, msg, new)
+                fields["charge"], cost = await _settle(tx, msg, new)
+                if cost != msg["cost"]:
+                    fields["cost"] = cost
         w.update(msg["id"], fields)
         w.event(msg["id"], at, new.value, detail)
         msg.update(fields)
@@ -108,16 +110,19 @@ async def transition(
     return moved
 
 
-async def _settle(tx: Tx, msg: dict[str, Any], final: State) -> str:
-    """What the operator took we pay for; what never reached it is refunded."""
+async def _settle(tx: Tx, msg: dict[str, Any], final: State) -> tuple[str, int]:
+    """What the operator took we pay for; what never reached it is refunded.
+    Returns the charge state and the message's new cost: what it finally cost
+    the account (the price stays in the ledger's charge row), so every answer
+    and callback that shows a message's cost shows what was charged."""
     if final.reached_operator or msg.get("submitted_at"):
-        return "settled"
+        return "settled", msg["cost"]
     if msg["cost"]:
         await accounts_q.add_ledger(
             tx, msg["account_id"], "refund", msg["cost"], request_id=msg["request_id"],
             message_id=msg["id"], note=f"message {final.value}",
         )
-    return "refunded"
+    return "refunded", 0
 
 
 async def apply_part_state(
@@ -138,7 +143,7 @@ async def apply_part_state(
         parts = dict(await q.part_states(tx, msg["id"]))
     old = State(parts.get(part, State.SUBMITTED.value))
     if may_follow(old, state):
-        w.parts[(msg["id"], part)] = (state.value, at)
+        w.parts[(msg["id"], part)] = (state.value, at, error_code, reason)
         parts[part] = state.value
     # Fold over the parts the channel reported: one message_payload PDU is one
     # tracked part even when the text counts as several.
@@ -148,6 +153,15 @@ async def apply_part_state(
         moved = False
     else:
         label = detail if msg["parts"] == 1 else f"part {part}: {detail or state.value}"
+        if folded.final and folded != state:
+            # The message ends as a worse part did, not as this receipt says
+            # (a last DELIVRD must not leave an undelivered message without
+            # its error): the error and the story are that part's.
+            failing = min(n for n, s in parts.items() if s == folded.value)
+            held = w.parts.get((msg["id"], failing))
+            error_code, reason = held[2:] if held is not None else await q.part_error(tx, msg["id"], failing)
+            why = reason or error_code
+            label = f"part {failing} {folded.value}{': ' + why if why else ''}; last receipt {label}"
         moved = await transition(tx, msg, folded, at, detail=label, error_code=error_code, reason=reason, writes=w)
     if writes is None:
         await w.flush(tx)

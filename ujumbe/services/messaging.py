@@ -8,6 +8,7 @@ repeated client reference returns the original request instead of sending.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 from ujumbe.core import encoding, numbers, templates
 from ujumbe.core.errors import ChannelUnavailable, InsufficientCredit, Invalid, NotFound
-from ujumbe.core.pricing import PriceTable
+from ujumbe.core.pricing import PriceTable, display
 from ujumbe.core.states import State
 from ujumbe.services.accounts import Account
 from ujumbe.services.callbacks import Event, enqueue_dlr
@@ -27,6 +28,12 @@ from ujumbe.store import accounts as accounts_q
 from ujumbe.store import messages as q
 
 MAX_RECIPIENTS = 100_000
+SEALED_BODY = "sealed_body"  # the message meta key the dispatcher opens
+MASK_CHAR = "*"  # one GSM-7 septet, like a digit
+
+
+def masked(value: object) -> str:
+    return MASK_CHAR * len(str(value))
 
 
 def new_request_id() -> str:
@@ -56,6 +63,10 @@ class SendRequest:
     meta: dict[str, Any] | None = None  # kept with the request (extraData, smsType, ...)
     message_meta: dict[str, Any] | None = None  # kept with each message (link_id, service_id, ...)
     unicode: bool = False  # force UCS-2
+    # One-time codes: the text is stored with every param masked (or as
+    # ``masked_text``) and reaches the dispatcher sealed (SEALED_BODY).
+    conceal: bool = False
+    masked_text: str | None = None
     # Per-recipient policy (sender name networks, premium subscriptions): an
     # (error_code, reason) rejects that recipient alone; None lets it through.
     check: Callable[[numbers.PhoneNumber], Awaitable[tuple[str, str] | None]] | None = None
@@ -96,9 +107,10 @@ class SendResult:
 class Messaging:
     def __init__(
         self, store: Store, *, validity_s: int = 48 * 3600, channels: set[str] | None = None,
-        senders: Senders | None = None,
+        seal: Callable[[str], str] | None = None, senders: Senders | None = None,
     ) -> None:
         self.store = store
+        self.seal = seal  # encrypts concealed texts at rest (services/sealing.py)
         # who holds which sender name: no account sends as another's
         self.senders = senders if senders is not None else Senders(store)
         # kinds of channel this deployment can deliver ("sms", "email", "voice")
@@ -120,14 +132,15 @@ class Messaging:
 
     async def resolve_text(self, account: Account, req: SendRequest) -> tuple[str, str | None]:
         """The text to send: the account's template for the key, else the
-        request's own text; placeholders filled from ``params``."""
-        body, subject = req.text, None
+        request's own text; placeholders filled only if the sender asked (a
+        template, or ``params``)."""
+        body, subject, templated = req.text, None, False
         if req.template_key:
             tpl = await self.store.read(
                 lambda tx: accounts_q.get_template(tx, account.id, req.template_key, req.channel)  # type: ignore[arg-type]
             )
             if tpl is not None:
-                body, subject = tpl["body"], tpl["subject"]
+                body, subject, templated = tpl["body"], tpl["subject"], True
         if body is None or body == "":
             if req.template_key:
                 raise Invalid(
@@ -135,7 +148,10 @@ class Messaging:
                     code="template_not_found",
                 )
             raise Invalid("The message text is missing", code="missing_text")
-        if req.params is not None or templates.placeholders(body):
+        # Placeholders are filled only when the sender asked for it (a template,
+        # or params given): a plain text's braces ("Your code is {code}") are
+        # its own and go out as written.
+        if templated or req.params:
             try:
                 body = templates.render(body, req.params or {})
                 subject = templates.render(subject, req.params or {}) if subject else subject
@@ -153,6 +169,10 @@ class Messaging:
             raise Invalid("No recipients were given", code="missing_recipients")
         if len(req.recipients) > MAX_RECIPIENTS:
             raise Invalid(f"At most {MAX_RECIPIENTS} recipients per request", code="too_many_recipients")
+        if req.reference is not None and not req.reference.strip():
+            # An empty or blank reference is no reference: stored as one, every
+            # later send with it would be answered as a duplicate and dropped.
+            req.reference = None
         if req.reference is not None and len(req.reference) > 200:
             raise Invalid("The reference is longer than 200 characters", code="invalid_reference")
         if req.reference:
@@ -164,6 +184,17 @@ class Messaging:
         if req.sender:
             await self.senders.check_use(account.id, req.sender)
         body, subject = await self.resolve_text(account, req)
+        stored_body, sealed = body, None
+        if req.conceal:
+            if self.seal is None:
+                raise RuntimeError("Messaging was built without a sealing key")
+            if req.masked_text is not None:
+                stored_body = req.masked_text
+            elif req.params:
+                stored_body, _ = await self.resolve_text(
+                    account, dataclasses.replace(req, params={k: masked(v) for k, v in req.params.items()})
+                )
+            sealed = self.seal(body)
         try:
             encoding.check_length(body, account.max_chars)
         except encoding.MessageTooLong as exc:
@@ -211,6 +242,8 @@ class Messaging:
 
         meta = json.dumps(req.meta) if req.meta else None
         message_meta = dict(req.message_meta or {})
+        if sealed is not None:
+            message_meta[SEALED_BODY] = sealed
         if subject:
             message_meta["subject"] = subject
         msg_meta = json.dumps(message_meta) if message_meta else None
@@ -234,10 +267,10 @@ class Messaging:
                 balance = await accounts_q.charge(tx, account.id, total, request_id)
                 if balance is None:
                     have = await tx.fetchval("SELECT balance FROM accounts WHERE id = ?", account.id)
+                    # in credits, as GET /v1/balance shows them: the ledger's unit stays inside
                     raise InsufficientCredit(
-                        "Insufficient credit: this request costs "
-                        f"{total / 10_000:g} and the balance is {have / 10_000:g}",
-                        cost=total, balance=have,
+                        f"Insufficient credit: this request costs {display(total)} and the balance is {display(have)}",
+                        cost=display(total), balance=display(have),
                     )
             ids = await tx.next_ids("messages", len(recipients))
             rows, events, outbox = [], [], []
@@ -246,7 +279,7 @@ class Messaging:
                 r.message_id = mid
                 ok = r.state != State.REJECTED.value
                 rows.append((
-                    mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, body,
+                    mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, stored_body,
                     enc, r.parts if ok else 0, r.cost, "reserved" if r.cost else "none", r.state,
                     r.error_code, r.error, req.callback_url, msg_meta, now, now, None if ok else now, expires,
                 ))
@@ -317,6 +350,15 @@ class Messaging:
         """Messages subscribers sent to the account's numbers, newest first."""
         return await self.store.read(lambda tx: q.inbound_page(tx, account_id, limit=limit, before=before))
 
+    async def inbound_search(
+        self, account_id: str, *, offset: int, limit: int, **filters: Any,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Inbound messages matching ``from``, ``keyword``, ``carrier``, ``since``, ``until``, with their count."""
+        return await self.store.read(lambda tx: q.inbound_search(
+            tx, account_id, offset=offset, limit=limit, sender=filters.get("from"), keyword=filters.get("keyword"),
+            network=filters.get("carrier"), since=filters.get("since"), until=filters.get("until"),
+        ))
+
 
 async def _result_of(tx: Tx, req: dict[str, Any], *, duplicate: bool) -> SendResult:
     msgs = await q.messages_of_request(tx, req["id"])
@@ -328,6 +370,7 @@ async def _result_of(tx: Tx, req: dict[str, Any], *, duplicate: bool) -> SendRes
     ]
     first = next((m for m in msgs if m["parts"]), msgs[0] if msgs else None)
     return SendResult(
-        req["id"], req["reference"], duplicate, req["created_at"], req["cost"], balance,
+        # what the request costs now: a refunded message costs nothing
+        req["id"], req["reference"], duplicate, req["created_at"], sum(m["cost"] for m in msgs), balance,
         first["encoding"] if first else encoding.GSM7, first["parts"] if first else 0, recipients,
     )

@@ -16,9 +16,12 @@ their link id is remembered, so a reply can prove it answers a real question.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography.fernet import InvalidToken
 
 from ujumbe.core import numbers
 from ujumbe.core.errors import Conflict, Invalid, NotFound
@@ -27,6 +30,8 @@ from ujumbe.services import callbacks, reports
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import premium as q
 from ujumbe.store.accounts import account_exists
+
+log = logging.getLogger("ujumbe.premium")
 
 KINDS = ("subscription", "on-demand")
 STOP_WORDS = frozenset({"STOP", "UNSUBSCRIBE"})
@@ -43,8 +48,14 @@ class Service:
     name: str
     kind: str
     keywords: tuple[str, ...]
-    api_token: str | None
+    # sealed with the server secret (``Premium.token`` opens it): the partner's
+    # credential is never in the database in clear
+    api_token_enc: str | None
     created_at: int
+
+    @property
+    def api_token_set(self) -> bool:
+        return bool(self.api_token_enc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +73,7 @@ class Subscription:
 def _service(r: Any) -> Service:
     return Service(
         int(r["id"]), r["account_id"], r["shortcode"], r["name"], r["kind"], tuple(json.loads(r["keywords"])),
-        r["api_token"], r["created_at"],
+        r["api_token_enc"], r["created_at"],
     )
 
 
@@ -86,10 +97,69 @@ def _keywords(raw: list[str]) -> list[str]:
 
 
 class Premium:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, box: Any) -> None:
         self.store = store
+        self.box = box  # a routing.PasswordBox: seals api tokens at rest
+
+    async def token(self, account_id: str, service_id: int) -> str | None:
+        """The service's api_token in clear, for a push to the partner."""
+        row = await self.store.read(lambda tx: q.service(tx, account_id, service_id))
+        if row is None or not row["api_token_enc"]:
+            return None
+        try:
+            return str(self.box.open(row["api_token_enc"]))
+        except InvalidToken:
+            # sealed under another server secret (UJUMBE_SECRET_KEY changed)
+            log.error("the api_token of premium service %s cannot be opened with this server secret; "
+                      "set it again (PATCH /v1/premium-services/%s)", service_id, service_id)
+            return None
+
+    async def seal_plaintext_tokens(self, batch: int = 500) -> int:
+        """Encrypt api tokens stored in clear before migration 0011, a batch
+        per transaction; returns how many were sealed. The Tilil pushes
+        queued meanwhile lose their copy of the token first (so an
+        interrupted run does both again at the next start)."""
+        if not await self.store.read(lambda tx: q.plaintext_tokens(tx, 1)):
+            return 0
+        await self._scrub_queued_tokens(batch)
+        sealed = 0
+        while True:
+            rows = await self.store.read(lambda tx: q.plaintext_tokens(tx, batch))
+            if not rows:
+                return sealed
+
+            async def unit(tx: Tx, rows: Any = rows) -> None:
+                for r in rows:
+                    await q.seal_token(tx, int(r["id"]), r["api_token"], self.box.seal(r["api_token"]))
+
+            await self.store.run(unit)
+            sealed += len(rows)
 
     # --- services ---
+
+    async def _scrub_queued_tokens(self, batch: int) -> None:
+        after = 0
+        while True:
+            rows = await self.store.read(lambda tx, after=after: q.callbacks_with_tokens(tx, after, batch))
+            if not rows:
+                return
+            after = int(rows[-1]["id"])
+            changes = []
+            for r in rows:
+                try:
+                    payload = json.loads(r["payload"])
+                except ValueError:
+                    continue
+                if isinstance(payload, dict) and payload.get("api_token"):
+                    payload["api_token"] = ""  # added again when sent (Format.prepare)
+                    changes.append((int(r["id"]), callbacks.encode(payload)))
+
+            async def unit(tx: Tx, changes: Any = changes) -> None:
+                for cid, body in changes:
+                    await q.set_callback_payload(tx, cid, body)
+
+            if changes:
+                await self.store.run(unit)
 
     async def create(
         self, account_id: str, *, shortcode: str, kind: str, keywords: list[str] | None = None,
@@ -125,7 +195,7 @@ class Premium:
                 raise Conflict(f"Service id {sid} is taken", code="service_id_taken")
             await q.insert_service(tx, (
                 sid, account_id, shortcode, (name or "").strip() or f"{shortcode} {kind}", kind,
-                json.dumps(words), api_token or None, now,
+                json.dumps(words), self.box.seal(api_token) if api_token else None, now,
             ))
             if owner is None:
                 await q.claim_shortcode(tx, shortcode, account_id, dialect, now)
@@ -138,6 +208,30 @@ class Premium:
         if row is None:
             raise NotFound(f"No premium service {service_id}", code="service_not_found")
         return _service(row)
+
+    async def notice_target(
+        self, *, service_id: int | None = None, shortcode: str | None = None, account_id: str | None = None,
+    ) -> Service:
+        """The service a simulated network (de)activation notice is for, by id
+        or by short code (its only or first service); ``account_id`` limits
+        it to that account's services. NotFound(unknown_service) otherwise."""
+        if service_id is None and not shortcode:
+            raise Invalid("Give the service_id or the shortcode of the service", code="invalid_request")
+
+        async def unit(tx: Tx) -> list[Any]:
+            if service_id is not None and not 0 < service_id < 2**53:
+                return []  # no service has such an id (and the database would refuse it)
+            if service_id is not None:
+                return [r for r in await q.services_by_id(tx, service_id)
+                        if not shortcode or r["shortcode"] == shortcode]
+            return await q.services_on(tx, str(shortcode))
+
+        rows = [r for r in await self.store.read(unit) if account_id is None or r["account_id"] == account_id]
+        if not rows:
+            what = f"service {service_id}" if service_id is not None else f"short code {shortcode}"
+            raise NotFound(f"No premium service for {what}" + (" on this account" if account_id else ""),
+                           code="unknown_service")
+        return _service(rows[0])
 
     async def list(self, account_id: str) -> list[Service]:
         return [_service(r) for r in await self.store.read(lambda tx: q.services(tx, account_id))]
@@ -154,7 +248,7 @@ class Premium:
             if taken:
                 raise Conflict(f"Keyword {', '.join(sorted(taken))} is already used on {current.shortcode}",
                                code="keyword_taken")
-            token = None if clear_token else (api_token if api_token is not None else current.api_token)
+            token = None if clear_token else (self.box.seal(api_token) if api_token else current.api_token_enc)
             await q.update_service(tx, account_id, service_id, words, (name or "").strip() or current.name, token)
 
         await self.store.run(unit)
@@ -288,8 +382,9 @@ async def on_inbound(tx: Tx, record: dict[str, Any]) -> bool:
     # from a non-subscriber) goes to the inbox, tagged with its service.
     service = service or services[0]
     # Forwarded as an inbound message of this service; remember its link id.
+    # (The service's api_token is added to the push only when it is sent:
+    # callbacks.Format.prepare, so the queued callback holds no credential.)
     record["service_id"] = service.id
-    record["api_token"] = service.api_token
     if record.get("link_id"):
         await q.remember_link(tx, service.id, record["link_id"], record["sender"], record["received_at"])
     return False
@@ -308,6 +403,10 @@ async def _change(tx: Tx, record: dict[str, Any], service: Service, active: bool
         tx, service.account_id, service.id, record["sender"], active, keyword if active else None, source
     )
     if changed:
+        # A deactivation names the keyword the subscriber joined with (Tilil:
+        # "the exact keyword a user used when subscribing"), never STOP.
+        if not active:
+            keyword = sub.keyword or ("" if keyword.upper() in STOP_WORDS else keyword)
         await _push_subscription(tx, service, sub, record, keyword)
     return changed
 
@@ -323,14 +422,14 @@ async def _push_subscription(
         "subscriber_ref": sub.ref, "service_id": service.id, "shortcode": service.shortcode,
         "mobile": sub.mobile, "update_type": "activation" if sub.active else "deactivation",
         "keyword": keyword, "network": record.get("network") or numbers.carrier_name(sub.mobile),
-        "at": record["received_at"], "api_token": service.api_token, "account_id": service.account_id,
+        "at": record["received_at"], "account_id": service.account_id,
     }
     fmt = callbacks.FORMATS.get(dialect)
     if fmt is not None and fmt.subscription is not None:
         payload = fmt.subscription(event)
     else:
         payload = {"type": "subscription." + event["update_type"],
-                   "data": {k: v for k, v in event.items() if k not in ("api_token", "account_id")}}
+                   "data": {k: v for k, v in event.items() if k != "account_id"}}
     await callbacks.enqueue(
         tx, account_id=service.account_id, kind="subscription", dialect=dialect,
         url=target["subscription_url"], payload=payload,

@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ujumbe.channels.base import Inbound, Receipt
+from ujumbe.core import numbers
+from ujumbe.core.errors import Invalid, NotFound, UjumbeError
 from ujumbe.core.ids import id_variants
 from ujumbe.core.states import State
 from ujumbe.services import callbacks
 from ujumbe.services.lifecycle import Writes, apply_part_state
 from ujumbe.store import Store, Tx, now_ms
+from ujumbe.store import inbound as inbound_q
 from ujumbe.store import messages as q
 from ujumbe.store.accounts import as_dict
 from ujumbe.aio import wait_any
@@ -204,25 +208,17 @@ INBOUND_HOOKS: list[Callable[[Tx, dict[str, Any]], Awaitable[bool]]] = []
 async def record_inbound(tx: Tx, m: Inbound, *, hooks: bool = True) -> dict[str, Any]:
     """Store an inbound message for the account that owns its destination,
     and forward it to that account's inbound URL in the number's dialect."""
-    owner = as_dict(
-        await tx.fetchrow(
-            "SELECT n.account_id, n.dialect, a.inbound_url FROM numbers n JOIN accounts a ON a.id = n.account_id "
-            "WHERE n.number = ?",
-            m.recipient,
-        )
-    )
+    owner = await inbound_q.destination(tx, m.recipient)
     account_id = owner["account_id"] if owner else None
-    row = await tx.fetchrow(
-        "INSERT INTO inbound (account_id, channel, sender, recipient, body, network, link_id, meta, received_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        account_id, m.channel, m.sender, m.recipient, m.body, m.network, m.link_id,
-        json.dumps(m.meta) if m.meta else None, m.at,
-    )
+    sender, network = normalize_sender(m.sender, owner["region"] if owner else _region_of(m.recipient))
     record = {
-        "id": row[0], "account_id": account_id, "channel": m.channel, "sender": m.sender,
-        "recipient": m.recipient, "body": m.body, "network": m.network, "link_id": m.link_id,
+        "id": 0, "account_id": account_id, "channel": m.channel, "sender": sender,
+        "recipient": m.recipient, "body": m.body, "network": m.network or network, "link_id": m.link_id,
         "meta": m.meta, "received_at": m.at,
     }
+    record["id"] = await inbound_q.insert(
+        tx, account_id, m.channel, sender, m.recipient, m.body, record["network"], m.link_id, m.meta or None, m.at,
+    )
     if account_id is not None and hooks:
         consumed = False
         for hook in INBOUND_HOOKS:
@@ -240,5 +236,87 @@ async def record_inbound(tx: Tx, m: Inbound, *, hooks: bool = True) -> dict[str,
                 url=target, payload=fmt.inbound(record),
             )
     elif owner is None:
-        log.warning("inbound message to %s, which no account owns; kept unassigned", m.recipient)
+        # Kept (account_id NULL) for the operator: GET /admin/v1/inbound/unassigned.
+        log.warning("inbound message %s to %s, which no account owns; kept unassigned", record["id"], m.recipient)
     return record
+
+
+def normalize_sender(sender: str, region: str) -> tuple[str, str | None]:
+    """A subscriber's number as recipients are kept (E.164 digits) and its
+    network; a sender that is no number (e.g. alphanumeric) stays as it came."""
+    try:
+        number = numbers.normalize(sender, region)
+    except numbers.InvalidNumber:
+        return sender, None
+    return number.e164, number.network
+
+
+def _region_of(recipient: str) -> str:
+    """The country of a destination no account owns, when it is a full
+    international number; "ZZ" (none) otherwise, which reads only senders
+    written internationally."""
+    if len(recipient.lstrip("+")) <= 8:  # a short code has no country
+        return "ZZ"
+    try:
+        return numbers.normalize(recipient, "ZZ").region
+    except numbers.InvalidNumber:
+        return "ZZ"
+
+
+async def find_destination(tx: Tx, to: str) -> dict[str, Any] | None:
+    """The owner of ``to`` as written or as digits (``+254 722 000 100``)."""
+    text = to.strip()
+    candidates = [text, text.lstrip("+")]
+    try:
+        candidates.append(numbers.normalize(text, "ZZ").e164)
+    except numbers.InvalidNumber:
+        pass
+    for number in dict.fromkeys(c for c in candidates if c):
+        found = await inbound_q.destination(tx, number)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_destination(to: str) -> NotFound:
+    return NotFound(
+        f"No account owns {to!r} (or it is not one of yours): assign a number with `ujumbe numbers add ACCOUNT "
+        "NUMBER`, or claim a short code by registering a premium service on it (`ujumbe services add` or "
+        "POST /v1/premium-services)",
+        code="unknown_destination",
+    )
+
+
+async def inject_inbound(
+    store: Store, *, sender: str, to: str, text: str, account_id: str | None = None, link_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Store an inbound message as if a subscriber (or, with ``meta``, the
+    network) had sent it through the simulator, and forward it as one from a
+    connector would be. It is written to the store directly, so any process
+    role can do it; the workers deliver what it queues.
+
+    ``account_id`` limits the destination to that account's own numbers and
+    short codes (a tenant injecting); none: any owned destination (the operator).
+    NotFound(unknown_destination) when no account (or not that one) owns it.
+    """
+    owner = await store.read(lambda tx: find_destination(tx, to))
+    if owner is None or (account_id is not None and owner["account_id"] != account_id):
+        raise _unknown_destination(to)
+    try:
+        number = numbers.normalize(sender, owner["region"])
+    except numbers.InvalidNumber as exc:
+        raise Invalid(f"Not a subscriber's number: {exc.reason}", code="invalid_sender") from None
+    m = Inbound(
+        "simulator", number.e164, owner["number"], text, now_ms(), network=number.network,
+        # as a network would give one, so a reply can prove what it answers
+        link_id=link_id or str(random.randrange(10**17, 10**18)), meta=meta or {},
+    )
+    try:
+        return await store.run(lambda tx: record_inbound(tx, m))
+    except UjumbeError:
+        raise
+    except Exception:
+        # as Reports does: a failing hook must not lose the message
+        log.exception("inbound from %s to %s failed in its hooks; kept without them", m.sender, m.recipient)
+        return await store.run(lambda tx: record_inbound(tx, m, hooks=False))

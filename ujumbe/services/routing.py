@@ -69,8 +69,9 @@ class PasswordBox:
     They cannot be hashed: the server must present them when it binds.
     """
 
-    def __init__(self, server_secret: str) -> None:
-        key = hmac.new(server_secret.encode(), b"ujumbe/connector-passwords/v1", hashlib.sha256).digest()
+    def __init__(self, server_secret: str, purpose: bytes = b"ujumbe/connector-passwords/v1") -> None:
+        # one key per purpose (e.g. premium api tokens use their own)
+        key = hmac.new(server_secret.encode(), purpose, hashlib.sha256).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
 
     def seal(self, password: str) -> str:

@@ -251,3 +251,12 @@ class Senders:
         if not await self.store.run(lambda tx: q.delete(tx, account_id, name)):
             raise NotFound(f"No sender name {name}", code="sender_not_found")
         self._changed()
+
+    # Short codes and long numbers the account owns (they receive its inbound
+    # messages) may also originate its messages.
+
+    async def owns_number(self, account_id: str, number: str) -> bool:
+        return await self.store.read(lambda tx: q.number_owned(tx, account_id, number.strip()))
+
+    async def numbers(self, account_id: str) -> list[str]:
+        return await self.store.read(lambda tx: q.numbers_of(tx, account_id))

@@ -56,7 +56,7 @@ _INSERT_EVENTS = (
 # Column types of the columns the workers write in bulk, for PostgreSQL's unnest.
 PG_TYPES = {
     "state": "text", "updated_at": "bigint", "submitted_at": "bigint", "done_at": "bigint", "error_code": "text",
-    "error_reason": "text", "charge": "text", "connector": "text",
+    "error_reason": "text", "charge": "text", "connector": "text", "cost": "bigint",
 }
 
 
@@ -299,13 +299,23 @@ async def part_states(tx: Tx, message_id: int) -> list[tuple[int, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
-async def set_part_states(tx: Tx, rows: list[tuple[str, int, int, int]]) -> None:
-    """(state, at, message_id, part) rows, at most one per part."""
+async def set_part_states(tx: Tx, rows: list[tuple[str, int, str | None, str | None, int, int]]) -> None:
+    """(state, at, error_code, error_reason, message_id, part) rows, at most one per part."""
     await many(
-        tx, "UPDATE message_parts SET state = ?, updated_at = ? WHERE message_id = ? AND part = ?", rows,
-        f"UPDATE message_parts AS p SET state = v.s, updated_at = v.a FROM {unnest('text', 'bigint', 'bigint', 'int')} "
-        "AS v(s, a, m, n) WHERE p.message_id = v.m AND p.part = v.n",
+        tx, "UPDATE message_parts SET state = ?, updated_at = ?, error_code = ?, error_reason = ? "
+        "WHERE message_id = ? AND part = ?", rows,
+        "UPDATE message_parts AS p SET state = v.s, updated_at = v.a, error_code = v.c, error_reason = v.r "
+        f"FROM {unnest('text', 'bigint', 'text', 'text', 'bigint', 'int')} "
+        "AS v(s, a, c, r, m, n) WHERE p.message_id = v.m AND p.part = v.n",
     )
+
+
+async def part_error(tx: Tx, message_id: int, part: int) -> tuple[str | None, str | None]:
+    """The (error_code, error_reason) of one part's receipt."""
+    row = await tx.fetchrow(
+        "SELECT error_code, error_reason FROM message_parts WHERE message_id = ? AND part = ?", message_id, part
+    )
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 async def insert_early_receipts(tx: Tx, rows: Sequence[tuple[str, str, str, int, str, str, int]]) -> None:
@@ -359,3 +369,33 @@ async def overdue(tx: Tx, now: int, limit: int) -> list[int]:
         now, limit,
     )
     return [r[0] for r in rows]
+
+
+async def inbound_search(
+    tx: Tx, account_id: str, *, offset: int, limit: int, sender: str | None = None, keyword: str | None = None,
+    network: str | None = None, since: int | None = None, until: int | None = None,
+) -> tuple[int, list[dict[str, Any]]]:
+    """A page of the account's inbound messages, oldest first, and how many match."""
+    where, args = ["account_id = ?"], [account_id]
+    if sender is not None:
+        where.append("sender = ?")
+        args.append(sender)
+    if keyword is not None:
+        where.append("upper(body) LIKE ?")
+        args.append(keyword.upper().replace("%", "").replace("_", "") + "%")
+    if network is not None:
+        where.append("lower(network) = ?")
+        args.append(network.lower())
+    if since is not None:
+        where.append("received_at >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("received_at <= ?")
+        args.append(until)
+    sql = " AND ".join(where)
+    total = await tx.fetchval(f"SELECT count(*) FROM inbound WHERE {sql}", *args)
+    rows = await tx.fetch(
+        f"SELECT id, sender, recipient, body, network, link_id, channel, received_at FROM inbound WHERE {sql} "
+        "ORDER BY id LIMIT ? OFFSET ?", *args, limit, offset,
+    )
+    return int(total), [as_dict(r) for r in rows]  # type: ignore[misc]

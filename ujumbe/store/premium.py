@@ -8,7 +8,9 @@ from typing import Any
 
 from ujumbe.store.base import Row, Tx
 
-SERVICE_COLUMNS = "id, account_id, shortcode, name, kind, keywords, api_token, created_at"
+# api_token_enc is the sealed api_token (services/premium.py seals and opens it);
+# the plaintext api_token column is only read to seal rows from before 0011.
+SERVICE_COLUMNS = "id, account_id, shortcode, name, kind, keywords, api_token_enc, created_at"
 SUBSCRIPTION_COLUMNS = "id, service_id, mobile, active, keyword, source, created_at, updated_at"
 
 
@@ -50,6 +52,16 @@ async def service(tx: Tx, account_id: str, service_id: int) -> Row | None:
     )
 
 
+async def services_by_id(tx: Tx, service_id: int) -> list[Row]:
+    """The service with this id, whichever account has it (for the operator)."""
+    return await tx.fetch(f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE id = ?", service_id)
+
+
+async def services_on(tx: Tx, shortcode: str) -> list[Row]:
+    """Every service on a short code, whichever account has them (for the operator)."""
+    return await tx.fetch(f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE shortcode = ? ORDER BY id", shortcode)
+
+
 async def services(tx: Tx, account_id: str, shortcode: str | None = None) -> list[Row]:
     if shortcode is None:
         return await tx.fetch(f"SELECT {SERVICE_COLUMNS} FROM premium_services WHERE account_id = ? ORDER BY id", account_id)
@@ -60,11 +72,43 @@ async def services(tx: Tx, account_id: str, shortcode: str | None = None) -> lis
 
 
 async def update_service(
-    tx: Tx, account_id: str, service_id: int, keywords: list[str], name: str, api_token: str | None,
+    tx: Tx, account_id: str, service_id: int, keywords: list[str], name: str, api_token_enc: str | None,
 ) -> None:
     await tx.execute(
-        "UPDATE premium_services SET keywords = ?, name = ?, api_token = ? WHERE id = ? AND account_id = ?",
-        json.dumps(keywords), name, api_token, service_id, account_id,
+        "UPDATE premium_services SET keywords = ?, name = ?, api_token_enc = ?, api_token = NULL "
+        "WHERE id = ? AND account_id = ?",
+        json.dumps(keywords), name, api_token_enc, service_id, account_id,
+    )
+
+
+async def plaintext_tokens(tx: Tx, limit: int) -> list[Row]:
+    """Services whose api_token is still in clear (written before migration 0011)."""
+    return await tx.fetch(
+        "SELECT id, api_token FROM premium_services WHERE api_token IS NOT NULL ORDER BY id LIMIT ?", limit
+    )
+
+
+async def callbacks_with_tokens(tx: Tx, after_id: int, limit: int) -> list[Row]:
+    """Tilil pushes queued before migration 0011, which carried the api_token
+    in their stored payload (now it is added only when sent). By id, so a
+    batch that finds nothing to change still moves on."""
+    return await tx.fetch(
+        "SELECT id, payload FROM callbacks WHERE id > ? AND dialect = 'tilil' AND kind IN ('inbound', 'subscription') "
+        "ORDER BY id LIMIT ?",
+        after_id, limit,
+    )
+
+
+async def set_callback_payload(tx: Tx, callback_id: int, payload: str) -> None:
+    await tx.execute("UPDATE callbacks SET payload = ? WHERE id = ?", payload, callback_id)
+
+
+async def seal_token(tx: Tx, service_id: int, plaintext: str, sealed: str) -> None:
+    # only if still the same plaintext: another process may have sealed it, or
+    # the account may have changed it, meanwhile
+    await tx.execute(
+        "UPDATE premium_services SET api_token_enc = ?, api_token = NULL WHERE id = ? AND api_token = ?",
+        sealed, service_id, plaintext,
     )
 
 
@@ -97,11 +141,20 @@ async def insert_subscription(
 async def set_subscription_active(
     tx: Tx, service_id: int, mobile: str, active: bool, keyword: str | None, source: str, now: int,
 ) -> None:
-    await tx.execute(
-        "UPDATE subscriptions SET active = ?, keyword = COALESCE(?, keyword), source = ?, updated_at = ? "
-        "WHERE service_id = ? AND mobile = ?",
-        1 if active else 0, keyword, source, now, service_id, mobile,
-    )
+    # An activation records the keyword it was made with (none through the API);
+    # a deactivation keeps it: Tilil's unsubscribe notice names the keyword the
+    # subscriber joined with, not STOP.
+    if active:
+        await tx.execute(
+            "UPDATE subscriptions SET active = 1, keyword = ?, source = ?, updated_at = ? "
+            "WHERE service_id = ? AND mobile = ?",
+            keyword, source, now, service_id, mobile,
+        )
+    else:
+        await tx.execute(
+            "UPDATE subscriptions SET active = 0, source = ?, updated_at = ? WHERE service_id = ? AND mobile = ?",
+            source, now, service_id, mobile,
+        )
 
 
 async def is_active(tx: Tx, service_id: int, mobile: str) -> bool:

@@ -61,3 +61,11 @@ async def number_owner(tx: Tx, number: str) -> str | None:
 async def delete(tx: Tx, account_id: str, name: str) -> bool:
     row = await tx.fetchrow("DELETE FROM senders WHERE account_id = ? AND name = ? RETURNING name", account_id, name)
     return row is not None
+
+
+async def number_owned(tx: Tx, account_id: str, number: str) -> bool:
+    return bool(await tx.fetchval("SELECT 1 FROM numbers WHERE number = ? AND account_id = ?", number, account_id))
+
+
+async def numbers_of(tx: Tx, account_id: str) -> list[str]:
+    return [r[0] for r in await tx.fetch("SELECT number FROM numbers WHERE account_id = ? ORDER BY created_at, number", account_id)]

@@ -142,9 +142,10 @@ class CallbackSender:
             else:
                 fmt = callbacks.FORMATS.get(row["dialect"]) or callbacks.Format()
                 secret = await self._secret(row["account_id"])
-                headers = callbacks.signed_headers(secret, row["id"], row["payload"], fmt.content_type)
+                payload = row["payload"] if fmt.prepare is None else await fmt.prepare(self.services, row)
+                headers = callbacks.signed_headers(secret, row["id"], payload, fmt.content_type)
                 # redirects are not followed: one could point anywhere, including inside our network
-                status, answer = await self._client().post(row["url"], row["payload"].encode(), headers)
+                status, answer = await self._client().post(row["url"], payload.encode(), headers)
                 body = answer.decode("utf-8", "replace")[:2000]
                 ok = fmt.acknowledged(status, body)
                 if ok and fmt.after_ack is not None:

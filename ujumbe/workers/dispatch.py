@@ -15,11 +15,14 @@ import random
 import uuid
 import weakref
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
 from ujumbe.core.states import State
+from ujumbe.core.timefmt import iso
 from ujumbe.services.lifecycle import Writes, transition
+from ujumbe.services.messaging import SEALED_BODY
 from ujumbe.services.reports import apply_early_receipts
 from ujumbe.services.routing import Router  # the routing rules live there; re-exported
 from ujumbe.store import Store, Tx, now_ms
@@ -64,7 +67,7 @@ class Outcome:
 class Dispatcher:
     def __init__(
         self, store: Store, router: Router, *, batch: int = 200, lease_ms: int = 30_000,
-        max_attempts: int = 10, poll_s: float = 1.0,
+        max_attempts: int = 10, poll_s: float = 1.0, unseal: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.router = router
@@ -72,6 +75,7 @@ class Dispatcher:
         self.lease_ms = lease_ms
         self.max_attempts = max_attempts
         self.poll_s = poll_s
+        self.unseal = unseal  # opens a text kept sealed at rest (one-time codes)
         self.owner = f"w-{uuid.uuid4().hex[:12]}"
         self._in_flight = 0
         self._slot_free = asyncio.Event()
@@ -146,9 +150,11 @@ class Dispatcher:
             if sem is None:
                 sem = self._sems[channel] = asyncio.Semaphore(channel.max_in_flight)
             meta = json.loads(msg["meta"]) if msg["meta"] else {}
+            sealed = meta.pop(SEALED_BODY, None)
+            body = self.unseal(sealed) if sealed and self.unseal else msg["body"]
             outbound = Outbound(
                 message_id=str(msg["id"]), account_id=msg["account_id"], sender=msg["sender"] or "",
-                recipient=msg["recipient"], body=msg["body"], encoding=msg["encoding"], parts=msg["parts"],
+                recipient=msg["recipient"], body=body, encoding=msg["encoding"], parts=msg["parts"],
                 validity_s=max(1, (msg["expires_at"] - now_ms()) // 1000), network=msg["network"], meta=meta,
             )
             with self.router.sending(channel):  # a connector being removed waits for this send
@@ -193,7 +199,7 @@ class Dispatcher:
                 if err.transient and o.attempts < self.max_attempts:
                     due = now + backoff_ms(o.attempts)
                     retries.append((due, o.message_id))
-                    writes.event(o.message_id, now, "retry", f"attempt {o.attempts} failed ({err.reason}); next at {due}"[:300])
+                    writes.event(o.message_id, now, "retry", f"attempt {o.attempts} failed ({err.reason}); next at {iso(due)}"[:300])
                 else:
                     state = err.state if not err.transient else State.FAILED
                     await transition(
