@@ -1,6 +1,6 @@
 """The tenant matrix (issue 11, "in CI, every run"): for every kind of resource
 an account has, another account tries it by id and by list filter, through
-every dialect that can name it (native /v1, Tingg, Tilil, SMPP). It sees none
+every dialect that can name it (native /v1, Tingg, Tilil, SMPP, Messangi). It sees none
 of it: the answer is the dialect's own 404 or "unknown", or a list without it.
 
 Account A (alpha) owns one of everything; account B (bravo) probes. The table
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import httpx
 
 from tests.conftest import Receiver, auth, eventually
 from tests.test_smpp_customers import Esme, _value, api, customer, platform  # noqa: F401  (fixtures: SMPP server on)
+from tests.test_messangi import b64, parse, signed_path
 from tests.test_tingg import SAMPLE_ENGAGEMENT
 from ujumbe import cli
 from ujumbe.channels.smpp import pdu as P
@@ -94,6 +96,12 @@ async def message_smpp_query_sm(w: World) -> None:
     assert await w.b_query_sm(str(w.message_id)) == P.ESME_RQUERYFAIL
 
 
+async def message_messangi_get_message(w: World) -> None:
+    got = parse((await w.api.get(signed_path(w.b, "getMessage", w.b["instance_id"], str(w.message_id)))).text)
+    assert got.findtext("status") == "ERROR" and f"No message {w.message_id}" in (got.findtext("description") or ""), \
+        ET.tostring(got)
+
+
 async def request_by_id(w: World) -> None:
     is_404(await w.b_get(f"/v1/requests/{w.request_id}"))
     is_404(await w.b_get(f"/v1/requests/{w.tingg_request_id}"))
@@ -165,6 +173,11 @@ async def inbound_list(w: World) -> None:
     assert r.status_code == 200 and [m for m in r.json()["data"] if m["to"] == ALPHA_NUMBER] == [], r.text
 
 
+async def inbound_messangi_pages(w: World) -> None:
+    page = parse((await w.api.get(signed_path(w.b, "tools/getMOMessages", w.b["instance_id"], "1", "100", "null"))).text)
+    assert page.findtext("result/MOMessageList/records") == "0", ET.tostring(page)
+
+
 async def premium_service_by_id(w: World) -> None:
     is_404(await w.b_get("/v1/premium-services/44"))
     is_404(await w.api.patch("/v1/premium-services/44", headers=auth(w.b), json={"name": "mine now"}))
@@ -224,6 +237,12 @@ async def sender_smpp_submit(w: World) -> None:
 async def sender_native_send(w: World) -> None:
     r = await w.api.post("/v1/messages", headers=auth(w.b), json={"to": "0708400106", "text": "x", "sender": "AlphaCo"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "sender_taken", r.text
+
+
+async def sender_messangi_send(w: World) -> None:
+    got = parse((await w.api.get(signed_path(w.b, "sendMT", w.b["instance_id"], "AlphaCo", "null", "0708400107",
+                                             b64("x")))).text)
+    assert got.findtext("status") == "ERROR", ET.tostring(got)
 
 
 async def receipts_on_smpp_binds(w: World) -> None:
@@ -291,6 +310,7 @@ MATRIX: list[tuple[str, str, str, Callable[[World], Awaitable[None]]]] = [
     ("message", "tilil", "getdlr messageId=", message_tilil_getdlr),
     ("message", "smpp", "query_sm message_id", message_smpp_query_sm),
     ("message", "smpp", "deliver_sm on B's bind", receipts_on_smpp_binds),
+    ("message", "messangi", "getMessage {id}", message_messangi_get_message),
     ("request", "native", "GET /v1/requests/{id}", request_by_id),
     ("request", "native", "reference (idempotency key)", request_by_native_reference),
     ("request", "tingg", "referenceID (idempotency key)", request_by_tingg_reference),
@@ -302,6 +322,7 @@ MATRIX: list[tuple[str, str, str, Callable[[World], Awaitable[None]]]] = [
     ("callback", "native", "POST /v1/callbacks/{id}/retry", callback_retry_by_id),
     ("transaction", "native", "list", transactions_list),
     ("inbound", "native", "list", inbound_list),
+    ("inbound", "messangi", "getMOMessages", inbound_messangi_pages),
     ("premium service", "native", "GET/PATCH /v1/premium-services/{id}", premium_service_by_id),
     ("premium service", "native", "list", premium_service_list),
     ("premium service", "tilil", "sendsms service_id=", premium_tilil_sendsms),
@@ -313,6 +334,7 @@ MATRIX: list[tuple[str, str, str, Callable[[World], Awaitable[None]]]] = [
     ("sender", "tilil", "sendsms shortcode=", sender_tilil_sendsms),
     ("sender", "smpp", "submit_sm source_addr", sender_smpp_submit),
     ("sender", "native", "send with sender=", sender_native_send),
+    ("sender", "messangi", "sendMT from=", sender_messangi_send),
     ("api key", "native", "GET /v1/account with each key", api_keys),
     ("smpp credentials", "native", "GET /v1/smpp/credentials", smpp_credentials_read),
     ("smpp credentials", "native", "PUT with A's system_id", smpp_credentials_take_over),
@@ -390,6 +412,6 @@ async def test_no_account_sees_or_touches_anothers_resources(
                 failures.append(f"{resource} / {dialect} / {how}: {exc}")
         assert not failures, "B reached A's data:\n" + "\n".join(failures)
         # and the matrix covers every resource kind through every dialect that names one
-        assert {d for _, d, _, _ in MATRIX} == {"native", "tingg", "tilil", "smpp"}
+        assert {d for _, d, _, _ in MATRIX} == {"native", "tingg", "tilil", "smpp", "messangi"}
     finally:
         await esme.close()
