@@ -54,7 +54,8 @@ class Platform:
             chans.append(self.simulator)
         self.channels = {c.name: c for c in chans}
         self.messaging = Messaging(
-            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"}
+            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"},
+            urls=self.accounts.callback_urls,
         )
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
@@ -104,6 +105,7 @@ class Platform:
         sender = CallbackSender(
             self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,
             delay_scale=self.settings.callback_delay_scale, transports=transports,
+            open_url=self.accounts.callback_urls.open,
         )
         for name, worker in (
             ("dispatch", self.dispatcher),
