@@ -58,8 +58,9 @@ class CallbackSender:
         self._http: WebhookClient | None = None
         self._secrets: dict[str, tuple[float, str]] = {}
         self._results: Recorder[tuple[dict[str, Any], int | None, str, bool]] = Recorder(
-            store, self._record, batch=1000, what="callback results",
+            store, self._record, batch=1000, what="callback results", recorded=self._recorded,
         )
+        self._unblocked = False  # the last batch recorded ended callbacks that others may wait for
         self._in_flight = 0
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,6 +152,12 @@ class CallbackSender:
             self._slot_free.set()
         self._results.add((row, status, body, ok))
 
+    def _recorded(self) -> None:
+        if self._unblocked and self._wake is not None:
+            # the callbacks that waited for these are due: claim them now, not
+            # at the next poll (locally: a NOTIFY per batch would cost a round trip)
+            self._wake.set()
+
     async def _record(self, tx: Tx, batch: list[tuple[dict[str, Any], int | None, str, bool]]) -> None:
         # One statement per outcome rather than one per row: on PostgreSQL
         # each would be a round trip and an executor run.
@@ -158,24 +165,32 @@ class CallbackSender:
         delivered: list[tuple[Any, ...]] = []
         failed: list[tuple[Any, ...]] = []
         retried: list[tuple[Any, ...]] = []
+        held: list[tuple[int, int, int]] = []
+        unblocked = False  # a message's next callback may be claimable now
         soonest: int | None = None
         for row, status, body, ok in batch:
             attempts = row["attempts"] + 1
             if ok:
                 delivered.append((attempts, status, now, row["id"]))
+                unblocked = unblocked or row["message_id"] is not None
                 continue
             delays = callbacks.retry_delays(row["dialect"], row["kind"])
             error = f"HTTP {status}: {body}"[:500] if status is not None else body[:500]
             if attempts > len(delays):
                 failed.append((attempts, status, error, row["id"]))
+                unblocked = unblocked or row["message_id"] is not None
                 log.warning("callback %s to %s given up after %d attempts", row["id"], _redacted(row["url"]), attempts)
             else:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
                 retried.append((attempts, status, error, now + delay_ms, row["id"]))
+                if row["message_id"] is not None:
+                    held.append((now + delay_ms, row["message_id"], row["id"]))
                 soonest = delay_ms if soonest is None else min(soonest, delay_ms)
         await callbacks_q.delivered(tx, delivered)
         await callbacks_q.failed(tx, failed)
         await callbacks_q.retry_later(tx, retried)
+        await callbacks_q.hold_successors(tx, held)
+        self._unblocked = unblocked
         if soonest is not None and soonest < self.poll_s * 1000 and self._wake is not None:
             # due before the next poll: wake up for it rather than wait
             asyncio.get_running_loop().call_later(soonest / 1000, self._wake.set)
