@@ -246,3 +246,25 @@ async def test_passwords_in_callback_urls_are_sealed_at_rest_masked_in_answers_a
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
     assert secret not in caplog.text
+
+
+async def test_a_resolver_that_hangs_does_not_hold_the_send(strict: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    real = socket.getaddrinfo
+
+    def hanging(host: Any, *args: Any, **kw: Any) -> Any:
+        if host == "slow.example":
+            time.sleep(6)  # a resolver with no DNS server to reach
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    account = await make_account(strict)
+    async with client_of(strict) as api:
+        started = time.monotonic()
+        r = await api.post(
+            "/v1/messages", headers=auth(account),
+            json={"to": "0708400000", "text": "hi", "callback_url": "https://slow.example/dlr"},
+        )
+        assert r.status_code == 202, r.text
+        assert time.monotonic() - started < 5.5  # the check gives up after 3 s

@@ -179,7 +179,15 @@ class Platform:
         return self.accounts.webhook_secret(account.key_seed)
 
     async def check_callback_url(self, url: str) -> str:
-        return await asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks)
+        try:
+            # A resolver that hangs (no DNS reachable) must not hold the request:
+            # a name not resolved in time is accepted like one that does not
+            # resolve, and the sender checks each address it connects to anyway.
+            return await asyncio.wait_for(
+                asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks), 3.0,
+            )
+        except TimeoutError:
+            return url
 
     async def _start_smpp(self) -> dict[str, Any]:
         """Start the customers' SMPP server; its deliver_sm is the transport for smpp: callbacks."""
