@@ -268,3 +268,61 @@ async def test_a_resolver_that_hangs_does_not_hold_the_send(strict: Platform, mo
         )
         assert r.status_code == 202, r.text
         assert time.monotonic() - started < 5.5  # the check gives up after 3 s
+
+
+def _certificate(name: str, directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for DNS name ``name`` (no IP address in it)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption(),
+    ))
+    return cert_path, key_path
+
+
+async def test_tls_to_the_checked_address_still_names_and_verifies_the_host(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _certificate("hook.test", tmp_path)
+    seen_sni: list[str | None] = []
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    server_tls.sni_callback = lambda sock, name, ctx: seen_sni.append(name)  # type: ignore[assignment,misc,return-value]
+    raw = RawServer(lambda request: OK)
+    server = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    trusting = ssl.create_default_context(cafile=str(cert))  # trusts this certificate only
+    client = WebhookClient(resolver=resolver, tls=trusting)
+    try:
+        # connected to 127.0.0.1, yet verified as hook.test: the certificate names no IP address
+        assert (await client.post(f"https://hook.test:{port}/cb", b"{}", {}))[0] == 200
+        assert seen_sni == ["hook.test"]
+        assert b"Host: hook.test:" in raw.requests[0]
+        # a name the certificate is not for fails verification, whatever address it resolved to
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await client.post(f"https://other.test:{port}/cb", b"{}", {})
+    finally:
+        await client.close()
+        server.close()

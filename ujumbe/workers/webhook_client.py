@@ -118,7 +118,7 @@ class _Connection(asyncio.Protocol):
 class WebhookClient:
     def __init__(self, *, limit: int = 200, timeout_s: float = 10.0, user_agent: str = "Ujumbe-Webhooks/1",
                  max_body: int = 64 * 1024, allow_address: Callable[[Address], bool] | None = None,
-                 resolver: Resolver = resolve) -> None:
+                 resolver: Resolver = resolve, tls: ssl.SSLContext | None = None) -> None:
         self.timeout_s = timeout_s
         # A name is resolved once per new connection, every address is
         # checked, and the connection goes to a checked address: resolving
@@ -130,7 +130,7 @@ class WebhookClient:
         self._slots = asyncio.Semaphore(limit)  # connections in use at once
         self._limit = limit
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls  # None: the system's trusted CAs, made on first use
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """(status, the first ``max_body`` bytes of the answer)."""
