@@ -121,7 +121,8 @@ async def test_a_callback_host_that_does_not_resolve_is_accepted_and_retried_vis
         calls = await eventually(retried, timeout=30)
         assert all(c["status"] == "pending" and c["url"].startswith("https://client.example/") for c in calls)
         tried = [c for c in calls if c["attempts"]]
-        assert all("gaierror" in c["last_error"] for c in tried), tried
+        # the resolver said no (or, with no DNS server reachable, took too long)
+        assert all("gaierror" in c["last_error"] or "TimeoutError" in c["last_error"] for c in tried), tried
 
 
 class _Rebinding:
