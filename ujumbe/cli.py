@@ -231,6 +231,8 @@ async def _add_credits(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _set_callbacks(platform: Any, args: argparse.Namespace) -> Any:
+    from ujumbe.services.callbacks import masked
+
     urls = {
         column: (value or None)
         for column, value in (("dlr_url", args.dlr_url), ("inbound_url", args.inbound_url),
@@ -241,7 +243,8 @@ async def _set_callbacks(platform: Any, args: argparse.Namespace) -> Any:
         if url:
             await platform.check_callback_url(url)
     account = await platform.accounts.set_callbacks(args.account, urls)
-    return {"dlr_url": account.dlr_url, "inbound_url": account.inbound_url, "subscription_url": account.subscription_url}
+    return {"dlr_url": masked(account.dlr_url), "inbound_url": masked(account.inbound_url),
+            "subscription_url": masked(account.subscription_url)}
 
 
 async def _set_price(platform: Any, args: argparse.Namespace) -> Any:

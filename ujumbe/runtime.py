@@ -59,7 +59,7 @@ class Platform:
         self.sealed_texts = Box(secret, "sealed-texts")
         self.messaging = Messaging(
             self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"},
-            seal=self.sealed_texts.seal, senders=self.senders,
+            seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls,
         )
         self.verifications = Verifications(self.store, self.messaging, secret)
         # Operator connectors and routes come from the database (services/routing.py).
@@ -113,6 +113,7 @@ class Platform:
         sender = CallbackSender(
             self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,
             delay_scale=self.settings.callback_delay_scale, transports=transports,
+            open_url=self.accounts.callback_urls.open,
         )
         for name, worker in (
             ("dispatch", self.dispatcher),
@@ -186,7 +187,15 @@ class Platform:
         return self.accounts.webhook_secret(account.key_seed)
 
     async def check_callback_url(self, url: str) -> str:
-        return await asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks)
+        try:
+            # A resolver that hangs (no DNS reachable) must not hold the request:
+            # a name not resolved in time is accepted like one that does not
+            # resolve, and the sender checks each address it connects to anyway.
+            return await asyncio.wait_for(
+                asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks), 3.0,
+            )
+        except TimeoutError:
+            return url
 
     async def _start_smpp(self) -> dict[str, Any]:
         """Start the customers' SMPP server; its deliver_sm is the transport for smpp: callbacks."""

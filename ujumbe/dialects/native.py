@@ -22,6 +22,7 @@ from ujumbe.http.common import JSON, bearer, client_address, error_status, handl
 from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks, reports
 from ujumbe.services.accounts import Account
+from ujumbe.services.callbacks import masked
 from ujumbe.services.messaging import SendRequest, SendResult
 
 api = Api("Ujumbe", "1.0")
@@ -431,11 +432,16 @@ async def delete_template(request: Request) -> Response:
 # --- account, callbacks, credits ---
 
 
+def callback_settings(account: Account) -> CallbackSettings:
+    """The account's callback URLs as answers show them: passwords masked."""
+    return CallbackSettings(masked(account.dlr_url), masked(account.inbound_url), masked(account.subscription_url))
+
+
 def account_out(account: Account, balance: int) -> AccountOut:
     return AccountOut(
         id=account.id, name=account.name, username=account.username, email=account.email, region=account.region,
         instance_id=account.instance_id, public_key=account.public_key, balance=display(balance),
-        callbacks=CallbackSettings(account.dlr_url, account.inbound_url, account.subscription_url),
+        callbacks=callback_settings(account),
     )
 
 
@@ -449,7 +455,7 @@ async def get_account(request: Request) -> Response:
 @route("GET", "/v1/account/callbacks", summary="Where callbacks go", tag="account", response=CallbackSettings)
 async def get_callbacks(request: Request) -> Response:
     account = await account_of(request)
-    return JSON(CallbackSettings(account.dlr_url, account.inbound_url, account.subscription_url))
+    return JSON(callback_settings(account))
 
 
 @route("PUT", "/v1/account/callbacks", summary="Set where delivery reports, inbound messages and subscription "
@@ -474,7 +480,7 @@ async def put_callbacks(request: Request) -> Response:
                 raise Invalid("Callback URLs must be strings or null", code="validation_error")
             await platform.check_callback_url(url)
     updated = await platform.accounts.set_callbacks(account.id, given)
-    return JSON(CallbackSettings(updated.dlr_url, updated.inbound_url, updated.subscription_url))
+    return JSON(callback_settings(updated))
 
 
 @route("GET", "/v1/account/webhook-secret", summary="The secret that signs callbacks (Standard Webhooks)",
@@ -514,7 +520,7 @@ async def list_callbacks(request: Request) -> Response:
         raise Invalid("'status' must be pending, delivered or failed", code="invalid_parameter")
     rows = await services(request).callback_log.list(account.id, status, limit, int_param(request, "cursor", None))
     data = [
-        CallbackOut(r["id"], r["kind"], r["url"], r["status"], r["attempts"], r["last_status"], r["last_error"],
+        CallbackOut(r["id"], r["kind"], masked(r["url"]) or "", r["status"], r["attempts"], r["last_status"], r["last_error"],
                     r["message_id"], iso(r["created_at"]) or "", msgspec.json.decode(r["payload"]))
         for r in rows
     ]

@@ -26,6 +26,7 @@ from argon2.exceptions import VerificationError
 
 from ujumbe.core.errors import Conflict, Invalid, NotFound, RateLimited, Unauthorized
 from ujumbe.core.pricing import to_units
+from ujumbe.services.callbacks import CallbackUrls, masked
 from ujumbe.store import Store, now_ms
 from ujumbe.store import accounts as q
 
@@ -197,6 +198,8 @@ class Accounts:
 
     def __init__(self, store: Store, secret: str, *, access_ttl_s: int = 3600, refresh_ttl_s: int = 30 * 86400) -> None:
         self.store = store
+        # passwords in callback URLs are stored sealed (see CallbackUrls)
+        self.callback_urls = CallbackUrls(secret)
         self._secret = secret.encode()
         self._jwt_key = self._derive("jwt")
         self.access_ttl_s = access_ttl_s
@@ -407,6 +410,13 @@ class Accounts:
     # --- settings ---
 
     async def set_callbacks(self, account_id: str, urls: dict[str, str | None]) -> Account:
-        await self.store.run(lambda tx: q.update_callbacks(tx, account_id, urls))
+        current = await self.get(account_id)
+        sealed = {
+            # a URL sent back as an answer showed it (password masked) keeps its password
+            column: getattr(current, column) if url and ":***@" in url and url == masked(getattr(current, column))
+            else self.callback_urls.seal(url)
+            for column, url in urls.items()
+        }
+        await self.store.run(lambda tx: q.update_callbacks(tx, account_id, sealed))
         self._key_cache.clear()
         return await self.get(account_id)
