@@ -140,12 +140,13 @@ def on_terminal(env: dict[str, str], args: list[str], answers: list[tuple[str, s
 # --- 10.6: every command finds the data the server uses ---------------------------------
 
 
+@pytest.mark.parametrize("data_dir", ["relative-data", None])
 async def test_the_start_up_hint_is_the_exact_command_for_this_servers_data(
-    tmp_path: Path, database_url: str | None
+    tmp_path: Path, database_url: str | None, data_dir: str | None
 ) -> None:
-    """`serve --data-dir D` (or its database URL in the environment): the hint
-    it logs, run as printed from another directory and shell, creates an
-    account the server knows; so does `api-keys create` by the same rule."""
+    """`serve --data-dir D` or the default (and a database URL in the
+    environment): the hint it logs, run as printed from another directory and
+    shell, creates an account the server knows; so does `api-keys create`."""
     where, elsewhere = tmp_path / "server-cwd", tmp_path / "another-cwd"
     where.mkdir()
     elsewhere.mkdir()
@@ -153,10 +154,11 @@ async def test_the_start_up_hint_is_the_exact_command_for_this_servers_data(
     if database_url:
         env["UJUMBE_DATABASE_URL"] = database_url
     port = free_port()
-    async with serving(env, "--port", str(port), "--data-dir", "relative-data", cwd=where) as server:
+    given = ["--data-dir", data_dir] if data_dir else []
+    async with serving(env, "--port", str(port), *given, cwd=where) as server:
         hint = await server.wait_for(r"create one with: (.+) accounts create --name NAME --email EMAIL --credits 100")
         prefix = shlex.split(hint.group(1))
-        assert "--data-dir" in prefix and str(where / "relative-data") in prefix
+        assert prefix[prefix.index("--data-dir") + 1] == str(where / (data_dir or "ujumbe-data"))
         if database_url:
             assert prefix[prefix.index("--database-url") + 1] == database_url
         (elsewhere / "pw").write_text("a long password\n")

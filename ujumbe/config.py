@@ -100,9 +100,11 @@ class Settings:
 
     def command(self) -> str:
         """How to run ``ujumbe`` against this server's data from another shell:
-        the program as it was started, with ``--data-dir`` (absolute) when it
-        is not the default and ``--database-url`` (password masked) when set.
-        (A UJUMBE_SECRET_KEY in the environment must be given the same way.)"""
+        the program as it was started, ``--database-url`` (password masked)
+        when set, and ``--data-dir`` as an absolute path (the default is
+        relative to the directory the server was started in, which need not be
+        the shell's), unless the data dir holds nothing it needs: a database
+        URL and UJUMBE_SECRET_KEY (which must then be given the same way)."""
         words = [_program()]
         if self.database_url:
             from urllib.parse import urlsplit
@@ -112,7 +114,7 @@ class Settings:
             if parts.password:
                 url = url.replace(f":{parts.password}@", ":PASSWORD@", 1)
             words += ["--database-url", url]
-        if self.data_dir.resolve() != Path(DEFAULT_DATA_DIR).resolve():  # the secret lives there too
+        if not (self.database_url and os.environ.get("UJUMBE_SECRET_KEY")):  # the secret lives there too
             words += ["--data-dir", str(self.data_dir.resolve())]
         return " ".join(shlex.quote(w) for w in words)
 
