@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from ujumbe.channels.base import Channel
 from ujumbe.channels.simulator import Simulator
-from ujumbe.config import Settings
+from ujumbe.config import Settings, private_dir
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.credits import Credits
@@ -89,11 +90,19 @@ class Platform:
         await self.open()
         if role in ("worker", "all"):
             await self.start_workers()
-        if not await self.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM accounts")):
-            log.info(
-                "no accounts yet; create one with: ujumbe accounts create --name NAME --email EMAIL "
-                "--password PASSWORD --credits 100"
-            )
+        if not self.settings.parent_holds_lock:  # under `serve --processes N` the parent says it, once
+            await self.log_first_steps()
+
+    async def log_first_steps(self) -> None:
+        """With no account yet, log the exact command that creates one against
+        this server's data (its --data-dir or database, see Settings.command)."""
+        if await self.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM accounts")):
+            return
+        secret = " (in a shell with this server's UJUMBE_SECRET_KEY)" if os.environ.get("UJUMBE_SECRET_KEY") else ""
+        log.info(
+            "no accounts yet; create one with: %s accounts create --name NAME --email EMAIL --credits 100%s",
+            self.settings.command(), secret,
+        )
 
     async def start_workers(self) -> None:
         if self.store.dialect == "sqlite" and self.role == "all":
@@ -132,8 +141,8 @@ class Platform:
         were working. Separate ``api`` and ``worker`` processes on one machine
         may share it (their leases simply expire)."""
         path = Path(self.store.path).with_suffix(".lock")  # type: ignore[attr-defined]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(path, "a+")  # noqa: SIM115  (held until the process ends)
+        private_dir(path.parent)
+        self._lock_file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "a+")  # held until the process ends
         try:
             fcntl.flock(self._lock_file, (fcntl.LOCK_EX if role == "all" else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -207,10 +216,13 @@ class Platform:
         try:
             await gateway.start()
         except OSError as exc:
-            # Several workers on one host cannot share the port: the others run
-            # without SMPP (and leave smpp: callbacks to the one that has it).
-            log.error("SMPP server not started on %s:%s: %s", self.settings.smpp_host, self.settings.smpp_port, exc)
-            return {}
+            # A server that runs on without the port it was told to listen on
+            # fails its SMPP customers quietly: stop (`serve` checks the port
+            # before anything else; this is the race after that check).
+            raise RuntimeError(
+                f"cannot listen for SMPP on {self.settings.smpp_host}:{self.settings.smpp_port}: "
+                f"{exc.strerror or exc}; UJUMBE_SMPP_PORT changes the port (off: no SMPP server)"
+            ) from None
         self.smpp = gateway
         return {"smpp": gateway.deliver}
 

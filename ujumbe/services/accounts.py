@@ -288,6 +288,36 @@ class Accounts:
             raise NotFound(f"No account {account_id}")
         return Account.from_row(row)
 
+    async def resolve(self, ref: str) -> Account:
+        """The account an operator names by its id, username or email."""
+        ref = ref.strip()
+        rows = await self.store.read(lambda tx: q.accounts_by_ref(tx, ref))
+        if not rows:
+            raise NotFound(f"No account '{ref}' (by id, username or email); `ujumbe accounts list` shows them")
+        if len(rows) > 1:  # one's username is another's email: only the id says which
+            ids = ", ".join(sorted(r["id"] for r in rows))
+            exact = [r for r in rows if r["id"] == ref]
+            if not exact:
+                raise Conflict(f"'{ref}' names more than one account ({ids}); give the id", code="ambiguous_account")
+            rows = exact
+        return Account.from_row(rows[0])
+
+    async def list_all(self) -> list[dict[str, Any]]:
+        return await self.store.read(q.list_accounts)
+
+    async def details(self, account_id: str) -> dict[str, Any]:
+        """An account for the operator: its row (no password hash or seed), balance, keys' prefixes, numbers."""
+
+        async def read(tx: Any) -> dict[str, Any]:
+            row = await q.account_by(tx, "id", account_id)
+            if row is None:
+                raise NotFound(f"No account {account_id}")
+            for secret in ("password_hash", "key_seed"):
+                row.pop(secret)
+            return {**row, "api_keys": await q.api_keys_of(tx, account_id), "numbers": await q.numbers_of(tx, account_id)}
+
+        return await self.store.read(read)
+
     async def find(self, column: str, value: str) -> Account | None:
         row = await self.store.read(lambda tx: q.account_by(tx, column, value))
         return None if row is None else Account.from_row(row)

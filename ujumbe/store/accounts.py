@@ -40,6 +40,37 @@ async def account_by_login(tx: Tx, login: str) -> dict[str, Any] | None:
     )
 
 
+async def accounts_by_ref(tx: Tx, ref: str) -> list[dict[str, Any]]:
+    """Accounts whose id, username or email is ``ref`` (an operator names them any way)."""
+    rows = await tx.fetch(
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ? OR username = ? OR email = ?", ref, ref, ref.lower()
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def list_accounts(tx: Tx) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT id, name, username, email, region, balance, active, created_at FROM accounts ORDER BY created_at, id"
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def api_keys_of(tx: Tx, account_id: str) -> list[dict[str, Any]]:
+    """An account's keys as the operator may see them: the prefix, never the hash."""
+    rows = await tx.fetch(
+        "SELECT prefix, label, created_at, revoked_at FROM api_keys WHERE account_id = ? ORDER BY created_at",
+        account_id,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def numbers_of(tx: Tx, account_id: str) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT number, kind, dialect FROM numbers WHERE account_id = ? ORDER BY number", account_id
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
 async def account_by_api_key(tx: Tx, key_hash: str) -> dict[str, Any] | None:
     return as_dict(
         await tx.fetchrow(
