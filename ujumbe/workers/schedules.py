@@ -15,8 +15,10 @@ from ujumbe.store import messages as q
 
 log = logging.getLogger("ujumbe.schedules")
 
-EARLY_RECEIPT_TTL_MS = 7 * 86400 * 1000
 EARLY_MATCH_WINDOW_MS = 10 * 60 * 1000
+# A parked receipt still unmatched after the match window is dropped (and logged):
+# it belongs to nothing we sent, and must never be guessed onto a later namesake.
+EARLY_RECEIPT_TTL_MS = EARLY_MATCH_WINDOW_MS + 60 * 1000
 
 
 class Sweeper:
@@ -55,7 +57,9 @@ class Sweeper:
         rows = await q.parked_receipts(tx, now_ms() - EARLY_MATCH_WINDOW_MS, self.batch)
         if not rows:
             return
-        receipts = [Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "") for row in rows]
+        receipts = [
+            Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "", received_at=row[6]) for row in rows
+        ]
         # all at once, in the order they came; those still unmatched stay parked
         unmatched = {id(r) for r in await apply_receipts(tx, receipts)}
         matched = [(row[0], row[1], row[6]) for row, r in zip(rows, receipts) if id(r) not in unmatched]
@@ -75,4 +79,8 @@ class Sweeper:
         return len(ids)
 
     async def forget_orphans(self, tx: Tx) -> None:
-        await q.forget_parked_receipts(tx, now_ms() - EARLY_RECEIPT_TTL_MS)
+        dropped = await q.forget_parked_receipts(tx, now_ms() - EARLY_RECEIPT_TTL_MS)
+        for connector, operator_id, state in dropped[:20]:
+            log.warning("receipt %s (%s) on %s matched no message we sent; dropped", operator_id, state, connector)
+        if len(dropped) > 20:
+            log.warning("%d more unmatched receipts dropped", len(dropped) - 20)

@@ -19,7 +19,9 @@ Failure rules the dispatcher relies on:
   retry re-sends every part (the SMSC has no "resume" for concatenation).
 
 Receipts are always handed to ``events.receipt``; ordering against the
-submit_sm_resp being stored is the store's job, not ours.
+submit_sm_resp being stored is the store's job, not ours. A deliver_sm/data_sm
+is answered once ``events`` has committed what it carried (ESME_RX_T_APPN if
+that failed), never before.
 """
 
 from __future__ import annotations
@@ -474,13 +476,15 @@ class SmppConnector(Channel):
     async def _on_request(self, sess: SmppSession, pdu: Pdu) -> Pdu | None:
         cid = pdu.command_id
         if cid in (DELIVER_SM, DATA_SM):
-            # Answer first: the SMSC's window must not wait on our database.
-            sess.send(pdu.response(ESME_ROK, message_id=""))
+            # Answer only once the receipt or message is committed: an SMSC
+            # resends what we did not acknowledge, so a crash loses nothing.
+            # Receipts are committed in groups, so the SMSC's window stays full.
             try:
                 await self._incoming(pdu)
             except Exception:
-                log.exception("%s: handling %s failed", self.name, pdu.name)
-            return None
+                log.exception("%s: handling %s failed; not acknowledged", self.name, pdu.name)
+                return pdu.response(ESME_RX_T_APPN)  # temporary: the SMSC tries again later
+            return pdu.response(ESME_ROK, message_id="")
         if cid in (OUTBIND, ALERT_NOTIFICATION):
             return None  # we bind on our own schedule; alerts carry nothing we use
         return Pdu(GENERIC_NACK, pdu.sequence, 0x03)
@@ -488,8 +492,7 @@ class SmppConnector(Channel):
     async def _incoming(self, pdu: Pdu) -> None:
         events = self.events
         if events is None:
-            log.error("%s: %s before start(); dropped", self.name, pdu.name)
-            return
+            raise RuntimeError(f"{self.name}: {pdu.name} before start()")
         if is_receipt(pdu):
             r = receipt_from_pdu(pdu, self.name, utc_offset_s=self.utc_offset_s)
             if r is None:
