@@ -172,6 +172,7 @@ class Reports:
         self._wake = asyncio.Event()
         self._recorded = False
         self._closed = False
+        self._waiting: set[int] = set()  # id() of held receipts whose submit is not recorded here yet
         # Set by the process that also sends (runtime): whether a submit with
         # this id on this connector was sent here and is not recorded yet. Such
         # a receipt is never matched before the record: an older part with
@@ -222,8 +223,13 @@ class Reports:
             if self._held:
                 keep = []
                 for h in self._held:
-                    if stop.is_set() or h.until <= now or (recorded and not self._awaited(h.item)):
+                    # one that waits for this process's record is tried when a
+                    # record commits; one that matched nothing, when its hold ends
+                    if stop.is_set() or h.until <= now or (
+                        recorded and id(h.item) in self._waiting and not self._awaited(h.item)
+                    ):
                         retry.append(h)
+                        self._waiting.discard(id(h.item))
                     else:
                         keep.append(h)
                 self._held = keep
@@ -304,7 +310,11 @@ class Reports:
         ready: list[Receipt] = []
         for r in receipts:
             if self._awaited(r):
-                (hold if holdable and id(r) in holdable else park).append(r)
+                if holdable and id(r) in holdable:
+                    hold.append(r)
+                    self._waiting.add(id(r))
+                else:
+                    park.append(r)
             else:
                 ready.append(r)
         for r in await apply_receipts(tx, ready) if ready else []:

@@ -287,6 +287,10 @@ async def _serve(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    try:  # SIGHUP: count ids from --first-id again, as a restarted SMSC
+        loop.add_signal_handler(signal.SIGHUP, sim.restart_ids)
+    except (NotImplementedError, RuntimeError, AttributeError):
+        pass
     await stop.wait()
     await sim.stop()
 
