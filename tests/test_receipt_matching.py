@@ -124,3 +124,32 @@ async def test_a_done_date_before_the_submit_keeps_the_life_cycle_order(
     assert m["done_at"] >= m["submitted_at"]
     # the SMSC's own time is still there, as data
     assert "operator's time" in events[-1]["detail"] and "done date:" in events[-1]["detail"]
+
+
+async def test_a_receipt_for_a_part_that_comes_while_its_next_part_is_submitted_waits_for_its_message(
+    platform_sim: Platform, sim: SmscSimulator
+) -> None:
+    """Part 1's receipt comes while part 2 is still out: it must not go to an
+    older message with part 1's id, but wait for its own to be recorded."""
+    p = platform_sim
+    account = await make_account(p, credits="100")
+    async with client_of(p) as api:
+        old = await send(api, account, ["0708010006", "0708020006"])  # ids 1 and 2, never reported
+
+        async def old_submitted() -> bool:
+            return set((await states(p, old)).values()) == {"submitted"}
+
+        await eventually(old_submitted, timeout=30)
+        sim.restart_ids()
+        sim.latency = 0.3  # each submit_sm_resp takes 300 ms; each receipt follows its resp at once
+        r = await api.post("/v1/messages", headers=auth(account),
+                           json={"to": ["0711000100"], "text": "x" * 200, "sender": "Ujumbe"})  # two parts: ids 1, 2
+        assert r.status_code == 202, r.text
+        new = [m["id"] for m in r.json()["messages"]]
+
+        async def new_delivered() -> bool:
+            return (await states(p, new))[new[0]] == "delivered"
+
+        await eventually(new_delivered, timeout=30)
+        assert await operator_ids(p, new) == await operator_ids(p, old)
+        assert set((await states(p, old)).values()) == {"submitted"}

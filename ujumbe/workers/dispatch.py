@@ -90,7 +90,12 @@ class Dispatcher:
     def awaiting_record(self, channel: str, operator_id: str) -> bool:
         """A send on ``channel`` got this operator id and its record is not committed yet."""
         ids = self._unrecorded.get(channel)
-        return bool(ids) and operator_id in ids  # type: ignore[operator]
+        if ids and operator_id in ids:
+            return True
+        # a part of a message whose other parts are still being submitted
+        ch = self.router.connectors.get(channel) or self.router.builtin.get(channel)
+        answering = getattr(ch, "answering", None)
+        return bool(answering) and operator_id in answering  # type: ignore[operator]
 
     def _recorded(self, batch: list[Outcome]) -> None:
         for o in batch:

@@ -234,6 +234,10 @@ class SmppConnector(Channel):
         self._ref8 = random.randrange(256)
         self._ref16 = random.randrange(65536)
         self._mo: dict[tuple[str, str, int, int], _Partial] = {}
+        # Operator ids of parts answered while the rest of their message is
+        # still being submitted: a receipt for one may come before the send
+        # returns, and must wait for its record (see Dispatcher.awaiting_record).
+        self.answering: dict[str, int] = {}
         self._housekeeper: asyncio.Task[None] | None = None
 
     # --- life cycle ------------------------------------------------------------------
@@ -367,6 +371,17 @@ class SmppConnector(Channel):
         pdus = self.build_pdus(msg)
         b = await self._pick()
         ids: list[str] = []
+        try:
+            return await self._submit_all(b, pdus, ids)
+        finally:
+            for op_id in ids:  # the send has ended: its caller records what came of it
+                n = self.answering.get(op_id, 0) - 1
+                if n > 0:
+                    self.answering[op_id] = n
+                else:
+                    self.answering.pop(op_id, None)
+
+    async def _submit_all(self, b: _Bind, pdus: list[Pdu], ids: list[str]) -> Submitted:
         for pdu in pdus:
             await b.pacer.acquire()
             sess = b.session
@@ -382,7 +397,9 @@ class SmppConnector(Channel):
                 raise SendError(f"{self.name}: unreadable response: {exc}", transient=True, code="badresp") from None
             status = resp.status
             if status == ESME_ROK and resp.command_id != GENERIC_NACK:
-                ids.append(resp.get("message_id"))
+                op_id = resp.get("message_id")
+                ids.append(op_id)
+                self.answering[op_id] = self.answering.get(op_id, 0) + 1
                 b.pacer.accepted()
                 continue
             code = f"0x{status:08X}"
