@@ -75,6 +75,7 @@ async def test_every_receipt_answered_before_a_kill_is_recorded(tmp_path: Path, 
     try:
         account = cli(env, "accounts", "create", "--name", "Load", "--email", "load@example.com",
                       "--password", "pass-word-1", "--credits", "100000")
+        cli(env, "numbers", "add", account["account_id"], "22141")  # the MOs' destination has an owner
         cli(env, "connectors", "add", "op", "--host", "127.0.0.1", "--port", str(smsc.port), "--system-id", "ujumbe")
         headers = {"authorization": f"Bearer {account['api_key']}"}
         port = free_port()
