@@ -281,3 +281,21 @@ async def test_a_receipt_long_after_its_namesakes_validity_matches_nothing(idle:
     stale = Receipt("smsc-a", "99", State.DELIVERED, later, raw="DELIVRD", received_at=later)
     assert await idle.store.run(lambda tx: apply_receipts(tx, [stale])) == [stale]
     assert (await idle.messaging.message(msg["account_id"], msg["id"]))["state"] == "submitted"
+
+
+async def test_the_sweeper_leaves_a_parked_receipt_to_the_record_this_process_awaits(idle: Platform) -> None:
+    """A receipt parked while its submit's record was still pending here must
+    not be matched by the sweeper to an older part with the same id."""
+    old = await send_one(idle)
+    await submit(idle, old, ["5"])  # before the SMSC restarted its ids
+    await idle.store.run(lambda tx: idle.reports._apply(tx, [Receipt("smsc-a", "5", State.DELIVERED, now_ms(), raw="DELIVRD")], []))
+    assert (await idle.messaging.message(old["account_id"], old["id"]))["state"] == "delivered"  # nothing awaited: it is old's
+    older = await send_one(idle, to="0708400009")
+    await submit(idle, older, ["6"])
+    idle.reports.awaiting_record = lambda channel, op_id: op_id == "6"  # a new send got "6" and is not recorded yet
+    await idle.store.run(lambda tx: idle.reports._apply(tx, [Receipt("smsc-a", "6", State.DELIVERED, now_ms(), raw="DELIVRD")], []))
+    sweeper = Sweeper(idle.store)
+    sweeper.awaiting_record = idle.reports.awaiting_record  # as runtime wires it
+    await idle.store.run(sweeper.match_early_receipts)
+    assert (await idle.messaging.message(older["account_id"], older["id"]))["state"] == "submitted"
+    assert await idle.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts")) == 1

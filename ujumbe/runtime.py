@@ -104,6 +104,8 @@ class Platform:
         # than match an older part with the same id (SMSCs reuse ids).
         self.reports.awaiting_record = self.dispatcher.awaiting_record
         self.dispatcher.on_recorded.append(self.reports.submits_recorded)
+        sweeper = Sweeper(self.store)
+        sweeper.awaiting_record = self.dispatcher.awaiting_record
         transports = await self._start_smpp()
         sender = CallbackSender(
             self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,
@@ -113,7 +115,7 @@ class Platform:
             ("dispatch", self.dispatcher),
             ("reports", self.reports),
             ("callbacks", sender),
-            ("sweeper", Sweeper(self.store)),
+            ("sweeper", sweeper),
             ("routing", routing_watcher),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))

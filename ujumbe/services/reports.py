@@ -117,6 +117,15 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
     return unmatched
 
 
+def awaits_record(check: Callable[[str, str], bool] | None, r: Receipt) -> bool:
+    """Whether ``check`` (a dispatcher's ``awaiting_record``) says this
+    receipt's submit is sent here and not recorded yet, in any spelling."""
+    if check is None:
+        return False
+    op_id = r.operator_id.strip()
+    return check(r.channel, op_id) or any(check(r.channel, v) for v in id_variants(op_id)[1:])
+
+
 def park_rows(receipts: list[Receipt]) -> list[tuple[str, str, str, int, str, str, int]]:
     return [(r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, r.received_at) for r in receipts]
 
@@ -202,11 +211,7 @@ class Reports:
         await asyncio.shield(done)
 
     def _awaited(self, r: Receipt) -> bool:
-        check = self.awaiting_record
-        if check is None:
-            return False
-        op_id = r.operator_id.strip()
-        return check(r.channel, op_id) or any(check(r.channel, v) for v in id_variants(op_id)[1:])
+        return awaits_record(self.awaiting_record, r)
 
     async def run(self, stop: asyncio.Event) -> None:
         self._closed = False
