@@ -118,6 +118,12 @@ class Platform:
         routing_watcher = RoutingWatcher(self.store, self.router, poll_s=self.settings.routing_poll_s)
         await self.router.start(self.reports)  # before dispatch: the first sends must see the routes
         self.dispatcher = Dispatcher(self.store, self.router, unseal=self.sealed_texts.open)
+        # A receipt for a send not recorded yet waits for that record, rather
+        # than match an older part with the same id (SMSCs reuse ids).
+        self.reports.awaiting_record = self.dispatcher.awaiting_record
+        self.dispatcher.on_recorded.append(self.reports.submits_recorded)
+        sweeper = Sweeper(self.store)
+        sweeper.awaiting_record = self.dispatcher.awaiting_record
         transports = await self._start_smpp()
         sender = CallbackSender(
             self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,
@@ -128,7 +134,7 @@ class Platform:
             ("dispatch", self.dispatcher),
             ("reports", self.reports),
             ("callbacks", sender),
-            ("sweeper", Sweeper(self.store)),
+            ("sweeper", sweeper),
             ("routing", routing_watcher),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
