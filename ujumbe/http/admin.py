@@ -21,7 +21,7 @@ from starlette.routing import Route
 from ujumbe.core.errors import Invalid, NotFound, Unauthorized
 from ujumbe.dialects.native import error_response, iso
 from ujumbe.dialects.native import route as native_route
-from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
+from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, path_id, read_json, services
 from ujumbe.http.openapi import Api
 from ujumbe.services.routing import ROUTE_KINDS
 
@@ -160,10 +160,7 @@ def _require_admin(request: Request) -> None:
 
 
 def _route_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise NotFound(f"No route {raw}", code="route_not_found")
-    return int(raw)
+    return path_id(request, "route", code="route_not_found")
 
 
 def admin_route(method: str, path: str, **kw: Any) -> Any:
@@ -255,7 +252,7 @@ async def create_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
-@admin_route("DELETE", "/admin/v1/routes/{id}", summary="Remove a route", tag="routes", status=204)
+@admin_route("DELETE", "/admin/v1/routes/{id:id}", summary="Remove a route", tag="routes", status=204)
 async def delete_route(request: Request) -> Response:
     _require_admin(request)
     await services(request).routing.remove_route(_route_id(request))
@@ -290,7 +287,7 @@ async def create_account_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
-@native_route("DELETE", "/v1/routes/{id}", summary="Remove one of this account's routes", tag="routes", status=204)
+@native_route("DELETE", "/v1/routes/{id:id}", summary="Remove one of this account's routes", tag="routes", status=204)
 async def delete_account_route(request: Request) -> Response:
     account_id = await _account_id(request)
     await services(request).routing.remove_route(_route_id(request), account_id=account_id)

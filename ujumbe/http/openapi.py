@@ -71,8 +71,8 @@ class Api:
         for op in self.operations:
             item: dict[str, Any] = {"summary": op.summary, "tags": [op.tag], "operationId": op.handler.__name__}
             params = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in _path_params(op.path)
+                {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(kind, {"type": "string"})}
+                for name, kind in _path_params(op.path)
             ]
             params += [
                 {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": desc}
@@ -129,8 +129,15 @@ def _dispatch(handlers: dict[str, Handler]) -> Handler:
     return endpoint
 
 
-def _path_params(path: str) -> list[str]:
-    return [seg[1:-1].split(":")[0] for seg in path.split("/") if seg.startswith("{")]
+# ``{id:id}`` (see ujumbe.http.common.IdConvertor): an id as the store keeps it.
+_PATH_SCHEMAS = {"id": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}}
+
+
+def _path_params(path: str) -> list[tuple[str, str]]:
+    """(name, convertor) of each ``{name:convertor}`` in ``path``."""
+    return [
+        (name, kind) for name, _, kind in (seg[1:-1].partition(":") for seg in path.split("/") if seg.startswith("{"))
+    ]
 
 
 def _openapi_path(path: str) -> str:
