@@ -1,6 +1,8 @@
-"""schemathesis on the two OpenAPI documents as served: ``/openapi.json``
-(with an account's API key) and ``/admin/v1/openapi.json`` (fetched with,
-and driven with, the admin token). Both databases.
+"""schemathesis on the two OpenAPI documents: ``/openapi.json`` (driven
+with an account's API key) and ``/admin/v1/openapi.json`` (behind, and driven
+with, the admin token), on a real socket, both databases. The documents are
+built at import, as schemathesis parametrizes at collection; the ``served``
+fixture checks they are exactly what the server serves.
 
 Every operation gets the coverage phase (boundary and just-out-of-bounds
 values from each schema, e.g. ids of 2^63) and a bounded, derandomized fuzz
@@ -148,3 +150,18 @@ def test_native_document(case: Any, served: Live, session: requests.Session) -> 
 def test_admin_document(case: Any, served: Live, session: requests.Session) -> None:
     case.call_and_validate(base_url=served.base, session=session, headers=_bearer(ADMIN_TOKEN), checks=CHECKS,
                            timeout=30)
+
+
+async def test_a_repeated_send_answers_as_documented(platform: Any, api: Any) -> None:
+    """What the fuzzer cannot reach (it takes the same reference twice): the
+    repeat's 200 is in the document next to the first answer's 202."""
+    account = await make_account(platform)
+    doc = (await api.get("/openapi.json")).json()
+    responses = doc["paths"]["/v1/messages"]["post"]["responses"]
+    send = {"to": "0708400000", "text": "once", "reference": "documented-1"}
+    first = await api.post("/v1/messages", headers={"authorization": f"Bearer {account['api_key']}"}, json=send)
+    again = await api.post("/v1/messages", headers={"authorization": f"Bearer {account['api_key']}"}, json=send)
+    assert (first.status_code, again.status_code) == (202, 200) and again.json()["duplicate"] is True
+    assert {"202", "200"} <= set(responses), sorted(responses)
+    schema = responses["200"]["content"]["application/json"]["schema"]
+    assert schema == responses["202"]["content"]["application/json"]["schema"]

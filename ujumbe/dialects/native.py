@@ -330,7 +330,8 @@ async def create_api_key(request: Request) -> Response:
 
 
 @route("POST", "/v1/messages", summary="Send a message to one or many recipients", tag="messages",
-       body=SendBody, response=SendResponse, status=202)
+       body=SendBody, response=SendResponse, status=202,
+       also={200: "A reference sent before: the original request's answer (duplicate: true); nothing is sent"})
 async def send_messages(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, SendBody)

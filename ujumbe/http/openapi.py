@@ -30,6 +30,7 @@ class Operation:
     status: int = 200
     query: dict[str, str] = field(default_factory=dict)
     auth: bool = True
+    also: dict[int, str] = field(default_factory=dict)  # other success statuses (same body), and when
 
 
 class Api:
@@ -44,11 +45,11 @@ class Api:
 
     def route(
         self, method: str, path: str, *, summary: str, tag: str, body: Any = None, response: Any = None,
-        status: int = 200, query: dict[str, str] | None = None, auth: bool = True,
+        status: int = 200, query: dict[str, str] | None = None, auth: bool = True, also: dict[int, str] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
-                Operation(method, path, handler, summary, tag, body, response, status, query or {}, auth)
+                Operation(method, path, handler, summary, tag, body, response, status, query or {}, auth, also or {})
             )
             return handler
 
@@ -87,6 +88,7 @@ class Api:
                 ok["content"] = {"application/json": {"schema": ref[id(op.response)]}}
             item["responses"] = {
                 str(op.status): ok,
+                **{str(code): {**ok, "description": why} for code, why in op.also.items()},
                 "4XX": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             }
             if op.auth:
