@@ -372,3 +372,31 @@ async def test_tilil_hostile_input(platform: Platform) -> None:
 
         await eventually(delivered)  # so a misread id would show its report
         await run_table(client, tilil_cases(account["api_key"], message_id), {}, tilil_shape)
+
+
+async def test_a_fault_of_ours_is_a_500_in_the_dialects_shape_on_a_kept_connection(platform: Platform) -> None:
+    """The safety net under the tables above: a bug (here one planted in a
+    use case) is still answered in the dialect's shape, and the client's
+    keep-alive connection is not dropped with it."""
+    account = await make_account(platform)
+    platform.settings.admin_token = ADMIN
+
+    async def bug(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug of ours")
+
+    platform.templates.list = bug  # type: ignore[method-assign]
+    platform.messaging.send = bug  # type: ignore[method-assign]
+    platform.routing.list_connectors = bug  # type: ignore[method-assign]
+    engagement = {"notificationType": "X", "referenceID": "bug-1", "smsDto": {"msisdn": ["0708400000"], "message": "hi"}}
+    async with one_connection(platform) as client:
+        port = local_port(await client.get("/health"))
+        r = await client.get("/v1/templates", headers=auth(account))
+        assert r.status_code == 500 and r.json() == {
+            "error": {"code": "internal_error", "message": "Something went wrong on our side"}}
+        r = await client.get("/admin/v1/connectors", headers={"authorization": f"Bearer {ADMIN}"})
+        assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+        r = await client.post("/api/v2/engagement", headers=auth(account), json=engagement)
+        assert r.status_code == 500
+        assert r.json() == {"transactionID": None, "statusCode": 500, "message": "Something went wrong on our side"}
+        r = await client.get("/health")
+        assert r.status_code == 200 and local_port(r) == port, "the connection was dropped"

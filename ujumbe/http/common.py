@@ -7,6 +7,7 @@ what they have in common.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from ujumbe.core.errors import Invalid, NotFound, TooLarge, UjumbeError, Unauthorized
 
 T = TypeVar("T")
+log = logging.getLogger("ujumbe.http")
 
 # What a request may carry. No real request comes near; each limit keeps a
 # hostile one from costing memory or CPU, or failing later in the store.
@@ -38,7 +40,15 @@ STATUS_BY_KIND = {
     "rate_limited": 429,
     "unavailable": 422,
     "down": 503,
+    "internal": 500,
 }
+
+
+class InternalError(UjumbeError):
+    """A fault of ours, not the client's."""
+
+    code = "internal_error"
+    kind = "internal"
 
 
 class JSON(Response):
@@ -202,6 +212,11 @@ def handles_errors(handler: Handler, on_error: Callable[[UjumbeError], Response]
             return await handler(request)
         except UjumbeError as exc:
             return on_error(exc)
+        except Exception:
+            # Still a 500, but in the dialect's shape and on a connection kept
+            # open: an exception left to the server would drop it.
+            log.exception("%s %s failed", request.method, request.url.path)
+            return on_error(InternalError("Something went wrong on our side"))
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
