@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import auth, eventually, make_account, serving
 from ujumbe.dialects import native

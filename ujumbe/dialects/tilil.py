@@ -17,7 +17,6 @@ import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
