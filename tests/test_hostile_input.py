@@ -161,6 +161,9 @@ def native_cases() -> list[Case]:
         Case("POST", "/v1/api-keys", TOO_BIG, 413, "body_too_large"),
         Case("POST", "/v1/messages", js({**SEND, "text": "x" * 100_000}), 400, "message_too_long"),
         Case("POST", "/v1/messages", js({**SEND, "reference": "r" * 100_000}), 400, "invalid_reference"),
+        Case("PUT", "/v1/templates/long", js({"body": "x" * 1_000_000}), 400, "validation_error"),
+        Case("PUT", "/v1/templates/long", js({"body": "x", "subject": "s" * 100_000}), 400, "validation_error"),
+        Case("POST", "/v1/api-keys", js({"label": "l" * 1_000_000}), 400, "validation_error"),
         # wrong types
         Case("POST", "/v1/messages", js({"to": {"a": 1}, "text": 5}), 400, "validation_error"),
         Case("POST", "/v1/messages", js({**SEND, "unicode": "yes"}), 400, "validation_error"),

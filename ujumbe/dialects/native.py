@@ -121,9 +121,9 @@ class MessagePage(msgspec.Struct):
 
 
 class TemplateBody(msgspec.Struct, forbid_unknown_fields=True):
-    body: str
+    body: Annotated[str, msgspec.Meta(max_length=65_536)]  # far past any SMS; a long email fits
     channel: str = "sms"
-    subject: str | None = None
+    subject: Annotated[str, msgspec.Meta(max_length=998)] | None = None  # an email header line's limit
 
 
 class TemplateOut(msgspec.Struct):
@@ -195,7 +195,7 @@ class WebhookSecret(msgspec.Struct):
 
 
 class ApiKeyBody(msgspec.Struct):
-    label: str = ""
+    label: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
 class ApiKeyOut(msgspec.Struct):
