@@ -24,8 +24,9 @@ from ujumbe.dialects.native import (
     Injected, InboundBody, SubscriptionNoticeBody, error_response, inject_notice, injected, int_param, iso,
 )
 from ujumbe.dialects.native import route as native_route
-from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
-from ujumbe.http.common import decode_json as read_body
+from ujumbe.http.common import (
+    Handler, JSON, bearer, client_address, decode_json, handles_errors, path_id, read_body, read_json, services,
+)
 from ujumbe.http.openapi import Api
 from ujumbe.services import reports
 from ujumbe.services.routing import ROUTE_KINDS
@@ -210,10 +211,7 @@ async def admin_only(request: Request) -> None:
 
 
 def _route_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise NotFound(f"No route {raw}", code="route_not_found")
-    return int(raw)
+    return path_id(request, "route", code="route_not_found")
 
 
 def admin_route(method: str, path: str, **kw: Any) -> Any:
@@ -305,7 +303,7 @@ async def create_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
-@admin_route("DELETE", "/admin/v1/routes/{id}", summary="Remove a route", tag="routes", status=204)
+@admin_route("DELETE", "/admin/v1/routes/{id:id}", summary="Remove a route", tag="routes", status=204)
 async def delete_route(request: Request) -> Response:
     await admin_only(request)
     await services(request).routing.remove_route(_route_id(request))
@@ -355,8 +353,8 @@ async def approve_sender(request: Request) -> Response:
 async def reject_sender(request: Request) -> Response:
     await admin_only(request)
     p = request.path_params
-    raw = await request.body()
-    body = read_body(raw, SenderRejectBody) if raw.strip() else SenderRejectBody()
+    raw = await read_body(request)
+    body = decode_json(raw, SenderRejectBody) if raw.strip() else SenderRejectBody()
     return JSON(sender_out(await services(request).senders.reject(p["account_id"], p["name"], body.reason)))
 
 
@@ -430,7 +428,7 @@ async def create_account_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
-@native_route("DELETE", "/v1/routes/{id}", summary="Remove one of this account's routes", tag="routes", status=204)
+@native_route("DELETE", "/v1/routes/{id:id}", summary="Remove one of this account's routes", tag="routes", status=204)
 async def delete_account_route(request: Request) -> Response:
     account_id = await _account_id(request)
     await services(request).routing.remove_route(_route_id(request), account_id=account_id)
