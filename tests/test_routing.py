@@ -321,6 +321,36 @@ async def test_the_operator_never_has_more_than_the_window_outstanding(
         await slow.stop()
 
 
+async def test_a_window_of_four_never_has_a_fifth_submit_outstanding(
+    platform: Platform, admin_api: httpx.AsyncClient
+) -> None:
+    """A contracted window below the old floor of 32 is honoured exactly, though
+    the dispatcher claims several windows ahead, and shown as configured."""
+    slow = SmscSimulator("127.0.0.1", 0, system_id="ujumbe", password="s3cret", latency_ms=40, receipt_delay_ms=20)
+    await slow.start()
+    try:
+        account = await make_account(platform, credits="1000")
+        r = await admin_api.post("/admin/v1/connectors", json=connector_body("op-4", slow.port, window=4),
+                                 headers=ADMIN_AUTH)
+        assert r.status_code == 201 and r.json()["window"] == 4
+        await admin_api.post("/admin/v1/routes", json={"kind": "default", "connector": "op-4"}, headers=ADMIN_AUTH)
+        await eventually(lambda: _binds_up(admin_api, "op-4"))
+        assert platform.router.connectors["op-4"].max_in_flight == 4
+        ids = await send(admin_api, account, [f"0712{i:04d}29" for i in range(60)])
+        ids += await send(admin_api, account, [f"0713{i:04d}29" for i in range(5)], text="y" * 400)  # 3 parts each
+
+        async def all_delivered() -> bool:
+            return all([await delivered_via(platform, mid) == "op-4" for mid in ids])
+
+        await eventually(all_delivered, timeout=30)
+        assert len(slow.submitted) == 60 + 5 * 3
+        assert slow.max_in_flight == 4  # four unanswered at the operator, never a fifth
+        listed = (await admin_api.get("/admin/v1/connectors", headers=ADMIN_AUTH)).json()["data"]
+        assert [c["window"] for c in listed if c["name"] == "op-4"] == [4]
+    finally:
+        await slow.stop()
+
+
 async def _has_retry(platform: Platform, mid: int) -> bool:
     return bool(await platform.store.read(
         lambda tx: tx.fetchval("SELECT count(*) FROM message_events WHERE message_id = ? AND state = 'retry'", mid)
