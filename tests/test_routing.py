@@ -282,7 +282,7 @@ async def test_connector_and_routes_take_effect_without_restart(
     assert [p[0] for p in parts] == ["op-a", "op-a"]  # receipts matched by the connector's name
 
     # Without the default route there is no failover: disabled, op-a unbinds and
-    # its traffic waits with backoff instead of failing, and goes when it is back.
+    # its traffic waits for a bind instead of failing, and goes when it is back.
     default_id = [r["id"] for r in (await admin_api.get("/admin/v1/routes", headers=ADMIN_AUTH)).json()["data"]
                   if r["kind"] == "default"][0]
     assert (await admin_api.delete(f"/admin/v1/routes/{default_id}", headers=ADMIN_AUTH)).status_code == 204
@@ -290,7 +290,7 @@ async def test_connector_and_routes_take_effect_without_restart(
     assert r.status_code == 200
     await eventually(lambda: _not_running(platform, "op-a"))
     waiting = (await send(admin_api, account, "0712000021"))[0]
-    await eventually(lambda: _has_retry(platform, waiting))
+    await eventually(lambda: _has_event(platform, waiting, "waiting"))
     assert (await message(platform, waiting))["state"] == "queued"
     await admin_api.patch("/admin/v1/connectors/op-a", json={"enabled": True}, headers=ADMIN_AUTH)
     assert await eventually(lambda: delivered_via(platform, waiting), timeout=20) == "op-a"
@@ -352,8 +352,12 @@ async def test_a_window_of_four_never_has_a_fifth_submit_outstanding(
 
 
 async def _has_retry(platform: Platform, mid: int) -> bool:
+    return await _has_event(platform, mid, "retry")
+
+
+async def _has_event(platform: Platform, mid: int, state: str) -> bool:
     return bool(await platform.store.read(
-        lambda tx: tx.fetchval("SELECT count(*) FROM message_events WHERE message_id = ? AND state = 'retry'", mid)
+        lambda tx: tx.fetchval("SELECT count(*) FROM message_events WHERE message_id = ? AND state = ?", mid, state)
     ))
 
 

@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def _flag(name: str) -> bool:
@@ -54,6 +55,21 @@ class Settings:
     # defaults to 2775; a Platform built in code listens only when told (0 = any free port).
     smpp_port: int | None = field(default_factory=lambda: smpp_port_from_env(None))
     smpp_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_SMPP_HOST", "127.0.0.1"))
+    # Dispatch. A try is a real refusal by an operator: a transient one is tried
+    # again after retry_base_ms x 2^(try-1) (capped at retry_cap_ms, with jitter),
+    # up to max_attempts. While no bind of a message's route is up it waits
+    # instead, not counting tries, until its validity ends; it is looked at again
+    # every bind_wait_recheck_s and at once when a bind comes up.
+    retry_base_ms: int = field(default_factory=lambda: _number("UJUMBE_RETRY_BASE_MS", 1000))
+    retry_cap_ms: int = field(default_factory=lambda: _number("UJUMBE_RETRY_CAP_MS", 300_000))
+    max_attempts: int = field(default_factory=lambda: _number("UJUMBE_MAX_ATTEMPTS", 10))
+    bind_wait_recheck_s: float = field(default_factory=lambda: _number("UJUMBE_BIND_WAIT_RECHECK_S", 30.0))
+    # An operator connector that lost its bind tries again after 1 s, doubling up to this.
+    smpp_rebind_max_s: float = field(default_factory=lambda: _number("UJUMBE_SMPP_REBIND_MAX_S", 10.0))
+    # Each dispatch worker beats this often; one whose beat has not moved for
+    # worker_dead_s is taken for dead and another worker sends what it held.
+    worker_heartbeat_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_HEARTBEAT_S", 1.0))
+    worker_dead_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_DEAD_S", 5.0))
 
     def load_secret(self) -> str:
         """The server secret signs tokens and derives per-account keys.
@@ -77,6 +93,17 @@ class Settings:
             with os.fdopen(fd, "w") as f:
                 f.write(self.secret_key + "\n")
         return self.secret_key
+
+
+def _number(name: str, default: int | float) -> Any:
+    """A number from the environment, of the default's type; unset or empty gives the default."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
 
 
 def _range(text: str) -> tuple[int, int]:

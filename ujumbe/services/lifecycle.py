@@ -109,8 +109,9 @@ async def transition(
 
 
 async def _settle(tx: Tx, msg: dict[str, Any], final: State) -> str:
-    """What the operator took we pay for; what never reached it is refunded."""
-    if final.reached_operator or msg.get("submitted_at"):
+    """What the operator took we pay for; what never reached it is refunded
+    (also a message that expired before it could be sent: an outage)."""
+    if msg.get("submitted_at") or (final.reached_operator and final != State.EXPIRED):
         return "settled"
     if msg["cost"]:
         await accounts_q.add_ledger(

@@ -25,13 +25,14 @@ log = logging.getLogger("ujumbe.workers")
 class Recorder(Generic[T]):
     def __init__(
         self, store: Store, record: Callable[[Tx, list[T]], Awaitable[Any]], *, batch: int, what: str,
-        recorded: Callable[[], None] | None = None,
+        recorded: Callable[[], None] | None = None, done: Callable[[list[T]], None] | None = None,
     ) -> None:
         self.store = store
         self.record = record
         self.batch = batch
         self.what = what  # for the log: "send outcomes", "callback results"
         self.recorded = recorded  # called after each batch is written
+        self.done = done  # called with each batch once it is written (durable)
         self.pending: list[T] = []
         self._ready = asyncio.Event()
 
@@ -68,5 +69,7 @@ class Recorder(Generic[T]):
                 self.pending[:0] = batch
                 await asyncio.sleep(0.5)
                 continue
+            if self.done is not None:
+                self.done(batch)
             if self.recorded is not None:
                 self.recorded()
