@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import uuid
 import weakref
@@ -99,7 +100,7 @@ class Dispatcher:
         self.wait_recheck_ms = int(wait_recheck_s * 1000)
         self.heartbeat_s = heartbeat_s
         self.dead_s = dead_s
-        self._name = f"w-{uuid.uuid4().hex[:12]}"
+        self._name = f"w-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # the pid tells an operator which process
         self.owner = self._name  # the name it leases under; a new one after being taken for dead
         self._epoch = 0
         self._in_flight = 0  # claimed and not yet recorded
@@ -114,7 +115,13 @@ class Dispatcher:
 
     @property
     def capacity(self) -> int:
-        return CLAIM_AHEAD * sum(c.max_in_flight for c in self.router.channels.values()) or 1
+        router = self.router
+        channels = router.channels
+        if router.configured:
+            # The connectors carry the traffic; a built-in channel only where a route names it.
+            named = {r.connector for r in router.rules}
+            channels = {n: c for n, c in channels.items() if n in router.connectors or n in named}
+        return CLAIM_AHEAD * sum(c.max_in_flight for c in channels.values()) or 1
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = self.store.listener("outbox")
