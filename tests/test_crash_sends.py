@@ -216,6 +216,7 @@ async def test_kill_a_worker_beside_the_api_and_another_takes_over(
         doomed.wait()
         killed_at = time.monotonic()
         held_at_kill = await leases()
+        assert len({owner for _, owner in held_at_kill}) == 2  # the dead worker's leases are among them
         assert _receipts_answered(smsc) == 0
         await load.stop()
 
