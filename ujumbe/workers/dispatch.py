@@ -103,12 +103,12 @@ class Dispatcher:
         self._name = f"w-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # the pid tells an operator which process
         self.owner = self._name  # the name it leases under; a new one after being taken for dead
         self._epoch = 0
-        self._in_flight = 0  # claimed and not yet recorded
+        self._in_flight = 0
         self._slot_free = asyncio.Event()
         # the slot_free wake: a written batch makes room under MAX_UNRECORDED
         self._outcomes: Recorder[Outcome] = Recorder(
             store, self._record, batch=RECORD_BATCH, what="send outcomes", recorded=self._slot_free.set,
-            done=self._recorded,
+            done=self._recorded, parallel=2,
         )
         self._sems: weakref.WeakKeyDictionary[Channel, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -203,7 +203,7 @@ class Dispatcher:
                 if epoch != self._epoch:
                     # Declared dead while this waited: another worker has the
                     # message now. Sending it too would only make a duplicate.
-                    self._drop(slot)
+                    slot.release()
                     return
                 submitted = await channel.send(outbound)
             outcome = Outcome(msg["id"], attempts, channel.name, submitted=submitted)
@@ -212,20 +212,19 @@ class Dispatcher:
         except Exception as exc:  # never lose a message to a bug: retry it
             log.exception("dispatch of message %s crashed", msg["id"])
             outcome = Outcome(msg["id"], attempts, channel.name if channel else "", error=SendError(str(exc), transient=True))
+        finally:
+            self._in_flight -= 1
+            self._slot_free.set()
         outcome.waiting_since, outcome.slot, outcome.epoch = waiting_since, slot, epoch
         self._outcomes.add(outcome)
 
-    def _drop(self, slot: asyncio.Semaphore | None) -> None:
-        if slot is not None:
-            slot.release()
-        self._in_flight -= 1
-        self._slot_free.set()
-
-    def _recorded(self, batch: list[Outcome]) -> None:
+    @staticmethod
+    def _recorded(batch: list[Outcome]) -> None:
         """A batch of outcomes is durable: their sends can no longer repeat
-        after a crash, so their slots may take new sends."""
+        after a crash, so their channel slots may take new sends."""
         for o in batch:
-            self._drop(o.slot)
+            if o.slot is not None:
+                o.slot.release()
 
     # --- liveness: heartbeats, taking over a dead worker's leases, binds coming up ---
 
