@@ -59,11 +59,12 @@ class Settings:
     # again after retry_base_ms x 2^(try-1) (capped at retry_cap_ms, with jitter),
     # up to max_attempts. While no bind of a message's route is up it waits
     # instead, not counting tries, until its validity ends; it is looked at again
-    # every bind_wait_recheck_s and at once when a bind comes up.
+    # at once when a bind comes up (or the routes change), and otherwise every
+    # bind_wait_recheck_s: long, as each look at a large backlog is a write per message.
     retry_base_ms: int = field(default_factory=lambda: _number("UJUMBE_RETRY_BASE_MS", 1000))
     retry_cap_ms: int = field(default_factory=lambda: _number("UJUMBE_RETRY_CAP_MS", 300_000))
     max_attempts: int = field(default_factory=lambda: _number("UJUMBE_MAX_ATTEMPTS", 10))
-    bind_wait_recheck_s: float = field(default_factory=lambda: _number("UJUMBE_BIND_WAIT_RECHECK_S", 30.0))
+    bind_wait_recheck_s: float = field(default_factory=lambda: _number("UJUMBE_BIND_WAIT_RECHECK_S", 300.0))
     # An operator connector that lost its bind tries again after 1 s, doubling up to this.
     smpp_rebind_max_s: float = field(default_factory=lambda: _number("UJUMBE_SMPP_REBIND_MAX_S", 10.0))
     # Each dispatch worker beats this often; one whose beat has not moved for

@@ -84,7 +84,7 @@ class Dispatcher:
     def __init__(
         self, store: Store, router: Router, *, batch: int = 200, lease_ms: int = 120_000,
         max_attempts: int = 10, poll_s: float = 1.0, retry_base_ms: int = 1000, retry_cap_ms: int = 300_000,
-        wait_recheck_s: float = 30.0, heartbeat_s: float = 1.0, dead_s: float = 5.0,
+        wait_recheck_s: float = 300.0, heartbeat_s: float = 1.0, dead_s: float = 5.0,
     ) -> None:
         self.store = store
         self.router = router
