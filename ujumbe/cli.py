@@ -423,17 +423,8 @@ async def _set_price(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _add_number(platform: Any, args: argparse.Namespace) -> Any:
-    from ujumbe.store import now_ms
-
     await platform.accounts.get(args.account)
-    await platform.store.run(
-        lambda tx: tx.execute(
-            "INSERT INTO numbers (number, account_id, kind, dialect, created_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (number) DO UPDATE SET account_id = excluded.account_id, kind = excluded.kind, "
-            "dialect = excluded.dialect",
-            args.number, args.account, args.kind, args.dialect, now_ms(),
-        )
-    )
+    await platform.senders.assign_number(args.account, args.number, kind=args.kind, dialect=args.dialect)
     return {"number": args.number, "account_id": args.account, "kind": args.kind, "dialect": args.dialect}
 
 

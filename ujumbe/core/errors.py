@@ -32,6 +32,13 @@ class Unauthorized(UjumbeError):
     kind = "unauthorized"
 
 
+class Forbidden(UjumbeError):
+    """Known, but not this caller's to do (e.g. a short code the operator has not granted it)."""
+
+    code = "forbidden"
+    kind = "forbidden"
+
+
 class NotFound(UjumbeError):
     code = "not_found"
     kind = "not_found"

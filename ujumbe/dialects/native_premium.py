@@ -113,14 +113,14 @@ async def list_services(request: Request) -> Response:
     return JSON([service_out(s) for s in await services(request).premium.list(account.id)])
 
 
-@route("POST", "/v1/premium-services", summary="Register a premium service on a short code (claims the "
-       "short code for inbound messages)", tag="premium", body=ServiceBody, response=ServiceOut, status=201)
+@route("POST", "/v1/premium-services", summary="Register a premium service on a short code the operator "
+       "granted this account (`ujumbe numbers add`); its inbound messages come here", tag="premium", body=ServiceBody, response=ServiceOut, status=201)
 async def create_service(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, ServiceBody)
     service = await services(request).premium.create(
         account.id, shortcode=body.shortcode, kind=body.type, keywords=body.keywords, name=body.name,
-        api_token=body.api_token, service_id=body.service_id,
+        api_token=body.api_token, service_id=body.service_id, granted_only=True,
     )
     return JSON(service_out(service), 201)
 
