@@ -69,6 +69,15 @@ class Settings:
     # defaults to 2775; a Platform built in code listens only when told (0 = any free port).
     smpp_port: int | None = field(default_factory=lambda: smpp_port_from_env(None))
     smpp_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_SMPP_HOST", "127.0.0.1"))
+    # Email (docs/email.md). A relay for the embedded default's email instead of
+    # the email simulator: smtp://user:pass@host:587 (STARTTLS when offered),
+    # smtps://... (implicit TLS); ?verify=0 skips certificate checks.
+    smtp_url: str = field(default_factory=lambda: os.environ.get("UJUMBE_SMTP_URL", ""))
+    # The bounce (DSN) listener: off unless a port is given (0 = any free port).
+    bounce_port: int | None = field(default_factory=lambda: _port_or_none(os.environ.get("UJUMBE_BOUNCE_PORT", "")))
+    bounce_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_HOST", "127.0.0.1"))
+    # The domain of VERP return paths (bounce+...@DOMAIN); unset: the sender's domain.
+    bounce_domain: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_DOMAIN", ""))
 
     def load_secret(self) -> str:
         """The server secret signs tokens and derives per-account keys.
@@ -92,6 +101,11 @@ class Settings:
             with os.fdopen(fd, "w") as f:
                 f.write(self.secret_key + "\n")
         return self.secret_key
+
+
+def _port_or_none(raw: str) -> int | None:
+    raw = raw.strip().lower()
+    return None if raw in ("", "off", "no", "none", "false") else int(raw)
 
 
 def _range(text: str) -> tuple[int, int]:
