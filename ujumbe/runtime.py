@@ -71,7 +71,7 @@ class Platform:
         # texts with one-time codes are kept encrypted until the dispatcher sends them
         self.sealed_texts = Box(secret, "sealed-texts")
         self.messaging = Messaging(
-            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"},
+            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email"},
             seal=self.sealed_texts.seal, domains=self.domains,
         )
         self.verifications = Verifications(self.store, self.messaging, secret)

@@ -55,7 +55,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "long_messages": ("udh", "udh16", "payload", "sar"),
 }
 CONNECTOR_DEFAULTS: dict[str, Any] = {
-    "kind": "smpp", "system_type": "", "bind_mode": "transceiver", "binds": 1, "window_size": 64, "tps": None,
+    "kind": "smpp", "system_id": "", "system_type": "", "bind_mode": "transceiver", "binds": 1, "window_size": 64, "tps": None,
     "tls": False, "data_coding": "gsm7", "long_messages": "udh", "enabled": True,
 }
 # What a connector is made of; a change to any of these restarts it.
@@ -180,6 +180,8 @@ class Routing:
             row = await q.get_connector(tx, name)
             if row is None:
                 raise NotFound(f"No connector named '{name}'", code="connector_not_found")
+            if "options" in changes:  # the options given change, the others stay
+                changes["options"] = {**(row.get("options") or {}), **(changes["options"] or {})}
             merged = {**row, **changes}
             _check_connector(merged)
             fields = dict(changes)

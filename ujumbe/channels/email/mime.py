@@ -49,6 +49,14 @@ def from_verp(address: str) -> str | None:
     return f"{head}@{domain}"
 
 
+def _cte(text: str) -> str:
+    """7-bit transfer encodings only, so a relay without 8BITMIME takes it:
+    quoted-printable stays readable for mostly-Latin text, base64 is smaller
+    for Devanagari and other scripts of multi-byte characters."""
+    wide = sum(1 for c in text if ord(c) > 127)
+    return "base64" if wide * 4 > len(text) else "quoted-printable"
+
+
 def build(msg: Outbound, *, bounce_domain: str | None = None, now: float | None = None) -> Built:
     """The message for ``msg`` (sender, recipient, body; subject, html and
     unsubscribe URL in ``msg.meta``), ready to sign and send."""
@@ -68,7 +76,7 @@ def build(msg: Outbound, *, bounce_domain: str | None = None, now: float | None 
         url = unsubscribe.replace("${to}", quote(msg.recipient, safe="@"))
         em["List-Unsubscribe"] = f"<{url}>"
         em["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    em.set_content(msg.body, charset="utf-8")
+    em.set_content(msg.body, charset="utf-8", cte=_cte(msg.body))
     if msg.meta.get("html"):
-        em.add_alternative(msg.meta["html"], subtype="html", charset="utf-8")
+        em.add_alternative(msg.meta["html"], subtype="html", charset="utf-8", cte=_cte(msg.meta["html"]))
     return Built(mid, verp(mid, bounce_domain or domain), em.as_bytes(policy=SMTP))

@@ -101,6 +101,8 @@ class SmtpConnector(Channel):
             validate_certs=self.verify, tls_context=self.tls_context, timeout=self.timeout,
         )
         await client.connect()
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()  # now, not lazily at the first send: DSN support is read from it
         if self.username:
             await client.login(self.username, self.password or "")
         self._open.add(client)
