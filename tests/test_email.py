@@ -293,3 +293,63 @@ async def test_email_uses_the_simulator_when_only_smpp_connectors_exist(platform
 
 def test_tls_helper_makes_a_server_context(tmp_path: Path) -> None:
     assert isinstance(self_signed(tmp_path), ssl.SSLContext)
+
+
+async def test_cli_domain_dns_record_and_smtp_connector(tmp_path: Path) -> None:
+    import asyncio
+    import json
+    import os
+    import sys
+
+    from tests.conftest import make_settings
+    from ujumbe.runtime import Platform as P
+
+    relay = Relay()
+    port = await relay.start()
+    settings = make_settings(tmp_path, None, routing_poll_s=0.2)
+    platform = P(settings)
+    await platform.start("all")
+    env = {**os.environ, "UJUMBE_DATA_DIR": str(settings.data_dir), "UJUMBE_SECRET_KEY": settings.load_secret(),
+           "UJUMBE_CONNECTOR_PASSWORD": ""}
+    env.pop("UJUMBE_DATABASE_URL", None)
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ujumbe", *args, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    try:
+        account = await make_account(platform)
+        code, out, err = await cli("domains", "add", account["account_id"], "Duka.co.ke", "--selector", "s1")
+        assert code == 0, err
+        assert json.loads(out)["dns_name"] == "s1._domainkey.duka.co.ke" and "PRIVATE" not in out
+        code, out, err = await cli("domains", "dns", "duka.co.ke")
+        assert code == 0, err
+        name, _, rest = out.strip().partition(". IN TXT ")
+        txt = rest.strip('"')
+        assert name == "s1._domainkey.duka.co.ke" and txt.startswith("v=DKIM1; k=rsa; p=")
+        code, out, err = await cli("connectors", "add", "relay-cli", "--kind", "smtp", "--host", "127.0.0.1",
+                                   "--port", str(port), "--binds", "2", "--no-verify")
+        assert code == 0, err
+        assert json.loads(out)["kind"] == "smtp" and json.loads(out)["options"] == {"verify": False}
+        code, out, err = await cli("connectors", "add", "bad", "--kind", "smtp", "--host", "127.0.0.1",
+                                   "--port", str(port), "--tls", "--starttls")
+        assert code == 1 and "not both" in err
+
+        async def running_here() -> bool:
+            return platform.router.status("relay-cli") is not None
+
+        await eventually(running_here)
+        async with client_of(platform) as api:
+            r = await api.post("/v1/messages", headers=auth(account), json={
+                "to": "wanjiru@example.org", "subject": SUBJECT_NE, "text": TEXT, "from": "orders@duka.co.ke"})
+            assert r.status_code == 202, r.text
+        got = (await relay.wait(1))[0]
+        assert dkim.verify(got.data, dnsfunc=lambda n, timeout=5: txt.encode())
+        m = await final(platform, account, r.json()["messages"][0]["id"])
+        assert m["state"] == "delivered" and m["connector"] == "relay-cli"
+    finally:
+        await platform.stop()
+        await relay.stop()
