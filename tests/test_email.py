@@ -353,3 +353,27 @@ async def test_cli_domain_dns_record_and_smtp_connector(tmp_path: Path) -> None:
     finally:
         await platform.stop()
         await relay.stop()
+
+
+@pytest.mark.parametrize("subject", [
+    "Karibu", SUBJECT_NE * 6, "¡Gracias por su compra, señora Muñoz!", "=?utf-8?b?not-a-word?= as typed", "a" * 300,
+])
+@pytest.mark.parametrize("html", [None, HTML])
+def test_mime_any_script_is_7bit_and_reads_back(subject: str, html: str | None) -> None:
+    from ujumbe.channels.base import Outbound
+    from ujumbe.channels.email.mime import build
+
+    text = TEXT + "\n.a line starting with a dot\ntrailing spaces   \n" + "नमस्ते " * 40 + "\n" + "x" * 200
+    built = build(Outbound("7", "acc", "orders@duka.co.ke", "wanjiru@example.org", text, "utf-8", 1,
+                           meta={"subject": subject, **({"html": html} if html else {})}))
+    assert built.data.isascii() and all(len(line) <= 78 for line in built.data.split(b"\r\n") if b"Subject" not in line)
+    assert b"\n" not in built.data.replace(b"\r\n", b"")  # CRLF only
+    msg = email.message_from_bytes(built.data, policy=default_policy)
+    assert msg["Subject"] == subject and msg["Message-ID"] == f"<{built.message_id}>"
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    if html:
+        assert msg.get_content_type() == "multipart/alternative"
+        assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == html
+    else:
+        assert msg.get_content_type() == "text/plain"
+    assert from_verp(built.return_path) == built.message_id

@@ -342,7 +342,8 @@ class Router:
         ]
         if not names:
             # connectors of the message's kind if any is configured, else the built-in channel of that kind
-            configured = sorted(n for n, k in self.kinds.items() if k == kind)
+            configured = sorted({n for n, k in self.kinds.items() if k == kind}
+                                | {n for n, c in self.connectors.items() if c.kind == kind})
             names = configured or sorted(n for n, c in self.builtin.items() if c.kind == kind)
         return list(dict.fromkeys(names))
 
