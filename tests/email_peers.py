@@ -115,7 +115,7 @@ class Relay:
                 users.get(auth_data.login.decode()) == auth_data.password.decode()
             if ok:
                 self.logins.append(auth_data.login.decode())
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
         kw: dict[str, Any] = {"hostname": "relay.test"}
         if tls is not None:

@@ -199,23 +199,27 @@ async def test_relay_starttls_and_auth(tmp_path: Path) -> None:
         await relay.stop()
 
 
-async def test_relay_wrong_password_retries_and_certificate_is_checked(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("password", "options", "words"), [
+    ("right", {"starttls": True}, "CERTIFICATE_VERIFY_FAILED"),  # verify on (the default): self-signed is refused
+    ("wrong", {"starttls": True, "verify": False}, "535"),  # a bad relay password fails no message for good
+])
+async def test_relay_session_failures_are_retried(tmp_path: Path, password: str, options: dict[str, Any], words: str) -> None:
     relay = Relay()
     port = await relay.start(tls=self_signed(tmp_path), users={"duka": "right"})
     try:
         async with running(tmp_path, None) as platform, client_of(platform) as api:
-            # verify on (the default): a self-signed certificate is refused
-            await add_smtp(platform, port, name="strict", system_id="duka", password="right", options={"starttls": True})
+            await add_smtp(platform, port, name="strict", system_id="duka", password=password, options=options)
             account = await account_with_domain(platform)
             r = await api.post("/v1/messages", headers=auth(account), json={
                 "channel": "email", "to": "wanjiru@example.org", "subject": "Karibu", "text": "x"})
             mid = r.json()["messages"][0]["id"]
 
-            async def retried() -> bool:
+            async def retried() -> list[dict[str, Any]]:
                 m = await platform.messaging.message(account["account_id"], mid)
-                return any(e["state"] == "retry" for e in m["events"])
+                return [e for e in m["events"] if e["state"] == "retry"]
 
-            await eventually(retried)
+            retry = (await eventually(retried))[0]
+            assert words in retry["detail"], retry
             assert relay.messages == [] and (await platform.messaging.message(account["account_id"], mid))["state"] == "queued"
     finally:
         await relay.stop()

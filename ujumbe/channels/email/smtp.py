@@ -137,7 +137,10 @@ class SmtpConnector(Channel):
         try:
             client = await self._session()
         except Exception as exc:
-            raise classify(exc) from exc
+            # connecting, TLS or AUTH failed: the connector's fault, not the message's, so retried
+            # even on a 5xx (a wrong relay password must not fail every message for good)
+            err = classify(exc)
+            raise SendError(f"relay session: {err.reason}"[:300], transient=True, code=err.code) from exc
         healthy = True
         try:
             dsn = client.supports_extension("dsn")
