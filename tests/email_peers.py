@@ -77,12 +77,14 @@ class Relay:
     messages: list[Received] = field(default_factory=list)
     deferred: dict[str, int] = field(default_factory=dict)
     logins: list[str] = field(default_factory=list)
+    ehlos: int = 0  # one per plain session (two with STARTTLS)
     port: int = 0
     _server: Any = None
 
     async def handle_EHLO(self, server: Any, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
+        self.ehlos += 1
         if self.dsn:
             responses.insert(-1, "250-DSN")
         return responses

@@ -170,6 +170,7 @@ async def test_relay_utf8_html_dkim_and_message_id(tmp_path: Path, database_url:
             # this relay advertises no DSN: its acceptance is delivery
             assert m["state"] == "delivered", m
             assert any(message_id in (e["detail"] or "") for e in m["events"] if e["state"] == "submitted")
+            assert relay.ehlos == 1  # both messages over one reused session (binds 1)
             # a tampered message fails the same check
             assert not dkim.verify(first.data.replace(b"Habari", b"Jambo"), dnsfunc=dns_for(account["domain"]))
     finally:
@@ -381,3 +382,81 @@ def test_mime_any_script_is_7bit_and_reads_back(subject: str, html: str | None) 
     else:
         assert msg.get_content_type() == "text/plain"
     assert from_verp(built.return_path) == built.message_id
+
+
+async def test_smtp_url_points_the_embedded_default_at_a_relay(tmp_path: Path, database_url: str | None) -> None:
+    relay = Relay()
+    port = await relay.start(users={"duka": "p@ss word"})
+    try:
+        url = f"smtp://duka:p%40ss%20word@127.0.0.1:{port}"  # no TLS offered: plain, on loopback
+        async with running(tmp_path, database_url, smtp_url=url) as platform, client_of(platform) as api:
+            assert platform.email_simulator is None
+            account = await account_with_domain(platform)
+            r = await api.post("/v1/messages", headers=auth(account), json={
+                "to": "wanjiru@example.org", "subject": "Karibu", "text": "Habari"})
+            m = await final(platform, account, r.json()["messages"][0]["id"])
+            assert m["state"] == "delivered" and m["connector"] == "smtp-relay" and relay.logins == ["duka"]
+    finally:
+        await relay.stop()
+
+
+async def test_admin_api_smtp_connector(tmp_path: Path) -> None:
+    relay = Relay()
+    port = await relay.start(users={"duka": "secret phrase"})
+    admin = {"authorization": "Bearer admin-test-token"}
+    try:
+        async with running(tmp_path, None, admin_token="admin-test-token") as platform, client_of(platform) as api:
+            r = await api.post("/admin/v1/connectors", headers=admin, json={
+                "name": "relay-api", "kind": "smtp", "host": "127.0.0.1", "port": port, "system_id": "duka",
+                "password": "secret phrase", "binds": 2, "window": 4, "tps": 100, "options": {"verify": False}})
+            assert r.status_code == 201, r.text
+            out = r.json()
+            assert out["kind"] == "smtp" and out["options"] == {"verify": False} and out["password_set"]
+            assert "secret phrase" not in r.text
+            r = await api.post("/admin/v1/connectors", headers=admin, json={
+                "name": "bad", "kind": "smtp", "host": "127.0.0.1", "port": port, "options": {"colour": "red"}})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_connector"
+            r = await api.patch("/admin/v1/connectors/relay-api", headers=admin, json={"options": {"starttls": False}})
+            assert r.status_code == 200 and r.json()["options"] == {"verify": False, "starttls": False}
+            account = await make_account(platform)
+            r = await api.post(f"/admin/v1/accounts/{account['account_id']}/domains", headers=admin,
+                               json={"domain": "duka.co.ke"})
+            assert r.status_code == 201 and r.json()["dns_txt"].startswith("v=DKIM1; k=rsa; p=")
+            r = await api.post(f"/admin/v1/accounts/{account['account_id']}/domains", headers=admin,
+                               json={"domain": "duka.co.ke"})
+            assert r.status_code == 409
+            listed = (await api.get(f"/admin/v1/accounts/{account['account_id']}/domains", headers=admin)).json()
+            assert [d["domain"] for d in listed["data"]] == ["duka.co.ke"]
+            await platform.router.reload()
+            r = await api.post("/v1/messages", headers=auth(account), json={
+                "to": "wanjiru@example.org", "subject": "Karibu", "text": "Habari"})
+            m = await final(platform, account, r.json()["messages"][0]["id"])
+            assert m["connector"] == "relay-api" and m["state"] == "delivered"
+            assert (await api.delete("/admin/v1/domains/duka.co.ke", headers=admin)).status_code == 204
+            r = await api.post("/v1/messages", headers=auth(account), json={
+                "to": "wanjiru@example.org", "subject": "Karibu", "text": "Habari"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "no_sending_domain"
+    finally:
+        await relay.stop()
+
+
+async def test_connector_rate_limit_and_pool(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from ujumbe.channels.base import Outbound
+    from ujumbe.channels.email.smtp import SmtpConnector
+
+    relay = Relay()
+    port = await relay.start()
+    try:
+        c = SmtpConnector("127.0.0.1", port, pool=2, concurrency=8, tps=20)
+        started = time.monotonic()
+        await asyncio.gather(*(c.send(Outbound(str(i), "a", "o@duka.co.ke", f"u{i}@example.org", "x", "utf-8", 1,
+                                               meta={"subject": "s"})) for i in range(10)))
+        elapsed = time.monotonic() - started
+        assert len(relay.messages) == 10 and relay.ehlos <= 2  # at most the pool's two sessions
+        assert elapsed >= 0.4  # 10 at 20/s: the first at once, then one every 50 ms
+        await c.stop()
+    finally:
+        await relay.stop()

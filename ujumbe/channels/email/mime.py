@@ -99,8 +99,10 @@ def build(msg: Outbound, *, bounce_domain: str | None = None, now: float | None 
     domain = msg.sender.rpartition("@")[2]
     mid = msg.meta.get("email_message_id") or new_message_id(msg.message_id, domain)
     headers = [
-        f"From: {encode_header(msg.sender)}",
-        f"To: {encode_header(msg.recipient)}",
+        # addresses as they are: an encoded-word is not allowed in one, and a UTF-8
+        # local part (RFC 6532) needs a relay with SMTPUTF8 anyway
+        f"From: {msg.sender}",
+        f"To: {msg.recipient}",
         f"Subject: {encode_header(msg.meta.get('subject') or '')}",
         f"Date: {formatdate(now if now is not None else time.time(), usegmt=True)}",
         f"Message-ID: <{mid}>",
@@ -111,7 +113,7 @@ def build(msg: Outbound, *, bounce_domain: str | None = None, now: float | None 
         url = unsubscribe.replace("${to}", quote(msg.recipient, safe="@"))
         headers += [f"List-Unsubscribe: <{url}>", "List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
     headers.append("MIME-Version: 1.0")
-    head = "\r\n".join(headers).encode() + b"\r\n"
+    head = "\r\n".join(headers).encode("utf-8") + b"\r\n"
     html = msg.meta.get("html")
     if not html:
         data = head + _part("text/plain", msg.body)

@@ -64,6 +64,9 @@ def classify(exc: Exception) -> SendError:
         code, text, where = exc.code, exc.message, "DATA"
     elif isinstance(exc, aiosmtplib.SMTPResponseException):
         code, text, where = exc.code, exc.message, "SMTP"
+    elif isinstance(exc, aiosmtplib.SMTPNotSupported):
+        # e.g. a UTF-8 address and a relay without SMTPUTF8: trying again changes nothing
+        return SendError(f"relay: {exc}"[:300], transient=False, code="smtp_not_supported")
     else:
         return SendError(f"relay connection: {type(exc).__name__}: {exc}"[:300], transient=True, code="smtp_connection")
     reason = f"{where} {code} {text}".strip()[:300]
