@@ -71,7 +71,7 @@ class Received:
 @dataclass
 class Relay:
     """The relay's behaviour by recipient local part: reject -> 550 at RCPT,
-    defer -> 451 the first time; anything else accepted."""
+    defer -> 451 the first time, toobig -> 552 at DATA; anything else accepted."""
 
     dsn: bool = False
     messages: list[Received] = field(default_factory=list)
@@ -104,6 +104,8 @@ class Relay:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        if any(r.partition("@")[0].lower() == "toobig" for r in envelope.rcpt_tos):
+            return "552 5.3.4 Message size exceeds fixed maximum message size"
         self.messages.append(Received(
             envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or b"",
             list(envelope.mail_options), list(envelope.rcpt_options), bool(session.authenticated),

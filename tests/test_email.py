@@ -235,17 +235,21 @@ async def test_relay_550_fails_and_451_is_retried(tmp_path: Path, database_url: 
             account = await account_with_domain(platform)
             before = (await api.get("/v1/balance", headers=auth(account))).json()
             r = await api.post("/v1/messages", headers=auth(account), json={
-                "channel": "email", "to": ["reject@example.org", "defer@example.org"], "subject": "Hi", "text": "Hi"})
+                "channel": "email", "to": ["reject@example.org", "defer@example.org", "toobig@example.org"],
+                "subject": "Hi", "text": "Hi"})
             ids = {m["to"]: m["id"] for m in r.json()["messages"]}
             rejected = await final(platform, account, ids["reject@example.org"])
             assert rejected["state"] == "failed" and rejected["error_code"] == "550"
             assert "User unknown" in rejected["error_reason"] and rejected["cost"] == 0
+            at_data = await final(platform, account, ids["toobig@example.org"])
+            assert at_data["state"] == "failed" and at_data["error_code"] == "552" and at_data["cost"] == 0
+            assert at_data["error_reason"].startswith("DATA 552")
             deferred = await final(platform, account, ids["defer@example.org"], timeout=30)
             assert deferred["state"] == "delivered"
             assert [e for e in deferred["events"] if e["state"] == "retry"][0]["detail"].startswith("attempt 1 failed (RCPT 451")
             assert [g.rcpt_tos for g in relay.messages] == [["defer@example.org"]]
             after = (await api.get("/v1/balance", headers=auth(account))).json()
-            assert before["balance"] - after["balance"] == 1  # one charged, the refused one refunded
+            assert before["balance"] - after["balance"] == 1  # one charged, the refused ones refunded
     finally:
         await relay.stop()
 
