@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,19 @@ def _mode(raw: str) -> str:
 
 
 SMPP_DEFAULT_PORT = 2775
+DEFAULT_DATA_DIR = "./ujumbe-data"
+
+
+def data_dir_from_env() -> Path:
+    """UJUMBE_DATA_DIR, else ./ujumbe-data: the one rule every command follows
+    (``--data-dir`` overrides it, see cli._settings)."""
+    return Path(os.environ.get("UJUMBE_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (the data dir) readable by its owner only: it holds the
+    database and the server secret."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def smpp_port_from_env(default: int | None) -> int | None:
@@ -37,7 +53,7 @@ def smpp_port_from_env(default: int | None) -> int | None:
 
 @dataclass
 class Settings:
-    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("UJUMBE_DATA_DIR", "./ujumbe-data")))
+    data_dir: Path = field(default_factory=data_dir_from_env)
     database_url: str | None = field(default_factory=lambda: os.environ.get("UJUMBE_DATABASE_URL") or None)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -69,6 +85,10 @@ class Settings:
     # defaults to 2775; a Platform built in code listens only when told (0 = any free port).
     smpp_port: int | None = field(default_factory=lambda: smpp_port_from_env(None))
     smpp_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_SMPP_HOST", "127.0.0.1"))
+    # Addresses (comma-separated IPs or networks) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed. None by default: any local process could
+    # otherwise claim any client address (and so dodge per-address limits).
+    trusted_proxies: str = field(default_factory=lambda: os.environ.get("UJUMBE_TRUSTED_PROXIES", "").strip())
     # Email (docs/email.md). A relay for the embedded default's email instead of
     # the email simulator: smtp://user:pass@host:587 (STARTTLS when offered),
     # smtps://... (implicit TLS); ?verify=0 skips certificate checks.
@@ -95,12 +115,43 @@ class Settings:
         if path.exists():
             self.secret_key = path.read_text().strip()
         else:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir)
             self.secret_key = secrets.token_urlsafe(48)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(self.secret_key + "\n")
         return self.secret_key
+
+    def command(self) -> str:
+        """How to run ``ujumbe`` against this server's data from another shell:
+        the program as it was started, ``--database-url`` (password masked)
+        when set, and ``--data-dir`` as an absolute path (the default is
+        relative to the directory the server was started in, which need not be
+        the shell's), unless the data dir holds nothing it needs: a database
+        URL and UJUMBE_SECRET_KEY (which must then be given the same way)."""
+        words = [_program()]
+        if self.database_url:
+            from urllib.parse import urlsplit
+
+            url = self.database_url
+            parts = urlsplit(url)
+            if parts.password:
+                url = url.replace(f":{parts.password}@", ":PASSWORD@", 1)
+            words += ["--database-url", url]
+        if not (self.database_url and os.environ.get("UJUMBE_SECRET_KEY")):  # the secret lives there too
+            words += ["--data-dir", str(self.data_dir.resolve())]
+        return " ".join(shlex.quote(w) for w in words)
+
+
+def _program() -> str:
+    """``ujumbe`` when that is the command on PATH, else the path this one was run by."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "ujumbe":
+        found = shutil.which("ujumbe")
+        if found and os.path.realpath(found) == os.path.realpath(argv0):
+            return "ujumbe"
+        return argv0
+    return f"{sys.executable} -m ujumbe"
 
 
 def _port_or_none(raw: str) -> int | None:

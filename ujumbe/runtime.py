@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from ujumbe.channels.base import Channel
 from ujumbe.channels.email.sim import EmailSimulator
 from ujumbe.channels.email.smtp import smtp_from_url
 from ujumbe.channels.simulator import Simulator
-from ujumbe.config import Settings
+from ujumbe.config import Settings, private_dir
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.credits import Credits
@@ -72,7 +73,7 @@ class Platform:
         self.sealed_texts = Box(secret, "sealed-texts")
         self.messaging = Messaging(
             self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email"},
-            seal=self.sealed_texts.seal, domains=self.domains,
+            seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls, domains=self.domains,
         )
         self.verifications = Verifications(self.store, self.messaging, secret)
         # Operator connectors and routes come from the database (services/routing.py).
@@ -105,11 +106,19 @@ class Platform:
         await self.open()
         if role in ("worker", "all"):
             await self.start_workers()
-        if not await self.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM accounts")):
-            log.info(
-                "no accounts yet; create one with: ujumbe accounts create --name NAME --email EMAIL "
-                "--password PASSWORD --credits 100"
-            )
+        if not self.settings.parent_holds_lock:  # under `serve --processes N` the parent says it, once
+            await self.log_first_steps()
+
+    async def log_first_steps(self) -> None:
+        """With no account yet, log the exact command that creates one against
+        this server's data (its --data-dir or database, see Settings.command)."""
+        if await self.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM accounts")):
+            return
+        secret = " (in a shell with this server's UJUMBE_SECRET_KEY)" if os.environ.get("UJUMBE_SECRET_KEY") else ""
+        log.info(
+            "no accounts yet; create one with: %s accounts create --name NAME --email EMAIL --credits 100%s",
+            self.settings.command(), secret,
+        )
 
     async def start_workers(self) -> None:
         if self.store.dialect == "sqlite" and self.role == "all":
@@ -125,16 +134,23 @@ class Platform:
         routing_watcher = RoutingWatcher(self.store, self.router, poll_s=self.settings.routing_poll_s)
         await self.router.start(self.reports)  # before dispatch: the first sends must see the routes
         self.dispatcher = Dispatcher(self.store, self.router, unseal=self.sealed_texts.open)
+        # A receipt for a send not recorded yet waits for that record, rather
+        # than match an older part with the same id (SMSCs reuse ids).
+        self.reports.awaiting_record = self.dispatcher.awaiting_record
+        self.dispatcher.on_recorded.append(self.reports.submits_recorded)
+        sweeper = Sweeper(self.store)
+        sweeper.awaiting_record = self.dispatcher.awaiting_record
         transports = await self._start_smpp()
         sender = CallbackSender(
             self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,
             delay_scale=self.settings.callback_delay_scale, transports=transports,
+            open_url=self.accounts.callback_urls.open,
         )
         for name, worker in (
             ("dispatch", self.dispatcher),
             ("reports", self.reports),
             ("callbacks", sender),
-            ("sweeper", Sweeper(self.store)),
+            ("sweeper", sweeper),
             ("routing", routing_watcher),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
@@ -159,8 +175,8 @@ class Platform:
         were working. Separate ``api`` and ``worker`` processes on one machine
         may share it (their leases simply expire)."""
         path = Path(self.store.path).with_suffix(".lock")  # type: ignore[attr-defined]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(path, "a+")  # noqa: SIM115  (held until the process ends)
+        private_dir(path.parent)
+        self._lock_file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "a+")  # held until the process ends
         try:
             fcntl.flock(self._lock_file, (fcntl.LOCK_EX if role == "all" else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -216,7 +232,15 @@ class Platform:
         return self.accounts.webhook_secret(account.key_seed)
 
     async def check_callback_url(self, url: str) -> str:
-        return await asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks)
+        try:
+            # A resolver that hangs (no DNS reachable) must not hold the request:
+            # a name not resolved in time is accepted like one that does not
+            # resolve, and the sender checks each address it connects to anyway.
+            return await asyncio.wait_for(
+                asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks), 3.0,
+            )
+        except TimeoutError:
+            return url
 
     async def _start_smpp(self) -> dict[str, Any]:
         """Start the customers' SMPP server; its deliver_sm is the transport for smpp: callbacks."""
@@ -228,10 +252,13 @@ class Platform:
         try:
             await gateway.start()
         except OSError as exc:
-            # Several workers on one host cannot share the port: the others run
-            # without SMPP (and leave smpp: callbacks to the one that has it).
-            log.error("SMPP server not started on %s:%s: %s", self.settings.smpp_host, self.settings.smpp_port, exc)
-            return {}
+            # A server that runs on without the port it was told to listen on
+            # fails its SMPP customers quietly: stop (`serve` checks the port
+            # before anything else; this is the race after that check).
+            raise RuntimeError(
+                f"cannot listen for SMPP on {self.settings.smpp_host}:{self.settings.smpp_port}: "
+                f"{exc.strerror or exc}; UJUMBE_SMPP_PORT changes the port (off: no SMPP server)"
+            ) from None
         self.smpp = gateway
         return {"smpp": gateway.deliver}
 

@@ -257,29 +257,44 @@ async def outbox_release(tx: Tx, owner: str) -> None:
 # --- parts and receipts ---
 
 
-async def insert_parts(tx: Tx, rows: list[tuple[int, int, str, str, str, int]]) -> None:
-    """(message_id, part, operator_id, connector, state, updated_at) rows; the
-    last one of a part wins (one statement may not touch a row twice)."""
-    last = list({(r[0], r[1]): r for r in rows}.values())
+async def insert_parts(tx: Tx, rows: Sequence[Sequence[Any]]) -> None:
+    """(message_id, part, operator_id, connector, state, updated_at, sent_at,
+    expires_at) rows (without the last two, sent_at is updated_at and expires_at
+    unknown); the last one of a part wins (one statement may not touch a row twice)."""
+    full = [tuple(r) if len(r) == 8 else (*r, r[5], None) for r in rows]
+    last = list({(r[0], r[1]): r for r in full}.values())
     upsert = (" ON CONFLICT (message_id, part) DO UPDATE SET operator_id = excluded.operator_id, "
-              "connector = excluded.connector, state = excluded.state, updated_at = excluded.updated_at")
-    columns = "INSERT INTO message_parts (message_id, part, operator_id, connector, state, updated_at) "
+              "connector = excluded.connector, state = excluded.state, updated_at = excluded.updated_at, "
+              "sent_at = excluded.sent_at, expires_at = excluded.expires_at")
+    columns = "INSERT INTO message_parts (message_id, part, operator_id, connector, state, updated_at, sent_at, expires_at) "
     await many(
-        tx, columns + "VALUES (?, ?, ?, ?, ?, ?)" + upsert, last,
-        columns + f"SELECT * FROM {unnest('bigint', 'int', 'text', 'text', 'text', 'bigint')}" + upsert,
+        tx, columns + "VALUES (?, ?, ?, ?, ?, ?, ?, ?)" + upsert, last,
+        columns + f"SELECT * FROM {unnest('bigint', 'int', 'text', 'text', 'text', 'bigint', 'bigint', 'bigint')}" + upsert,
     )
 
 
-async def parts_by_operator_ids(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[tuple[int, int, str]]:
-    """(message_id, part, operator_id) for every part with one of these ids."""
+# Parts written before migration 0007 have no sent_at/expires_at: read them as
+# sent when last updated, valid for the default 48 h after.
+_SENT = "COALESCE(sent_at, updated_at)"
+_EXPIRES = "COALESCE(expires_at, updated_at + 172800000)"
+
+
+async def parts_by_operator_ids(
+    tx: Tx, connector: str, operator_ids: Sequence[str], valid_after: int = 0,
+) -> list[tuple[int, int, str, int, int]]:
+    """(message_id, part, operator_id, sent_at, expires_at) for every part on
+    ``connector`` with one of these ids whose validity ends after ``valid_after``:
+    an SMSC that restarts reuses ids, and the namesakes of older runs whose
+    validity is long over are not candidates (nor read)."""
     await tx.plan_for_keys()
-    out: list[tuple[int, int, str]] = []
+    out: list[tuple[int, int, str, int, int]] = []
     for chunk in chunks(tx, operator_ids, 400):
         where, args = is_in(tx, "operator_id", chunk, "text")
         rows = await tx.fetch(
-            f"SELECT message_id, part, operator_id FROM message_parts WHERE {where} AND connector = ?", *args, connector
+            f"SELECT message_id, part, operator_id, {_SENT}, {_EXPIRES} FROM message_parts "
+            f"WHERE {where} AND connector = ? AND {_EXPIRES} >= ?", *args, connector, valid_after,
         )
-        out.extend((r[0], r[1], r[2]) for r in rows)
+        out.extend((r[0], r[1], r[2], r[3], r[4]) for r in rows)
     return out
 
 
@@ -345,19 +360,27 @@ async def unpark_receipts(tx: Tx, keys: Sequence[tuple[str, str, int]]) -> None:
         )
 
 
-async def forget_parked_receipts(tx: Tx, before: int) -> None:
-    await tx.execute("DELETE FROM early_receipts WHERE received_at < ?", before)
+async def forget_parked_receipts(tx: Tx, before: int) -> list[Any]:
+    """Drop parked receipts received before ``before``; (connector, operator_id,
+    state) of each, for the log."""
+    return await tx.fetch(
+        "DELETE FROM early_receipts WHERE received_at < ? RETURNING connector, operator_id, state", before
+    )
 
 
-async def take_early_receipts(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[dict[str, Any]]:
+async def take_early_receipts(
+    tx: Tx, connector: str, operator_ids: Sequence[str], received_since: int = 0,
+) -> list[dict[str, Any]]:
+    """Take (delete and return) parked receipts with these ids received since
+    ``received_since``: one received before its namesake was sent is not its."""
     await tx.plan_for_keys()
     out: list[dict[str, Any]] = []
     for chunk in chunks(tx, operator_ids, 900):
         where, args = is_in(tx, "operator_id", chunk, "text")
         rows = await tx.fetch(
-            f"DELETE FROM early_receipts WHERE connector = ? AND {where} "
-            "RETURNING operator_id, connector, state, at, error_code, reason",
-            connector, *args,
+            f"DELETE FROM early_receipts WHERE connector = ? AND {where} AND received_at >= ? "
+            "RETURNING operator_id, connector, state, at, error_code, reason, received_at",
+            connector, *args, received_since,
         )
         out.extend(dicts(rows))
     return out

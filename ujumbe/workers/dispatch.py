@@ -14,6 +14,7 @@ import logging
 import random
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,7 @@ class Outcome:
     channel: str
     submitted: Submitted | None = None
     error: SendError | None = None
+    sent_at: int | None = None  # epoch ms the send began (None: when recorded)
 
 
 class Dispatcher:
@@ -79,12 +81,40 @@ class Dispatcher:
         self.owner = f"w-{uuid.uuid4().hex[:12]}"
         self._in_flight = 0
         self._slot_free = asyncio.Event()
-        # the slot_free wake: a written batch makes room under MAX_UNRECORDED
         self._outcomes: Recorder[Outcome] = Recorder(
-            store, self._record, batch=RECORD_BATCH, what="send outcomes", recorded=self._slot_free.set,
+            store, self._record, batch=RECORD_BATCH, what="send outcomes", recorded=self._recorded,
         )
+        # Operator ids of sends whose outcome is not committed yet, by channel:
+        # a receipt for one of them must wait for that record (see reports).
+        self._unrecorded: dict[str, dict[str, int]] = {}
+        self.on_recorded: list[Callable[[], None]] = []
         self._sems: weakref.WeakKeyDictionary[Channel, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def awaiting_record(self, channel: str, operator_id: str) -> bool:
+        """A send on ``channel`` got this operator id and its record is not committed yet."""
+        ids = self._unrecorded.get(channel)
+        if ids and operator_id in ids:
+            return True
+        # a part of a message whose other parts are still being submitted
+        ch = self.router.connectors.get(channel) or self.router.builtin.get(channel)
+        answering = getattr(ch, "answering", None)
+        return bool(answering) and operator_id in answering  # type: ignore[operator]
+
+    def _recorded(self, batch: list[Outcome]) -> None:
+        for o in batch:
+            if o.submitted is None:
+                continue
+            ids = self._unrecorded.get(o.channel, {})
+            for op_id in o.submitted.operator_ids:
+                n = ids.get(op_id, 0) - 1
+                if n > 0:
+                    ids[op_id] = n
+                else:
+                    ids.pop(op_id, None)
+        self._slot_free.set()  # a written batch makes room under MAX_UNRECORDED
+        for notify in self.on_recorded:
+            notify()
 
     @property
     def capacity(self) -> int:
@@ -143,6 +173,7 @@ class Dispatcher:
 
     async def _send(self, msg: dict[str, Any], attempts: int) -> None:
         channel: Channel | None = None
+        sent_at = now_ms()
         try:
             channel = self.router.route(msg)  # SendError when nothing can carry it (now)
             # per channel object: a connector restarted with a new window gets a new semaphore
@@ -160,7 +191,10 @@ class Dispatcher:
             with self.router.sending(channel):  # a connector being removed waits for this send
                 async with sem:
                     submitted = await channel.send(outbound)
-            outcome = Outcome(msg["id"], attempts, channel.name, submitted=submitted)
+            outcome = Outcome(msg["id"], attempts, channel.name, submitted=submitted, sent_at=sent_at)
+            ids = self._unrecorded.setdefault(channel.name, {})
+            for op_id in submitted.operator_ids:
+                ids[op_id] = ids.get(op_id, 0) + 1
         except SendError as exc:
             outcome = Outcome(msg["id"], attempts, channel.name if channel else "", error=exc)
         except Exception as exc:  # never lose a message to a bug: retry it
@@ -177,6 +211,7 @@ class Dispatcher:
         done: list[int] = []
         parts: list[tuple[int, int, str, str, str, int]] = []
         submitted_ids: dict[str, list[str]] = {}
+        sent_since: dict[str, int] = {}
         retries: list[tuple[int, int]] = []
         writes = Writes()
         for o in batch:
@@ -185,9 +220,11 @@ class Dispatcher:
                 continue
             if o.submitted is not None:
                 ids = o.submitted.operator_ids
+                sent = o.sent_at or now
                 for n, op_id in enumerate(ids, 1):
-                    parts.append((o.message_id, n, op_id, o.channel, State.SUBMITTED.value, now))
+                    parts.append((o.message_id, n, op_id, o.channel, State.SUBMITTED.value, now, sent, msg["expires_at"]))
                 submitted_ids.setdefault(o.channel, []).extend(ids)
+                sent_since[o.channel] = min(sent, sent_since.get(o.channel, sent))
                 await transition(
                     tx, msg, State.SUBMITTED, now, detail=f"{o.channel}: {','.join(ids)}"[:300],
                     extra={"connector": o.channel}, writes=writes,
@@ -216,4 +253,4 @@ class Dispatcher:
             await q.outbox_done(tx, done)
         # after the flush: a receipt that came early reads the message as submitted
         for channel, ids in submitted_ids.items():
-            await apply_early_receipts(tx, channel, ids)
+            await apply_early_receipts(tx, channel, ids, sent_since[channel])

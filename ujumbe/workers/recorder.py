@@ -25,13 +25,13 @@ log = logging.getLogger("ujumbe.workers")
 class Recorder(Generic[T]):
     def __init__(
         self, store: Store, record: Callable[[Tx, list[T]], Awaitable[Any]], *, batch: int, what: str,
-        recorded: Callable[[], None] | None = None,
+        recorded: Callable[[list[T]], None] | None = None,
     ) -> None:
         self.store = store
         self.record = record
         self.batch = batch
         self.what = what  # for the log: "send outcomes", "callback results"
-        self.recorded = recorded  # called after each batch is written
+        self.recorded = recorded  # called with each batch once it is committed
         self.pending: list[T] = []
         self._ready = asyncio.Event()
 
@@ -69,4 +69,4 @@ class Recorder(Generic[T]):
                 await asyncio.sleep(0.5)
                 continue
             if self.recorded is not None:
-                self.recorded()
+                self.recorded(batch)
