@@ -310,7 +310,7 @@ async def delete_connector(request: Request) -> Response:
              summary="Give an account an email sending domain; generates its DKIM key (publish dns_txt at dns_name)",
              tag="email", body=DomainBody, response=DomainOut, status=201)
 async def add_domain(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, DomainBody)
     return JSON(await services(request).domains.add(request.path_params["id"], body.domain, selector=body.selector), 201)
 
@@ -318,14 +318,14 @@ async def add_domain(request: Request) -> Response:
 @admin_route("GET", "/admin/v1/accounts/{id}/domains", summary="An account's sending domains", tag="email",
              response=DomainList)
 async def list_domains(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     return JSON({"data": await services(request).domains.list(request.path_params["id"])})
 
 
 @admin_route("DELETE", "/admin/v1/domains/{domain}", summary="Remove a sending domain and its key", tag="email",
              status=204)
 async def delete_domain(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     await services(request).domains.remove(request.path_params["domain"])
     return Response(status_code=204)
 
