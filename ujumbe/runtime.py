@@ -33,7 +33,8 @@ from ujumbe.services.templates import Templates
 from ujumbe.services.verifications import Verifications
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
-from ujumbe.workers.dispatch import Dispatcher
+from ujumbe.store.messages import insert_events, outbox_take_back, worker_unregister
+from ujumbe.workers.dispatch import TAKEN_OVER, Dispatcher
 from ujumbe.workers.schedules import Sweeper
 
 log = logging.getLogger("ujumbe")
@@ -78,7 +79,8 @@ class Platform:
         self.verifications = Verifications(self.store, self.messaging, secret)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
-        self.router = Router(self.channels, store=self.store, box=self.routing.box)
+        self.router = Router(self.channels, store=self.store, box=self.routing.box,
+                             connector_options={"rebind_max_s": settings.smpp_rebind_max_s})
         self.router.email_keys = self.domains.key
         self.router.bounce_domain = settings.bounce_domain or None
         self.bounces: Any = None  # the DSN listener (channels.email.bounces), when its port is set
@@ -124,16 +126,17 @@ class Platform:
         if self.store.dialect == "sqlite" and self.role == "all":
             # This process owns the embedded store (see lock_data_dir): any lease
             # left behind is from a run that died, so its messages are due now.
-            await self.store.run(
-                lambda tx: tx.execute(
-                    "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE lease_owner IS NOT NULL", now_ms()
-                )
-            )
+            await self.store.run(self._take_back_leases)
         for channel in self.channels.values():
             await channel.start(self.reports)
         routing_watcher = RoutingWatcher(self.store, self.router, poll_s=self.settings.routing_poll_s)
         await self.router.start(self.reports)  # before dispatch: the first sends must see the routes
-        self.dispatcher = Dispatcher(self.store, self.router, unseal=self.sealed_texts.open)
+        st = self.settings
+        self.dispatcher = Dispatcher(
+            self.store, self.router, max_attempts=st.max_attempts, retry_base_ms=st.retry_base_ms,
+            retry_cap_ms=st.retry_cap_ms, wait_recheck_s=st.bind_wait_recheck_s, heartbeat_s=st.worker_heartbeat_s,
+            dead_s=st.worker_dead_s, unseal=self.sealed_texts.open,
+        )
         # A receipt for a send not recorded yet waits for that record, rather
         # than match an older part with the same id (SMSCs reuse ids).
         self.reports.awaiting_record = self.dispatcher.awaiting_record
@@ -168,6 +171,15 @@ class Platform:
                 log.error("bounce listener not started on %s:%s: %s", self.settings.bounce_host,
                           self.settings.bounce_port, exc)
                 self.bounces = None
+
+    @staticmethod
+    async def _take_back_leases(tx: Any) -> None:
+        ids = await outbox_take_back(tx, now_ms())
+        await worker_unregister(tx)  # every worker that registered before is gone
+        at = now_ms()
+        await insert_events(tx, [(mid, at, "retry", f"{TAKEN_OVER} (a restart)") for mid in ids])
+        if ids:
+            log.warning("took back %d messages leased by the previous run; they may repeat if they were in flight", len(ids))
 
     def lock_data_dir(self, role: str) -> None:
         """A role-``all`` server owns the embedded database alone: it takes

@@ -224,17 +224,18 @@ async def update_messages(tx: Tx, updates: dict[int, dict[str, Any]]) -> None:
 # --- outbox ---
 
 
-async def claim(tx: Tx, owner: str, now: int, lease_ms: int, limit: int) -> list[tuple[int, int]]:
-    """Lease up to ``limit`` due messages; (message_id, attempts) pairs."""
+async def claim(tx: Tx, owner: str, now: int, lease_ms: int, limit: int) -> list[tuple[int, int, int | None]]:
+    """Lease up to ``limit`` due messages; (message_id, attempts, waiting_since) rows.
+    The committed lease is the durable record that these may be in flight."""
     await tx.plan_for_keys()
     lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
     rows = await tx.fetch(
         "UPDATE outbox SET due_at = ?, lease_owner = ?, attempts = attempts + 1 WHERE message_id IN "
         f"(SELECT message_id FROM outbox WHERE due_at <= ? ORDER BY due_at LIMIT ?{lock}) "
-        "RETURNING message_id, attempts",
+        "RETURNING message_id, attempts, waiting_since",
         now + lease_ms, owner, now, limit,
     )
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 async def outbox_done(tx: Tx, message_ids: Sequence[int]) -> None:
@@ -244,14 +245,84 @@ async def outbox_done(tx: Tx, message_ids: Sequence[int]) -> None:
 
 async def outbox_retries(tx: Tx, rows: list[tuple[int, int]]) -> None:
     """(due_at, message_id) rows: try these again later, by any worker."""
-    await many(tx, "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE message_id = ?", rows,
-               f"UPDATE outbox AS o SET due_at = v.d, lease_owner = NULL FROM {unnest('bigint', 'bigint')} AS v(d, m) "
-               "WHERE o.message_id = v.m")
+    await many(tx, "UPDATE outbox SET due_at = ?, lease_owner = NULL, waiting_since = NULL WHERE message_id = ?", rows,
+               "UPDATE outbox AS o SET due_at = v.d, lease_owner = NULL, waiting_since = NULL "
+               f"FROM {unnest('bigint', 'bigint')} AS v(d, m) WHERE o.message_id = v.m")
+
+
+async def outbox_waits(tx: Tx, rows: list[tuple[int, int | None, int]]) -> None:
+    """(due_at, waiting_since, message_id) rows: sends that found no bind up.
+    Not a try: the claim's count is given back."""
+    await many(
+        tx, "UPDATE outbox SET due_at = ?, waiting_since = ?, lease_owner = NULL, attempts = attempts - 1 "
+        "WHERE message_id = ?", rows,
+        "UPDATE outbox AS o SET due_at = v.d, waiting_since = v.w, lease_owner = NULL, attempts = o.attempts - 1 "
+        f"FROM {unnest('bigint', 'bigint', 'bigint')} AS v(d, w, m) WHERE o.message_id = v.m",
+    )
+
+
+async def outbox_wake_waiting(tx: Tx, now: int) -> None:
+    """A bind came up: every message waiting for one is due now."""
+    await tx.execute(
+        "UPDATE outbox SET due_at = ? WHERE waiting_since IS NOT NULL AND due_at > ? AND lease_owner IS NULL", now, now
+    )
+    tx.notify("outbox")
 
 
 async def outbox_release(tx: Tx, owner: str) -> None:
     """Give back every lease ``owner`` holds (a clean shutdown)."""
     await tx.execute("UPDATE outbox SET due_at = 0, lease_owner = NULL WHERE lease_owner = ?", owner)
+
+
+async def outbox_take_back(tx: Tx, now: int, owner: str | None = None) -> list[int]:
+    """Leases of a worker that died (``owner``; None: of every worker), due
+    now for another; the ids of their messages."""
+    if owner is None:
+        rows = await tx.fetch(
+            "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE lease_owner IS NOT NULL RETURNING message_id", now
+        )
+    else:
+        rows = await tx.fetch(
+            "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE lease_owner = ? RETURNING message_id", now, owner
+        )
+    if rows:
+        tx.notify("outbox")
+    return [r[0] for r in rows]
+
+
+# --- dispatch workers' heartbeats ---
+
+
+async def worker_register(tx: Tx, owner: str, now: int) -> None:
+    await tx.execute("INSERT INTO dispatch_workers (owner, started_at, beat_at) VALUES (?, ?, ?)", owner, now, now)
+
+
+async def worker_beat(tx: Tx, owner: str, beat: int) -> bool:
+    """Say ``owner`` is alive; False when another worker already took it for dead."""
+    row = await tx.fetchrow("UPDATE dispatch_workers SET beat_at = ? WHERE owner = ? RETURNING owner", beat, owner)
+    return row is not None
+
+
+async def workers(tx: Tx) -> list[tuple[str, int]]:
+    """(owner, beat_at) of every registered dispatch worker."""
+    return [(r[0], r[1]) for r in await tx.fetch("SELECT owner, beat_at FROM dispatch_workers")]
+
+
+async def worker_declare_dead(tx: Tx, owner: str, beat: int) -> bool:
+    """Remove ``owner`` if its beat is still ``beat`` (it did not come back meanwhile)."""
+    row = await tx.fetchrow(
+        "DELETE FROM dispatch_workers WHERE owner = ? AND beat_at = ? RETURNING owner", owner, beat
+    )
+    return row is not None
+
+
+async def worker_unregister(tx: Tx, owner: str | None = None) -> None:
+    """Remove one worker (a clean stop), or (None) all: only the embedded
+    store's sole server, which knows every other worker is gone."""
+    if owner is None:
+        await tx.execute("DELETE FROM dispatch_workers")
+    else:
+        await tx.execute("DELETE FROM dispatch_workers WHERE owner = ?", owner)
 
 
 # --- parts and receipts ---

@@ -80,9 +80,10 @@ class Sweeper:
         ids = await q.overdue(tx, now, self.batch)
         writes = Writes()
         for msg in await q.messages_by_ids(tx, ids):
-            await transition(
-                tx, msg, State.EXPIRED, now, detail="no final receipt within the validity period", writes=writes
-            )
+            # never sent (an outage outlasted it): that is what to say, and it is refunded
+            detail = ("no final receipt within the validity period" if msg["submitted_at"]
+                      else "validity period ended before sending")
+            await transition(tx, msg, State.EXPIRED, now, detail=detail, writes=writes)
         await writes.flush(tx)
         await q.outbox_done(tx, ids)
         return len(ids)

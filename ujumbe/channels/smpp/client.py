@@ -210,7 +210,11 @@ class SmppConnector(Channel):
         self.password = password
         self.system_type = system_type
         self.bind_mode = bind
-        self.window = max(32, window)
+        if not isinstance(window, int) or window < 1:
+            raise ValueError("window must be 1 or more")
+        # The operator's contracted window is a hard limit: exactly this many
+        # requests outstanding per bind, never more (and never silently more).
+        self.window = window
         self.tps = tps
         self.tls = tls
         self.enquire_link_s = enquire_link_s
