@@ -306,20 +306,20 @@ async def delete_connector(request: Request) -> Response:
 # --- /admin/v1/accounts/{id}/domains: email sending domains ---
 
 
-@admin_route("POST", "/admin/v1/accounts/{id}/domains",
+@admin_route("POST", "/admin/v1/accounts/{account_id}/domains",
              summary="Give an account an email sending domain; generates its DKIM key (publish dns_txt at dns_name)",
              tag="email", body=DomainBody, response=DomainOut, status=201)
 async def add_domain(request: Request) -> Response:
     await admin_only(request)
     body = await read_json(request, DomainBody)
-    return JSON(await services(request).domains.add(request.path_params["id"], body.domain, selector=body.selector), 201)
+    return JSON(await services(request).domains.add(request.path_params["account_id"], body.domain, selector=body.selector), 201)
 
 
-@admin_route("GET", "/admin/v1/accounts/{id}/domains", summary="An account's sending domains", tag="email",
+@admin_route("GET", "/admin/v1/accounts/{account_id}/domains", summary="An account's sending domains", tag="email",
              response=DomainList)
 async def list_domains(request: Request) -> Response:
     await admin_only(request)
-    return JSON({"data": await services(request).domains.list(request.path_params["id"])})
+    return JSON({"data": await services(request).domains.list(request.path_params["account_id"])})
 
 
 @admin_route("DELETE", "/admin/v1/domains/{domain}", summary="Remove a sending domain and its key", tag="email",
