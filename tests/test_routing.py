@@ -172,7 +172,11 @@ async def test_admin_api_has_its_own_openapi_document_matching_its_answers(
             ("DELETE", "/admin/v1/connectors/{name}"), ("POST", "/admin/v1/routes"),
             ("DELETE", "/admin/v1/routes/{id}")} <= ops
     assert doc["paths"]["/admin/v1/connectors"]["post"]["security"] == [{"bearer": []}]
-    assert "password" in doc["components"]["schemas"]["ConnectorBody"]["required"]
+    # a password is optional in the schema (an SMTP relay may need none); SMPP connectors are refused without one
+    assert "password" in doc["components"]["schemas"]["ConnectorBody"]["properties"]
+    no_password = {k: v for k, v in connector_body("op-nopw", smsc.port).items() if k != "password"}
+    r = await admin_api.post("/admin/v1/connectors", json=no_password, headers=ADMIN_AUTH)
+    assert r.status_code == 400 and "password" in r.json()["error"]["message"]
     assert "password" not in doc["components"]["schemas"]["ConnectorOut"]["properties"]
     tenants = (await admin_api.get("/openapi.json")).json()["paths"]
     assert not [p for p in tenants if p.startswith("/admin")] and "/v1/routes" in tenants

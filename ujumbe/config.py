@@ -106,6 +106,15 @@ class Settings:
     # worker_dead_s is taken for dead and another worker sends what it held.
     worker_heartbeat_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_HEARTBEAT_S", 1.0))
     worker_dead_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_DEAD_S", 5.0))
+    # Email (docs/email.md). A relay for the embedded default's email instead of
+    # the email simulator: smtp://user:pass@host:587 (STARTTLS when offered),
+    # smtps://... (implicit TLS); ?verify=0 skips certificate checks.
+    smtp_url: str = field(default_factory=lambda: os.environ.get("UJUMBE_SMTP_URL", ""))
+    # The bounce (DSN) listener: off unless a port is given (0 = any free port).
+    bounce_port: int | None = field(default_factory=lambda: _port_or_none(os.environ.get("UJUMBE_BOUNCE_PORT", "")))
+    bounce_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_HOST", "127.0.0.1"))
+    # The domain of VERP return paths (bounce+...@DOMAIN); unset: the sender's domain.
+    bounce_domain: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_DOMAIN", ""))
 
     def load_secret(self) -> str:
         """The server secret signs tokens and derives per-account keys.
@@ -171,6 +180,11 @@ def _number(name: str, default: int | float) -> Any:
         return type(default)(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number, not {raw!r}") from None
+
+
+def _port_or_none(raw: str) -> int | None:
+    raw = raw.strip().lower()
+    return None if raw in ("", "off", "no", "none", "false") else int(raw)
 
 
 def _range(text: str) -> tuple[int, int]:

@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ujumbe.channels.base import Channel
+from ujumbe.channels.email.sim import EmailSimulator
+from ujumbe.channels.email.smtp import smtp_from_url
 from ujumbe.channels.simulator import Simulator
 from ujumbe.config import Settings, private_dir
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.credits import Credits
+from ujumbe.services.emails import SendingDomains
 from ujumbe.services.messaging import Messaging
 from ujumbe.services.premium import Premium
 from ujumbe.services.reports import Reports
@@ -56,18 +59,31 @@ class Platform:
         if settings.simulator and not any(c.kind == "sms" for c in chans):
             self.simulator = Simulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
             chans.append(self.simulator)
+        # Email: sending domains and their DKIM keys; a relay (UJUMBE_SMTP_URL) or the email simulator
+        self.domains = SendingDomains(self.store, Box(secret, "dkim-keys"))
+        self.email_simulator: EmailSimulator | None = None
+        if not any(c.kind == "email" for c in chans):
+            if settings.smtp_url:
+                chans.append(smtp_from_url(settings.smtp_url, keys=self.domains.key,
+                                           bounce_domain=settings.bounce_domain or None))
+            elif settings.simulator:
+                self.email_simulator = EmailSimulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
+                chans.append(self.email_simulator)
         self.channels = {c.name: c for c in chans}
         # texts with one-time codes are kept encrypted until the dispatcher sends them
         self.sealed_texts = Box(secret, "sealed-texts")
         self.messaging = Messaging(
-            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"},
-            seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls,
+            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email"},
+            seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls, domains=self.domains,
         )
         self.verifications = Verifications(self.store, self.messaging, secret)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
         self.router = Router(self.channels, store=self.store, box=self.routing.box,
                              connector_options={"rebind_max_s": settings.smpp_rebind_max_s})
+        self.router.email_keys = self.domains.key
+        self.router.bounce_domain = settings.bounce_domain or None
+        self.bounces: Any = None  # the DSN listener (channels.email.bounces), when its port is set
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.role = "api"
@@ -143,6 +159,18 @@ class Platform:
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
         if self.simulator is not None:
             await self._replay_simulator()
+        if self.email_simulator is not None:
+            await self._replay_simulator(self.email_simulator)
+        if self.settings.bounce_port is not None:
+            from ujumbe.channels.email.bounces import BounceListener
+
+            self.bounces = BounceListener(self.store, self.reports, self.settings.bounce_host, self.settings.bounce_port)
+            try:
+                await self.bounces.start()
+            except OSError as exc:
+                log.error("bounce listener not started on %s:%s: %s", self.settings.bounce_host,
+                          self.settings.bounce_port, exc)
+                self.bounces = None
 
     @staticmethod
     async def _take_back_leases(tx: Any) -> None:
@@ -181,10 +209,10 @@ class Platform:
                 log.exception("worker %s crashed; restarting in 1 s", name)
                 await asyncio.sleep(1)
 
-    async def _replay_simulator(self) -> None:
+    async def _replay_simulator(self, sim: Any = None) -> None:
         """A real SMSC keeps receipts it could not deliver and sends them after
         a rebind; the in-process simulator does the same after a restart."""
-        sim = self.simulator
+        sim = sim or self.simulator
         assert sim is not None
         rows = await self.store.read(
             lambda tx: tx.fetch(
@@ -202,6 +230,8 @@ class Platform:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.smpp is not None:
             await self.smpp.stop()
+        if self.bounces is not None:
+            await self.bounces.stop()
         await self.router.close()
         for channel in self.channels.values():
             await channel.stop()

@@ -14,6 +14,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ujumbe.core import emails
 from ujumbe.core.errors import Conflict, Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
@@ -63,8 +64,12 @@ class SendBody(msgspec.Struct, forbid_unknown_fields=True):
     # seconds; at most 99 days, the longest an SMPP relative validity says
     validity: Annotated[int, msgspec.Meta(ge=1, le=99 * 86400)] | None = None
     unicode: bool = False
-    channel: str = "sms"
+    channel: str | None = None  # "sms" | "email"; by default email when every "to" is an address
     meta: dict[str, Any] | None = None
+    subject: str | None = None  # email
+    html: str | None = None  # email: the HTML alternative of the text
+    from_: str | None = msgspec.field(default=None, name="from")  # email: an address at a sending domain
+    unsubscribe_url: str | None = None  # email: RFC 8058 one-click unsubscribe (https)
 
 
 class RecipientOut(msgspec.Struct):
@@ -114,6 +119,7 @@ class MessageOut(msgspec.Struct):
     submitted_at: str | None
     done_at: str | None
     events: list[EventOut] | None = None
+    subject: str | None = None  # email
 
 
 class MessagePage(msgspec.Struct):
@@ -298,7 +304,15 @@ def message_out(m: dict[str, Any]) -> MessageOut:
         error={"code": m["error_code"], "message": m["error_reason"]} if m["error_code"] or m["error_reason"] else None,
         created_at=iso(m["created_at"]) or "", submitted_at=iso(m["submitted_at"]), done_at=iso(m["done_at"]),
         events=[EventOut(e["state"], iso(e["at"]) or "", e["detail"]) for e in m["events"]] if "events" in m else None,
+        subject=_email_meta(m).get("subject"),
     )
+
+
+def _email_meta(m: dict[str, Any]) -> dict[str, Any]:
+    if m.get("channel") != "email" or not m.get("meta"):
+        return {}
+    meta = m["meta"] if isinstance(m["meta"], dict) else msgspec.json.decode(m["meta"])
+    return meta if isinstance(meta, dict) else {}
 
 
 def route(method: str, path: str, **kw: Any) -> Any:
@@ -350,14 +364,19 @@ async def send_messages(request: Request) -> Response:
     platform = services(request)
     if body.callback_url:
         await platform.check_callback_url(body.callback_url)
+    to = [body.to] if isinstance(body.to, str) else body.to
+    channel = body.channel or ("email" if to and all(emails.looks_like_email(str(t)) for t in to) else "sms")
+    if channel != "email" and (body.subject or body.html or body.from_ or body.unsubscribe_url):
+        raise Invalid("subject, html, from and unsubscribe_url are for channel email", code="invalid_request")
     result = await platform.messaging.send(
         account,
         SendRequest(
-            recipients=[body.to] if isinstance(body.to, str) else body.to,
-            text=body.text, template_key=body.template, params=body.params, sender=body.sender,
-            reference=body.reference, callback_url=body.callback_url, channel=body.channel,
+            recipients=to,
+            text=body.text, template_key=body.template, params=body.params, sender=body.from_ or body.sender,
+            reference=body.reference, callback_url=body.callback_url, channel=channel,
             send_at=int(body.send_at.timestamp() * 1000) if body.send_at else None,
             validity_s=body.validity, meta=body.meta, unicode=body.unicode,
+            subject=body.subject, html=body.html, unsubscribe_url=body.unsubscribe_url,
         ),
     )
     return JSON(send_response(result), 200 if result.duplicate else 202)

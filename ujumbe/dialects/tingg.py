@@ -177,10 +177,13 @@ def _channels(given: list[str] | None) -> list[str]:
     return kinds or ["sms"]
 
 
-def _reply(result: SendResult) -> Response:
-    rejected = [r for r in result.recipients if r.message_id is None or r.state == State.REJECTED.value]
+def _reply(results: list[SendResult]) -> Response:
+    # one answer for every channel of the request, under the first one's transactionID
+    result = results[0]
+    everyone = [r for res in results for r in res.recipients]
+    rejected = [r for r in everyone if r.message_id is None or r.state == State.REJECTED.value]
     detail = "; ".join(f"{r.input}: {r.error}" for r in rejected[:10])
-    if not result.accepted:
+    if not any(res.accepted for res in results):
         return JSON(Envelope(result.request_id, 400, f"No message was queued: {detail}"), status_code=400)
     if result.duplicate:
         text = "Duplicate referenceID: this request was already received; nothing new was sent."
@@ -216,6 +219,7 @@ async def engagement(request: Request) -> Response:
     sends: list[SendRequest] = []
     for kind in kinds:
         meta: dict[str, Any]
+        subject = None
         if kind == "sms":
             sms = body.smsDto
             if sms is None:
@@ -230,18 +234,22 @@ async def engagement(request: Request) -> Response:
             if not to:
                 raise Invalid("emailDto.email must list at least one recipient", code="missing_recipients")
             text, params, meta = mail.message, mail.params, {"extraData": mail.extraData}
+            subject = mail.subject
         meta = {"notificationType": notification, **{k: v for k, v in meta.items() if v is not None}}
         sends.append(SendRequest(
             recipients=to, text=text, template_key=notification, params=params,
             # one referenceID covers the whole request; each further channel is
             # its own stored request, so it gets a derived reference
             reference=reference if not sends else f"{reference}#{kind.upper()}",
-            callback_url=callback_url, channel=kind, dialect="tingg", meta=meta,
+            callback_url=callback_url, channel=kind, dialect="tingg", meta=meta, subject=subject,
             # an OTP's code is in its params: kept masked at rest, never shown
             conceal=kind == "sms" and (meta.get("smsType") or "").upper() == "OTP" and bool(params),
         ))
+    if len(sends) > 1 and any(r.channel == "email" for r in sends):
+        # an email that cannot have a From must not leave the SMS half sent
+        await platform.domains.sender_for(account.id, None)
     results = [await platform.messaging.send(account, req) for req in sends]
-    return _reply(results[0])
+    return _reply(results)
 
 
 # --- callbacks ---
@@ -264,16 +272,20 @@ def dlr_payload(msg: dict[str, Any], event: callbacks.Event) -> dict[str, Any] |
     code, description = tingg_status(state, reached_operator=bool(msg.get("submitted_at")))
     if event.reason and state.final and state != State.DELIVERED:
         description = f"{description}: {event.reason}"  # "check description to determine what is wrong"
-    return {
+    out = {
         "refId": f"{msg['request_id']}_{msg['id']}",
         "status": code,
-        "msisdn": msg["recipient"],
+        "msisdn": msg["recipient"],  # "the recipient address": an email's address too
         "statusDescription": description,
         "timestamp": _iso(event.at),
         "receivedDateTime": _stamp(msg["created_at"]),
         "submitDateTime": _stamp(msg.get("submitted_at")),
         "doneDateTime": _stamp(msg.get("done_at")) if state.final else None,
     }
+    if msg.get("channel") == "email":
+        out["email"] = msg["recipient"]
+        out["channel"] = "EMAIL"
+    return out
 
 
 callbacks.register("tingg", callbacks.Format(dlr=dlr_payload))

@@ -46,8 +46,10 @@ class ConnectorBody(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     host: str
     port: int
-    system_id: str
-    password: str
+    system_id: str = ""  # SMPP system_id; an SMTP connector's AUTH username (empty: no AUTH)
+    password: str | None = None  # required for SMPP
+    kind: str = "smpp"  # smpp | smtp
+    options: dict[str, Any] | None = None  # smtp: starttls, verify, bounce_domain
     system_type: str = ""
     bind: str = "transceiver"
     binds: int = 1
@@ -73,6 +75,7 @@ class ConnectorPatch(msgspec.Struct, forbid_unknown_fields=True):
     data_coding: str | msgspec.UnsetType = msgspec.UNSET
     long_messages: str | msgspec.UnsetType = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    options: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ConnectorStatus(msgspec.Struct):
@@ -100,6 +103,25 @@ class ConnectorOut(msgspec.Struct):
     created_at: str | None
     updated_at: str | None
     status: ConnectorStatus | None  # null when this process does not run the connector (an API-only process)
+    options: dict[str, Any] | None = None
+
+
+class DomainBody(msgspec.Struct, forbid_unknown_fields=True):
+    domain: str
+    selector: str | None = None
+
+
+class DomainOut(msgspec.Struct):
+    domain: str
+    account_id: str
+    selector: str
+    dns_name: str  # publish a TXT record here ...
+    dns_txt: str  # ... with this value
+    created_at: int
+
+
+class DomainList(msgspec.Struct):
+    data: list[DomainOut]
 
 
 class ConnectorList(msgspec.Struct):
@@ -278,6 +300,33 @@ async def update_connector(request: Request) -> Response:
 async def delete_connector(request: Request) -> Response:
     await admin_only(request)
     await services(request).routing.remove_connector(request.path_params["name"])
+    return Response(status_code=204)
+
+
+# --- /admin/v1/accounts/{id}/domains: email sending domains ---
+
+
+@admin_route("POST", "/admin/v1/accounts/{account_id}/domains",
+             summary="Give an account an email sending domain; generates its DKIM key (publish dns_txt at dns_name)",
+             tag="email", body=DomainBody, response=DomainOut, status=201)
+async def add_domain(request: Request) -> Response:
+    await admin_only(request)
+    body = await read_json(request, DomainBody)
+    return JSON(await services(request).domains.add(request.path_params["account_id"], body.domain, selector=body.selector), 201)
+
+
+@admin_route("GET", "/admin/v1/accounts/{account_id}/domains", summary="An account's sending domains", tag="email",
+             response=DomainList)
+async def list_domains(request: Request) -> Response:
+    await admin_only(request)
+    return JSON({"data": await services(request).domains.list(request.path_params["account_id"])})
+
+
+@admin_route("DELETE", "/admin/v1/domains/{domain}", summary="Remove a sending domain and its key", tag="email",
+             status=204)
+async def delete_domain(request: Request) -> Response:
+    await admin_only(request)
+    await services(request).domains.remove(request.path_params["domain"])
     return Response(status_code=204)
 
 
