@@ -19,6 +19,7 @@ from ujumbe.config import Settings
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.credits import Credits
+from ujumbe.services.dashboard import Dashboard, WebSessions
 from ujumbe.services.messaging import Messaging
 from ujumbe.services.premium import Premium
 from ujumbe.services.reports import Reports
@@ -49,6 +50,8 @@ class Platform:
         self.credits = Credits(self.store)
         self.callback_log = CallbackLog(self.store)
         self.reports = Reports(self.store)
+        self.web_sessions = WebSessions(self.store, secret)  # the web dashboard's logins
+        self.dashboard = Dashboard(self.store)
         self.simulator: Simulator | None = None
         chans = list(channels or [])
         if settings.simulator and not any(c.kind == "sms" for c in chans):
