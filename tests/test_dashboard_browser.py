@@ -122,7 +122,8 @@ async def test_failures_move_the_figures_and_the_chart_without_a_reload(
         b.wait(lambda: b.css("#chart").get_attribute("data-drawn") == "4", what="the chart redrawn with the failures")
         assert "80.0 %" in b.text_of("#failure-warning")
         reasons = b.text_of("#reasons")
-        assert "undelivered" in reasons and "4" in reasons
+        assert "undelivered" in reasons and "absent_subscriber" in reasons and "4" in reasons
+        assert "The phone was off or out of coverage" in reasons
         assert "Safaricom" in b.text_of("#by-network")
         assert b.text_of("#p50") != "–"
         assert b.same_page()

@@ -104,6 +104,30 @@ class Glance:
     threshold: float = 0.03
 
 
+# A receipt's normalized reason (channels/base.py), in words an account holder reads.
+REASON_WORDS = {
+    "absent_subscriber": "The phone was off or out of coverage",
+    "blacklisted": "The number is barred from receiving messages",
+    "unknown_subscriber": "The number does not exist on the network",
+    "not_subscribed": "The subscriber is not subscribed to the service",
+    "invalid_number": "Not a valid mobile number",
+    "insufficient_balance": "Not enough credit",
+    "invalid_link_id": "The reply's link id was not valid",
+    "suspended": "The subscriber's line is suspended",
+    "throttled": "The operator asked us to slow down",
+}
+STATE_WORDS = {
+    State.UNDELIVERED.value: "The operator could not deliver it",
+    State.EXPIRED.value: "No delivery report within the validity period",
+    State.FAILED.value: "It never reached the operator (every retry failed)",
+    State.REJECTED.value: "Refused before delivery",
+}
+
+
+def in_words(state: str, reason: str | None) -> str:
+    return REASON_WORDS.get((reason or "").lower()) or STATE_WORDS.get(state, state)
+
+
 def percentile(sorted_values: list[int], p: float) -> int | None:
     """Nearest-rank percentile of already sorted values."""
     if not sorted_values:
@@ -169,7 +193,7 @@ class Dashboard:
                 k = (state, r["error_code"], r["error_reason"])
                 reasons[k] = reasons.get(k, 0) + n
         g.reasons = [
-            {"state": s, "code": c, "reason": why, "count": n}
+            {"state": s, "code": c, "reason": why, "words": in_words(s, why), "count": n}
             for (s, c, why), n in sorted(reasons.items(), key=lambda kv: -kv[1])
         ]
         g.percentiles = {f"p{p}": percentile(times, p) for p in (50, 90, 99)}
