@@ -87,14 +87,18 @@ async def timed(client: Any, path: str, count: int) -> tuple[float, float, int]:
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)], status
 
 
-async def main() -> None:
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pg", nargs="?", const=DEFAULT_PG, default=None)
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--days", type=float, default=30)
     ap.add_argument("--requests", type=int, default=30, help="timed requests per page")
     args = ap.parse_args()
+    with database(args.pg) as db:  # outside the event loop: it makes and drops the database itself
+        asyncio.run(run(args, db))
 
+
+async def run(args: argparse.Namespace, db: Any) -> None:
     import httpx
     import uvicorn
 
@@ -102,52 +106,51 @@ async def main() -> None:
     from ujumbe.http.app import create_app
     from ujumbe.runtime import Platform
 
-    with database(args.pg) as db:
-        settings = Settings(data_dir=db.data_dir, database_url=db.url, secret_key=SECRET)
-        p = Platform(settings)
-        await p.start("api")  # no workers: nothing moves while we measure
+    settings = Settings(data_dir=db.data_dir, database_url=db.url, secret_key=SECRET)
+    p = Platform(settings)
+    await p.start("api")  # no workers: nothing moves while we measure
+    try:
+        acc = await p.accounts.create(name="Bench", email="bench@example.com", password=PASSWORD, credits="10")
+        loaded = await fill(p, acc["account_id"], args.messages, args.days)
+        window = min(1.0, 1 / args.days) * args.messages
+        print(f"{db.label}: {args.messages:,} messages inserted in {loaded:.1f} s "
+              f"(~{window:,.0f} in the last 24 h)", flush=True)
+        p.dashboard.cache_s = 0  # every request reads the store
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(p, manage_platform=False), host="127.0.0.1",
+                                               port=port, log_level="warning"))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
         try:
-            acc = await p.accounts.create(name="Bench", email="bench@example.com", password=PASSWORD, credits="10")
-            loaded = await fill(p, acc["account_id"], args.messages, args.days)
-            window = min(1.0, 1 / args.days) * args.messages
-            print(f"{db.label}: {args.messages:,} messages inserted in {loaded:.1f} s "
-                  f"(~{window:,.0f} in the last 24 h)", flush=True)
-            p.dashboard.cache_s = 0  # every request reads the store
-            port = free_port()
-            server = uvicorn.Server(uvicorn.Config(create_app(p, manage_platform=False), host="127.0.0.1",
-                                                   port=port, log_level="warning"))
-            task = asyncio.create_task(server.serve())
-            while not server.started:
-                await asyncio.sleep(0.01)
-            try:
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
-                    page = await c.get("/dashboard/login")
-                    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-                    r = await c.post("/dashboard/login", data={"csrf": token, "login": "bench", "password": PASSWORD})
-                    assert r.status_code == 303, r.text
-                    some = f"2547{(args.messages // 2 * 7) % 100_000_000:08d}"
-                    pages = [
-                        ("/health (ceiling)", "/health"),
-                        ("today at a glance (main page)", "/dashboard/today"),
-                        ("today's figures (live refresh)", "/dashboard/today/figures"),
-                        ("messages, newest 50", "/dashboard/messages"),
-                        ("messages by number", f"/dashboard/messages?to={some}"),
-                        ("messages, state=rejected", "/dashboard/messages?state=rejected"),
-                        ("messages, older page", f"/dashboard/messages?cursor={args.messages // 2}"),
-                        ("one message", f"/dashboard/messages/{args.messages // 2}"),
-                        ("account", "/dashboard/account"),
-                    ]
-                    for label, path in pages:
-                        await c.get(path)  # warm
-                        median, p95, status = await timed(c, path, args.requests)
-                        assert status == 200, (path, status)
-                        print(f"  {label:34} median {median:8.1f} ms   p95 {p95:8.1f} ms", flush=True)
-            finally:
-                server.should_exit = True
-                await task
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
+                page = await c.get("/dashboard/login")
+                token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+                r = await c.post("/dashboard/login", data={"csrf": token, "login": "bench", "password": PASSWORD})
+                assert r.status_code == 303, r.text
+                some = f"2547{(args.messages // 2 * 7) % 100_000_000:08d}"
+                pages = [
+                    ("/health (ceiling)", "/health"),
+                    ("today at a glance (main page)", "/dashboard/today"),
+                    ("today's figures (live refresh)", "/dashboard/today/figures"),
+                    ("messages, newest 50", "/dashboard/messages"),
+                    ("messages by number", f"/dashboard/messages?to={some}"),
+                    ("messages, state=rejected", "/dashboard/messages?state=rejected"),
+                    ("messages, older page", f"/dashboard/messages?cursor={args.messages // 2}"),
+                    ("one message", f"/dashboard/messages/{args.messages // 2}"),
+                    ("account", "/dashboard/account"),
+                ]
+                for label, path in pages:
+                    await c.get(path)  # warm
+                    median, p95, status = await timed(c, path, args.requests)
+                    assert status == 200, (path, status)
+                    print(f"  {label:34} median {median:8.1f} ms   p95 {p95:8.1f} ms", flush=True)
         finally:
-            await p.stop()
+            server.should_exit = True
+            await task
+    finally:
+        await p.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

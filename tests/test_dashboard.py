@@ -15,7 +15,7 @@ from tests.conftest import Receiver, auth, client_of, eventually, make_account
 from ujumbe.core.encoding import GSM7, UCS2
 from ujumbe.core.pricing import PriceTable
 from ujumbe.runtime import Platform
-from ujumbe.services.dashboard import percentile, preview
+from ujumbe.services.dashboard import EDGES, _bin, histogram_percentile, percentile, preview
 
 ADMIN = "admin-token-for-dashboard-tests-0123"
 PASSWORD = "correct horse battery"
@@ -233,6 +233,17 @@ def test_percentiles_are_nearest_rank() -> None:
     values = list(range(1, 101))
     assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == (50, 90, 99)
     assert percentile([7], 99) == 7 and percentile([], 50) is None
+    # the figures' histogram: each percentile within a quarter above the true one
+    times = [100 + 37 * i for i in range(10_000)]
+    hist = [0] * len(EDGES)
+    for t in times:
+        hist[_bin(t)] += 1
+    for p in (50, 90, 99):
+        exact = percentile(times, p)
+        assert exact is not None
+        got = histogram_percentile(hist, p)
+        assert got is not None and exact <= got <= exact * 1.25, (p, exact, got)
+    assert histogram_percentile([0] * len(EDGES), 50) is None
 
 
 async def test_the_send_preview_endpoint_prices_each_recipients_network(platform: Platform) -> None:
@@ -246,3 +257,42 @@ async def test_the_send_preview_endpoint_prices_each_recipients_network(platform
         assert r.status_code == 200
         assert 'id="pv-parts">2<' in r.text and 'id="pv-cost">3.2<' in r.text and 'id="pv-encoding">GSM-7<' in r.text
         assert (await c.post("/dashboard/send/preview", data={"text": "x"})).status_code == 403
+
+
+async def test_the_figures_are_summed_as_messages_settle_and_agree_with_a_count_of_the_store(
+    platform: Platform,
+) -> None:
+    d = platform.dashboard
+    # every message counts as settled at once, in reads of 3 rows, 2 pending re-read per look
+    d.settle_ms, d.chunk, d.recheck, d.cache_s = 0, 3, 2, 0
+    acc = await make_account(platform, credits="1000")
+    aid = acc["account_id"]
+    assert (await d.glance(aid)).total == 0
+    account = await platform.accounts.get(aid)
+    from ujumbe.services.messaging import SendRequest
+
+    to = [f"0708{n:02d}{end}" for n, end in enumerate(["0000", "0002", "0005", "0006", "0000", "0003", "0000"] * 2)]
+    await platform.messaging.send(account, SendRequest(recipients=to, text="Habari"))
+
+    async def truth() -> dict[str, int]:
+        rows = await platform.store.read(
+            lambda tx: tx.fetch("SELECT state, count(*) FROM messages WHERE account_id = ? GROUP BY state", aid))
+        return {r[0]: int(r[1]) for r in rows}
+
+    g = await d.glance(aid)
+    assert g.total == 14
+
+    async def agrees() -> bool:
+        g = await d.glance(aid)
+        counted = await truth()
+        # …0005 never gets a receipt: those two stay submitted, the rest end
+        return g.by_state == counted and counted.get("submitted") == 2 and g.total == 14
+
+    await eventually(agrees, timeout=30)
+    g = await d.glance(aid)
+    assert (g.delivered, g.failed, g.pending) == (6, 6, 2)
+    assert sum(r["count"] for r in g.reasons) == 6
+    assert sum(g.series["sent"]) == 14 and sum(g.series["failed"]) == 6
+    assert g.percentiles["p50"] is not None
+    tally = next(t for (a, *_), t in d._tallies.items() if a == aid)
+    assert set(tally.pending) == {m["id"] for m in await platform.messaging.messages(aid, limit=50, state="submitted")}

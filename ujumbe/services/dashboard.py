@@ -7,8 +7,11 @@ services; it holds no SQL.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import hashlib
 import hmac
+import itertools
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -136,6 +139,30 @@ def percentile(sorted_values: list[int], p: float) -> int | None:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+# Delivery times are kept as a histogram: bin i counts times up to EDGES[i]
+# (100 ms growing by a quarter each bin, to past two days), so a percentile
+# is known to within a quarter whatever the volume.
+EDGES = [int(100 * 1.25**i) for i in range(64)]
+
+
+def _bin(ms: int) -> int:
+    return min(bisect.bisect_left(EDGES, ms), len(EDGES) - 1)
+
+
+def histogram_percentile(hist: list[int], p: float) -> int | None:
+    """The upper edge of the bin holding the p-th percentile (nearest rank)."""
+    total = sum(hist)
+    if not total:
+        return None
+    rank = max(1, -(-int(p * total * 1000) // 100_000))
+    seen = 0
+    for i, n in enumerate(hist):
+        seen += n
+        if seen >= rank:
+            return EDGES[i]
+    return EDGES[-1]
+
+
 def _outcome(state: str) -> str:
     if state == State.DELIVERED.value:
         return "delivered"
@@ -144,8 +171,50 @@ def _outcome(state: str) -> str:
     return "pending"
 
 
+# A row as store.dashboard reads it: (id, created_at, channel, state, network, error_code, error_reason, done_at)
+TallyRow = tuple[Any, ...]
+FINAL_STATES = frozenset(s.value for s in State if s.final)
+
+
+class Tally:
+    """One account's window, summed as it goes: a final state never changes,
+    so a message is read once when it is final, and the few still pending are
+    read again by id until they are."""
+
+    def __init__(self, since: int) -> None:
+        self.mark = (since, 0)  # every message created up to (created_at, id) is counted
+        self.final: dict[tuple[Any, ...], int] = {}  # (bucket, channel, state, network, code, reason) -> messages
+        self.latency: dict[int, list[int]] = {}  # bucket -> delivery-time histogram
+        self.pending: dict[int, TallyRow] = {}  # id -> row, oldest first
+
+    def add(self, row: TallyRow, bucket_ms: int) -> None:
+        mid, created, channel, state, network, code, reason, done = row
+        if state not in FINAL_STATES:
+            self.pending[mid] = row
+            return
+        self.pending.pop(mid, None)
+        bucket = created // bucket_ms
+        key = (bucket, channel, state, network, code, reason)
+        self.final[key] = self.final.get(key, 0) + 1
+        if state == State.DELIVERED.value and done is not None:
+            hist = self.latency.setdefault(bucket, [0] * len(EDGES))
+            hist[_bin(done - created)] += 1
+
+    def prune(self, since: int, bucket_ms: int) -> None:
+        first = since // bucket_ms
+        self.final = {k: n for k, n in self.final.items() if k[0] >= first}
+        self.latency = {b: h for b, h in self.latency.items() if b >= first}
+        self.pending = {i: r for i, r in self.pending.items() if r[1] >= since}
+
+
 class Dashboard:
     """The account holder's figures and the dashboard's other small use cases."""
+
+    # A message is committed within this long of its created_at (the accept
+    # answers only once it is): younger ones are read afresh every time.
+    settle_ms = 30_000
+    chunk = 20_000  # rows per read; the event loop serves others between reads
+    recheck = 20_000  # pending messages read again per refresh, oldest first
 
     def __init__(self, store: Store, *, failure_threshold: float = 0.03, cache_s: float = 2.0) -> None:
         self.store = store
@@ -154,55 +223,103 @@ class Dashboard:
         # The page refreshes live; many tabs of one account share one read.
         self.cache_s = cache_s
         self._cache: dict[tuple[str, int, int], tuple[float, Glance]] = {}
+        self._tallies: dict[tuple[str, int, int], Tally] = {}
+        self._locks: dict[tuple[str, int, int], asyncio.Lock] = {}
 
     async def glance(self, account_id: str, *, hours: int = 24, bucket_minutes: int = 60) -> Glance:
-        bucket_ms = bucket_minutes * 60_000
+        key = (account_id, hours, bucket_minutes)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one refresh per account at a time; the others take its result
+            return await self._glance(key, account_id, hours, bucket_minutes * 60_000)
+
+    async def _glance(self, key: tuple[str, int, int], account_id: str, hours: int, bucket_ms: int) -> Glance:
         now = now_ms()
         # Buckets aligned to the clock, so the chart's points stay put between refreshes.
-        since = (now // bucket_ms) * bucket_ms - (hours - 1) * 3_600_000
-        since -= since % bucket_ms
-        key = (account_id, hours, bucket_minutes)
+        since = (now // bucket_ms) * bucket_ms - max(0, hours * 3_600_000 - bucket_ms)
         hit = self._cache.get(key)
         if hit and time.monotonic() - hit[0] < self.cache_s and hit[1].since == since:
             return hit[1]
+        tally = self._tallies.get(key)
+        if tally is None or tally.mark[0] < since - 2 * bucket_ms:
+            tally = Tally(since)  # a first look, or one long ago: start over
+        settled = now - self.settle_ms
+        while True:  # messages settled since the last look, read once
+            after = tally.mark
+            rows = await self.store.read(lambda tx: q.created_after(tx, account_id, after, settled, self.chunk))
+            for row in rows:
+                tally.add(row, bucket_ms)
+            if rows:
+                tally.mark = (rows[-1][1], rows[-1][0])
+            if len(rows) < self.chunk:
+                break
+            await asyncio.sleep(0)
+        if tally.pending:  # the oldest still pending, read again by id
+            ids = list(itertools.islice(tally.pending, self.recheck))
+            rows = await self.store.read(lambda tx: q.tally_rows(tx, ids))
+            found = set()
+            for row in rows:
+                found.add(row[0])
+                tally.pending.pop(row[0], None)  # one still pending goes to the back of the queue
+                tally.add(row, bucket_ms)
+            for mid in set(ids) - found:
+                tally.pending.pop(mid, None)
+        tally.prune(since, bucket_ms)
+        self._tallies[key] = tally
+        fresh = await self.store.read(lambda tx: q.created_since(tx, account_id, max(settled, tally.mark[0])))
+        g = self._figures(tally, fresh, since, now, bucket_ms)
+        self._cache[key] = (time.monotonic(), g)
+        if len(self._cache) > 1000:
+            self._cache.clear()
+        if len(self._tallies) > 1000:
+            self._tallies.clear()
+        return g
 
-        async def unit(tx: Any) -> tuple[list[dict[str, Any]], list[int]]:
-            return await q.window_counts(tx, account_id, since, bucket_ms), await q.delivery_times(tx, account_id, since)
-
-        rows, times = await self.store.read(unit)
+    def _figures(self, tally: Tally, fresh: list[TallyRow], since: int, now: int, bucket_ms: int) -> Glance:
         g = Glance(since=since, bucket_ms=bucket_ms, threshold=self.failure_threshold)
-        n_buckets = int((now - since) // bucket_ms) + 1
-        g.buckets = [(since + i * bucket_ms) // 1000 for i in range(n_buckets)]
+        first = since // bucket_ms
+        n_buckets = int(now // bucket_ms - first) + 1
+        g.buckets = [(first + i) * bucket_ms // 1000 for i in range(n_buckets)]
         g.series = {k: [0] * n_buckets for k in ("sent", "delivered", "failed")}
+        hist = [0] * len(EDGES)
+        for h in tally.latency.values():
+            for i, n in enumerate(h):
+                hist[i] += n
+        counted: list[tuple[tuple[Any, ...], int]] = list(tally.final.items())
+        seen = set()
+        for row in [*fresh, *tally.pending.values()]:
+            mid, created, channel, state, network, code, reason, done = row
+            if mid in seen:
+                continue
+            seen.add(mid)
+            counted.append(((created // bucket_ms, channel, state, network, code, reason), 1))
+            if state == State.DELIVERED.value and done is not None:
+                hist[_bin(done - created)] += 1
         reasons: dict[tuple[str, str | None, str | None], int] = {}
-        for r in rows:
-            n, state, outcome = int(r["n"]), r["state"], _outcome(r["state"])
+        for (bucket, channel, state, network, code, reason), n in counted:
+            outcome = _outcome(state)
             g.total += n
             setattr(g, outcome, getattr(g, outcome) + n)
             g.by_state[state] = g.by_state.get(state, 0) + n
-            for table, name in ((g.by_channel, r["channel"]), (g.by_network, r["network"] or "unknown")):
+            for table, name in ((g.by_channel, channel), (g.by_network, network or "unknown")):
                 cell = table.setdefault(name, {"sent": 0, "delivered": 0, "failed": 0, "pending": 0})
                 cell["sent"] += n
                 cell[outcome] += n
-            b = int(r["bucket"])
+            b = int(bucket - first)
             if 0 <= b < n_buckets:
                 g.series["sent"][b] += n
                 if outcome != "pending":
                     g.series[outcome][b] += n
             if outcome == "failed":
-                k = (state, r["error_code"], r["error_reason"])
+                k = (state, code, reason)
                 reasons[k] = reasons.get(k, 0) + n
         g.reasons = [
             {"state": s, "code": c, "reason": why, "words": in_words(s, why), "count": n}
             for (s, c, why), n in sorted(reasons.items(), key=lambda kv: -kv[1])
         ]
-        g.percentiles = {f"p{p}": percentile(times, p) for p in (50, 90, 99)}
+        g.percentiles = {f"p{p}": histogram_percentile(hist, p) for p in (50, 90, 99)}
         done = g.delivered + g.failed
         g.failure_rate = g.failed / done if done else 0.0
         g.warn = done > 0 and g.failure_rate > self.failure_threshold
-        self._cache[key] = (time.monotonic(), g)
-        if len(self._cache) > 1000:
-            self._cache.clear()
         return g
 
     # --- messages ---

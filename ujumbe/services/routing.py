@@ -355,6 +355,10 @@ class Router:
                 if idle is not None:
                     idle.set()
 
+    def in_flight(self, channel: Channel) -> int:
+        """Sends on ``channel`` not yet answered."""
+        return self._in_flight.get(channel, 0)
+
     def status(self, name: str) -> dict[str, Any] | None:
         """What this process knows of a connector it runs (None: not running here)."""
         channel = self.connectors.get(name)

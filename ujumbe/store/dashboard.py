@@ -40,29 +40,42 @@ async def forget_expired_sessions(tx: Tx, now: int) -> None:
     await tx.execute("DELETE FROM dashboard_sessions WHERE expires_at <= ?", now)
 
 
-# --- an account's figures over a window ---
+# --- an account's figures over a window, read incrementally ---
+
+TALLY_COLUMNS = "id, created_at, channel, state, network, error_code, error_reason, done_at"
 
 
-async def window_counts(tx: Tx, account_id: str, since: int, bucket_ms: int) -> list[dict[str, Any]]:
-    """Messages created since ``since``, counted by (bucket, channel, state,
-    network, error_code, error_reason); read through messages_account_created."""
+async def created_after(
+    tx: Tx, account_id: str, after: tuple[int, int], until: int, limit: int,
+) -> list[tuple[Any, ...]]:
+    """The account's messages created after ``after`` (created_at, id) and at
+    or before ``until``, oldest first: a range of messages_account_created."""
     rows = await tx.fetch(
-        "SELECT (created_at - ?) / ? AS bucket, channel, state, network, error_code, error_reason, count(*) AS n "
-        "FROM messages WHERE account_id = ? AND created_at >= ? "
-        "GROUP BY 1, channel, state, network, error_code, error_reason",
-        since, bucket_ms, account_id, since,
+        f"SELECT {TALLY_COLUMNS} FROM messages WHERE account_id = ? AND created_at <= ? "
+        "AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
+        account_id, until, after[0], after[1], limit,
     )
-    return dicts(rows)
+    return [tuple(r) for r in rows]
 
 
-async def delivery_times(tx: Tx, account_id: str, since: int) -> list[int]:
-    """Milliseconds from accept to delivery of the window's delivered messages, sorted."""
+async def created_since(tx: Tx, account_id: str, since: int) -> list[tuple[Any, ...]]:
+    """The account's messages created since ``since`` (the last seconds only)."""
     rows = await tx.fetch(
-        "SELECT done_at - created_at FROM messages WHERE account_id = ? AND created_at >= ? "
-        "AND state = 'delivered' AND done_at IS NOT NULL ORDER BY 1",
-        account_id, since,
+        f"SELECT {TALLY_COLUMNS} FROM messages WHERE account_id = ? AND created_at > ?", account_id, since,
     )
-    return [int(r[0]) for r in rows]
+    return [tuple(r) for r in rows]
+
+
+async def tally_rows(tx: Tx, ids: list[int]) -> list[tuple[Any, ...]]:
+    """These messages' current state, by primary key."""
+    from ujumbe.store.messages import chunks, is_in
+
+    await tx.plan_for_keys()
+    out: list[tuple[Any, ...]] = []
+    for chunk in chunks(tx, ids, 500):
+        where, args = is_in(tx, "id", chunk, "bigint")
+        out.extend(tuple(r) for r in await tx.fetch(f"SELECT {TALLY_COLUMNS} FROM messages WHERE {where}", *args))
+    return out
 
 
 # --- messages by time (the search's bounds) ---

@@ -469,7 +469,7 @@ async def create_key(ctx: Ctx) -> Response:
 async def revoke_key(ctx: Ctx) -> Response:
     form = await form_of(ctx.request)
     await ctx.platform.dashboard.revoke_api_key(ctx.account_id, str(form.get("key", "")))
-    ctx.platform.accounts._key_cache.clear()  # revoked at once in this process, not after the cache's TTL
+    ctx.platform.accounts.forget_cached_keys()  # revoked at once in this process, not after the cache's TTL
     return await account_page(ctx, notice="The key is revoked.")
 
 
@@ -511,7 +511,7 @@ async def _board(ctx: Ctx) -> list[dict[str, Any]]:
         status = p.router.status(c["name"])
         out.append({**c, "status": status})
     builtin = [{"name": ch.name, "kind": ch.kind, "builtin": True, "status": {"running": True, "binds_up": None,
-               "in_flight": p.router._in_flight.get(ch, 0)}} for ch in p.channels.values()]
+               "in_flight": p.router.in_flight(ch)}} for ch in p.channels.values()]
     return out + builtin
 
 
@@ -573,7 +573,7 @@ async def admin_account_action(ctx: Ctx) -> Response:
         notice = f"Topped up {account_id}."
     elif action in ("suspend", "resume"):
         await p.dashboard.set_active(account_id, action == "resume")
-        p.accounts._key_cache.clear()
+        p.accounts.forget_cached_keys()
         notice = f"{account_id} {'suspended' if action == 'suspend' else 'resumed'}."
     else:
         raise NotFound(f"No action {action}")
