@@ -259,12 +259,14 @@ async def test_the_send_preview_endpoint_prices_each_recipients_network(platform
         assert (await c.post("/dashboard/send/preview", data={"text": "x"})).status_code == 403
 
 
+@pytest.mark.parametrize("young_ms", [600_000, 0], ids=["young", "old"])
 async def test_the_figures_are_summed_as_messages_settle_and_agree_with_a_count_of_the_store(
-    platform: Platform,
+    platform: Platform, young_ms: int,
 ) -> None:
     d = platform.dashboard
-    # every message counts as settled at once, in reads of 3 rows, 2 pending re-read per look
-    d.settle_ms, d.chunk, d.recheck, d.cache_s = 0, 3, 2, 0
+    d.young_ms = young_ms  # pending messages re-read as young ones (every look) or old ones (in turn)
+    # every message counts as settled at once, in reads of 3 rows, 2 young and 1 old pending re-read per look
+    d.settle_ms, d.chunk, d.recheck, d.recheck_old, d.cache_s = 0, 3, 2, 1, 0
     acc = await make_account(platform, credits="1000")
     aid = acc["account_id"]
     assert (await d.glance(aid)).total == 0

@@ -214,7 +214,9 @@ class Dashboard:
     # answers only once it is): younger ones are read afresh every time.
     settle_ms = 30_000
     chunk = 20_000  # rows per read; the event loop serves others between reads
-    recheck = 20_000  # pending messages read again per refresh, oldest first
+    recheck = 20_000  # young pending messages read again per refresh
+    recheck_old = 2_000  # and older ones, in turn
+    young_ms = 600_000  # pending for less than 10 minutes: its receipt is due
 
     def __init__(self, store: Store, *, failure_threshold: float = 0.03, cache_s: float = 2.0) -> None:
         self.store = store
@@ -253,16 +255,25 @@ class Dashboard:
             if len(rows) < self.chunk:
                 break
             await asyncio.sleep(0)
-        if tally.pending:  # the oldest still pending, read again by id
-            ids = list(itertools.islice(tally.pending, self.recheck))
-            rows = await self.store.read(lambda tx: q.tally_rows(tx, ids))
-            found = set()
-            for row in rows:
-                found.add(row[0])
-                tally.pending.pop(row[0], None)  # one still pending goes to the back of the queue
-                tally.add(row, bucket_ms)
-            for mid in set(ids) - found:
-                tally.pending.pop(mid, None)
+        if tally.pending:
+            # Those still pending are read again by id: the young ones (their
+            # receipts are due) every time, and a share of the older ones (a
+            # late receipt, an expiry) in turn, so the cost stays bounded.
+            young_after = now - self.young_ms
+            young = [i for i, r in tally.pending.items() if r[1] > young_after][: self.recheck]
+            old = list(itertools.islice((i for i, r in tally.pending.items() if r[1] <= young_after),
+                                        self.recheck_old))
+            for start in range(0, len(young) + len(old), 2000):
+                ids = (young + old)[start : start + 2000]
+                rows = await self.store.read(lambda tx, ids=ids: q.tally_rows(tx, ids))  # type: ignore[misc]
+                found = set()
+                for row in rows:
+                    found.add(row[0])
+                    tally.pending.pop(row[0], None)  # one still pending goes to the back of the queue
+                    tally.add(row, bucket_ms)
+                for mid in set(ids) - found:
+                    tally.pending.pop(mid, None)
+                await asyncio.sleep(0)
         tally.prune(since, bucket_ms)
         self._tallies[key] = tally
         fresh = await self.store.read(lambda tx: q.created_since(tx, account_id, max(settled, tally.mark[0])))
