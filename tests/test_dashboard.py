@@ -199,6 +199,14 @@ async def test_the_operator_pages_need_the_admin_token(platform: Platform) -> No
         r = await c.post(f"/dashboard/admin/accounts/{acc['account_id']}/topup", data={"csrf": token, "amount": "25"})
         assert r.status_code == 200 and "Topped up" in r.text
         assert await platform.credits.balance(acc["account_id"]) == 125 * 10_000
+        r = await c.post("/dashboard/admin/accounts", data={
+            "csrf": token, "name": "Duka", "email": "ops@duka.example", "password": "a long password", "credits": "5"})
+        assert r.status_code == 200 and "Created acc_" in r.text
+        key = re.search(r"shown this once: <code>(uj_[^<]+)</code>", r.text)
+        assert key and (await platform.accounts.authenticate_api_key(key.group(1))).email == "ops@duka.example"
+        r = await c.post("/dashboard/admin/accounts", data={
+            "csrf": token, "name": "Duka", "email": "ops@duka.example", "password": "a long password"})
+        assert r.status_code == 409 and "already exists" in r.text
     async for tenant in logged_in(platform, acc):
         async with client_of(platform) as c:
             page = await c.get("/dashboard/admin/login")

@@ -172,7 +172,8 @@ def page(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaita
         try:
             return await handler(ctx)
         except UjumbeError as exc:
-            status = {"not_found": 404, "unauthorized": 401, "rate_limited": 429, "payment": 402}.get(exc.kind, 400)
+            status = {"not_found": 404, "unauthorized": 401, "forbidden": 403, "conflict": 409, "rate_limited": 429,
+                      "payment": 402}.get(exc.kind, 400)
             return render(request, "error.html", status, message=exc.message, ctx=ctx)
 
     endpoint.__name__ = handler.__name__
