@@ -306,3 +306,4 @@ async def test_the_figures_are_summed_as_messages_settle_and_agree_with_a_count_
     assert g.percentiles["p50"] is not None
     tally = next(t for (a, *_), t in d._tallies.items() if a == aid)
     assert set(tally.pending) == {m["id"] for m in await platform.messaging.messages(aid, limit=50, state="submitted")}
+    assert sum(tally.pending_counts.values()) == 2

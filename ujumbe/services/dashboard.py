@@ -183,28 +183,51 @@ class Tally:
 
     def __init__(self, since: int) -> None:
         self.mark = (since, 0)  # every message created up to (created_at, id) is counted
+        self.since = since
         self.final: dict[tuple[Any, ...], int] = {}  # (bucket, channel, state, network, code, reason) -> messages
         self.latency: dict[int, list[int]] = {}  # bucket -> delivery-time histogram
         self.pending: dict[int, TallyRow] = {}  # id -> row, oldest first
+        self.pending_counts: dict[tuple[Any, ...], int] = {}  # the pending ones, summed as ``final``
+
+    @staticmethod
+    def _key(row: TallyRow, bucket_ms: int) -> tuple[Any, ...]:
+        return (row[1] // bucket_ms, row[2], row[3], row[4], row[5], row[6])
+
+    def _unpend(self, mid: int, bucket_ms: int) -> None:
+        old = self.pending.pop(mid, None)
+        if old is not None:
+            key = self._key(old, bucket_ms)
+            left = self.pending_counts[key] - 1
+            if left:
+                self.pending_counts[key] = left
+            else:
+                del self.pending_counts[key]
 
     def add(self, row: TallyRow, bucket_ms: int) -> None:
-        mid, created, channel, state, network, code, reason, done = row
+        mid, created, _channel, state, _network, _code, _reason, done = row
+        self._unpend(mid, bucket_ms)  # a pending one read again goes to the back of the queue
+        key = self._key(row, bucket_ms)
         if state not in FINAL_STATES:
             self.pending[mid] = row
+            self.pending_counts[key] = self.pending_counts.get(key, 0) + 1
             return
-        self.pending.pop(mid, None)
-        bucket = created // bucket_ms
-        key = (bucket, channel, state, network, code, reason)
         self.final[key] = self.final.get(key, 0) + 1
         if state == State.DELIVERED.value and done is not None:
-            hist = self.latency.setdefault(bucket, [0] * len(EDGES))
+            hist = self.latency.setdefault(key[0], [0] * len(EDGES))
             hist[_bin(done - created)] += 1
 
+    def forget(self, mid: int, bucket_ms: int) -> None:
+        self._unpend(mid, bucket_ms)
+
     def prune(self, since: int, bucket_ms: int) -> None:
+        if since == self.since:
+            return
+        self.since = since
         first = since // bucket_ms
         self.final = {k: n for k, n in self.final.items() if k[0] >= first}
         self.latency = {b: h for b, h in self.latency.items() if b >= first}
-        self.pending = {i: r for i, r in self.pending.items() if r[1] >= since}
+        for mid in [i for i, r in self.pending.items() if r[1] < since]:
+            self._unpend(mid, bucket_ms)
 
 
 class Dashboard:
@@ -269,10 +292,9 @@ class Dashboard:
                 found = set()
                 for row in rows:
                     found.add(row[0])
-                    tally.pending.pop(row[0], None)  # one still pending goes to the back of the queue
                     tally.add(row, bucket_ms)
                 for mid in set(ids) - found:
-                    tally.pending.pop(mid, None)
+                    tally.forget(mid, bucket_ms)
                 await asyncio.sleep(0)
         tally.prune(since, bucket_ms)
         self._tallies[key] = tally
@@ -295,13 +317,9 @@ class Dashboard:
         for h in tally.latency.values():
             for i, n in enumerate(h):
                 hist[i] += n
-        counted: list[tuple[tuple[Any, ...], int]] = list(tally.final.items())
-        seen = set()
-        for row in [*fresh, *tally.pending.values()]:
+        counted: list[tuple[tuple[Any, ...], int]] = [*tally.final.items(), *tally.pending_counts.items()]
+        for row in fresh:  # created in the last seconds: not in the tally yet
             mid, created, channel, state, network, code, reason, done = row
-            if mid in seen:
-                continue
-            seen.add(mid)
             counted.append(((created // bucket_ms, channel, state, network, code, reason), 1))
             if state == State.DELIVERED.value and done is not None:
                 hist[_bin(done - created)] += 1
