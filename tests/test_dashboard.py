@@ -307,3 +307,22 @@ async def test_the_figures_are_summed_as_messages_settle_and_agree_with_a_count_
     tally = next(t for (a, *_), t in d._tallies.items() if a == aid)
     assert set(tally.pending) == {m["id"] for m in await platform.messaging.messages(aid, limit=50, state="submitted")}
     assert sum(tally.pending_counts.values()) == 2
+
+
+async def test_guessing_the_admin_token_on_the_login_page_is_throttled_as_the_admin_api(platform: Platform) -> None:
+    platform.settings.admin_token = ADMIN
+    async with client_of(platform) as c:
+        for n in range(5):
+            page = await c.get("/dashboard/admin/login")
+            r = await c.post("/dashboard/admin/login", data={"csrf": csrf_of(page.text), "token": f"guess-{n}"})
+            assert r.status_code == 401 and "not the admin token" in r.text
+        page = await c.get("/dashboard/admin/login")
+        r = await c.post("/dashboard/admin/login", data={"csrf": csrf_of(page.text), "token": "guess-6"})
+        assert r.status_code == 429 and "Too many" in r.text
+        # counted in the store with the admin API's: the API refuses wrong tokens from here too
+        wrong = await c.get("/admin/v1/connectors", headers={"authorization": "Bearer guess-7"})
+        assert wrong.status_code == 429
+        # and the right token still gets in
+        page = await c.get("/dashboard/admin/login")
+        r = await c.post("/dashboard/admin/login", data={"csrf": csrf_of(page.text), "token": ADMIN})
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/admin"

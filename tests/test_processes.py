@@ -29,6 +29,9 @@ def env_for(data_dir: Path, database_url: str | None) -> dict[str, str]:
         UJUMBE_ALLOW_PRIVATE_CALLBACKS="1",
         UJUMBE_SECRET_KEY="processes-test-secret",
         UJUMBE_LOG_LEVEL="WARNING",
+        # A server refuses to start on a taken port: tests that want the SMPP
+        # server give it a free one (2775 may be any other run's).
+        UJUMBE_SMPP_PORT="off",
     )
     if database_url:
         env["UJUMBE_DATABASE_URL"] = database_url

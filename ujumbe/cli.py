@@ -14,15 +14,84 @@ from pathlib import Path
 from typing import Any
 
 from ujumbe.config import SMPP_DEFAULT_PORT, Settings, smpp_port_from_env
-from ujumbe.core.errors import UjumbeError
+from ujumbe.core.errors import Invalid, UjumbeError
 from ujumbe.core.pricing import display
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    """One rule for every command, the server's included: --data-dir, else
+    UJUMBE_DATA_DIR, else ./ujumbe-data; --database-url, else UJUMBE_DATABASE_URL."""
     settings = Settings()
     if getattr(args, "data_dir", None):
         settings.data_dir = Path(args.data_dir)
+    if getattr(args, "database_url", None):
+        settings.database_url = args.database_url
     return settings
+
+
+def _store_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """--data-dir and --database-url, before or after the subcommand."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--data-dir", default=default, metavar="DIR",
+                        help="where the embedded database and the server secret live "
+                             "(default: UJUMBE_DATA_DIR, else ./ujumbe-data)")
+    parser.add_argument("--database-url", default=default, metavar="URL",
+                        help="postgresql://... (default: UJUMBE_DATABASE_URL, else the embedded database)")
+
+
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def _secret(args: argparse.Namespace, name: str, *, prompt: str | None = None, env: str | None = None,
+            stdin_fallback: bool = False) -> str | None:
+    """A secret option ``--NAME``: from ``--NAME-file F``, ``--NAME -``
+    (stdin), ``--NAME VALUE`` (with a warning: the command line is in the
+    shell's history and every user's process list), ``env``, or asked for
+    with ``prompt`` on a terminal. None when none of them gives one."""
+    flag = "--" + name.replace("_", "-")
+    value, path = getattr(args, name, None), getattr(args, name + "_file", None)
+    if value is not None and path is not None:
+        raise Invalid(f"give {flag} or {flag}-file, not both", code="usage")
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise Invalid(f"cannot read {flag}-file {path}: {exc.strerror or exc}", code="usage") from None
+        return text.rstrip("\r\n")
+    if value == "-":
+        return sys.stdin.read().rstrip("\r\n")
+    if value is not None:
+        _warn(f"{flag} on the command line is kept in your shell history and visible to other users "
+              f"while this runs; leave it out to be asked, or use {flag}-file FILE or {flag} - (stdin)")
+        return str(value)
+    if env and os.environ.get(env):
+        return os.environ[env]
+    if prompt and sys.stdin.isatty():
+        import getpass
+
+        while True:
+            first = getpass.getpass(f"{prompt}: ")
+            if getpass.getpass(f"{prompt} (again): ") == first:
+                return first
+            print("they differ; once more", file=sys.stderr)
+    if stdin_fallback and not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n") or None
+    return None
+
+
+def _needed(value: str | None, name: str) -> str:
+    if value is None:
+        flag = "--" + name.replace("_", "-")
+        raise Invalid(f"{flag} is needed: run on a terminal to be asked, or give {flag}-file FILE "
+                      f"or {flag} - (read from stdin)", code="usage")
+    return value
+
+
+def _secret_options(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    flag = "--" + name.replace("_", "-")
+    parser.add_argument(flag, metavar="VALUE", help=f"{help}; '-' reads it from stdin")
+    parser.add_argument(f"{flag}-file", metavar="FILE", help=f"read {flag} from FILE")
 
 
 def _with_platform(fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> Callable[[argparse.Namespace], int]:
@@ -31,12 +100,17 @@ def _with_platform(fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> C
     def command(args: argparse.Namespace) -> int:
         from ujumbe.runtime import Platform
 
+        settings = _settings(args)
+        settings.simulator = False
+        database = settings.data_dir / "ujumbe.db"
+        fresh = not settings.database_url and not database.exists()
+
         async def main() -> Any:
-            settings = _settings(args)
-            settings.simulator = False
             platform = Platform(settings)
             await platform.open()
             try:
+                if getattr(args, "account", None):  # an id, username or email, wherever ACCOUNT is taken
+                    args.account = (await platform.accounts.resolve(args.account)).id
                 return await fn(platform, args)
             finally:
                 await platform.store.close()
@@ -45,7 +119,11 @@ def _with_platform(fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> C
             result = asyncio.run(main())
         except UjumbeError as exc:
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)
-            return 1
+            return 2 if exc.code == "usage" else 1
+        if fresh and args.command != "migrate":
+            # The usual cause: the server runs with another --data-dir.
+            print(f"note: there was no database in {settings.data_dir.resolve()}; this made a new one. A server "
+                  "started with --data-dir or UJUMBE_DATA_DIR needs the same here.", file=sys.stderr)
         if result is not None:
             print(json.dumps(result, indent=2, default=str))
         return 0
@@ -54,15 +132,13 @@ def _with_platform(fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> C
 
 
 def admin_command(parser: argparse.ArgumentParser, fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> argparse.ArgumentParser:
-    """An admin subcommand: it takes --data-dir and runs ``fn`` against the store."""
-    parser.add_argument("--data-dir", default=argparse.SUPPRESS)
+    """An admin subcommand: it takes --data-dir/--database-url and runs ``fn`` against the store."""
+    _store_options(parser)
     parser.set_defaults(func=_with_platform(fn))
     return parser
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from ujumbe.http.app import create_app
     from ujumbe.runtime import Platform
 
@@ -71,7 +147,30 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     settings.host, settings.port, settings.role = args.host, args.port, args.role
-    settings.smpp_port = smpp_port_from_env(SMPP_DEFAULT_PORT)  # serve listens for SMPP customers by default
+    try:
+        settings.smpp_port = smpp_port_from_env(SMPP_DEFAULT_PORT)  # serve listens for SMPP customers by default
+    except ValueError:
+        print("ujumbe: UJUMBE_SMPP_PORT must be a port number, or off", file=sys.stderr)
+        return 2
+    # The ports first, before the secret, the lock or any migration: a port
+    # in use is a one-line refusal naming what changes it, not a half start.
+    http_sock, problems = None, []
+    if args.role != "worker":
+        try:
+            http_sock = _bind(settings.host, settings.port)
+        except OSError as exc:
+            problems.append(f"cannot listen for HTTP on {settings.host}:{settings.port}: {exc.strerror or exc}; "
+                            "--port or UJUMBE_PORT changes the port")
+    if args.role in ("worker", "all") and settings.smpp_port:
+        try:
+            _bind(settings.smpp_host, settings.smpp_port).close()  # asyncio binds it again the same way
+        except OSError as exc:
+            problems.append(f"cannot listen for SMPP on {settings.smpp_host}:{settings.smpp_port}: "
+                            f"{exc.strerror or exc}; UJUMBE_SMPP_PORT changes the port (off: no SMPP server)")
+    if problems:
+        for problem in problems:
+            print(f"ujumbe: {problem}", file=sys.stderr)
+        return 1
     logging.basicConfig(level=os.environ.get("UJUMBE_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     platform = Platform(settings)
     where = settings.database_url.split("@")[-1] if settings.database_url else str(settings.data_dir / "ujumbe.db")
@@ -81,17 +180,56 @@ def serve(args: argparse.Namespace) -> int:
                                          settings.host, settings.port)
     if args.role == "worker":
         return run_worker(platform)
+    assert http_sock is not None
     if args.processes > 1:
-        return serve_processes(platform, args.processes)
-    uvicorn.Server(_uvicorn_config(create_app(platform, role=args.role), settings)).run()
-    return 0
+        return serve_processes(platform, args.processes, http_sock)
+    server = _http_server(create_app(platform, role=args.role), settings, announce=True)
+    server.run(sockets=[http_sock])
+    return 0 if server.started else 1  # not started: the start-up failure is logged above
+
+
+def _bind(host: str, port: int) -> Any:
+    """A TCP socket bound to host:port (not yet listening), as uvicorn and
+    asyncio bind theirs; OSError when the address is taken."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _http_address(settings: Settings) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def _http_server(app: Any, settings: Settings, *, announce: bool) -> Any:
+    """A uvicorn server for ``app`` that logs its address once it listens."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if announce and self.started:
+                logging.getLogger("ujumbe").info("HTTP listening on %s", _http_address(settings))
+
+    return Server(_uvicorn_config(app, settings))
 
 
 def _uvicorn_config(app: Any, settings: Settings) -> Any:
     import uvicorn
 
+    # Forwarded headers only from UJUMBE_TRUSTED_PROXIES (uvicorn would trust
+    # 127.0.0.1's): otherwise any local process could pose as any client.
+    # The access log is ujumbe.http.app's own, which leaves out query strings.
     return uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                          loop="auto", http="auto")
+                          loop="auto", http="auto", proxy_headers=bool(settings.trusted_proxies),
+                          forwarded_allow_ips=settings.trusted_proxies or None)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -106,7 +244,7 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def serve_processes(platform: Any, n: int) -> int:
+def serve_processes(platform: Any, n: int, sock: Any) -> int:
     """``serve --processes N``: N processes answer the API on one port, each
     with its own event loop, so the API uses more than one core.
 
@@ -122,8 +260,6 @@ def serve_processes(platform: Any, n: int) -> int:
     import signal
     import time
 
-    import uvicorn
-
     from ujumbe.http.app import create_app
     from ujumbe.runtime import Platform
 
@@ -132,13 +268,14 @@ def serve_processes(platform: Any, n: int) -> int:
 
     async def prepare() -> None:
         await platform.open()
+        await platform.log_first_steps()
         await platform.store.close()
 
     asyncio.run(prepare())
     if platform.store.dialect == "sqlite":
         platform.lock_data_dir(role)
     settings.parent_holds_lock = True
-    sock = _uvicorn_config(None, settings).bind_socket()
+    sock.listen(2048)  # connections wait in the kernel's queue until a process takes them
     log = logging.getLogger("ujumbe")
 
     parent = os.getpid()
@@ -157,7 +294,7 @@ def serve_processes(platform: Any, n: int) -> int:
                 code = run_worker(Platform(settings), "all")  # "all": it owns the leases, see Platform.start_workers
             else:
                 app = create_app(Platform(settings), role="api")
-                uvicorn.Server(_uvicorn_config(app, settings)).run(sockets=[sock])
+                _http_server(app, settings, announce=False).run(sockets=[sock])
         except KeyboardInterrupt:
             pass
         except BaseException:
@@ -178,7 +315,7 @@ def serve_processes(platform: Any, n: int) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    log.info("serving role=%s in %d processes on %s:%s", role, n, settings.host, settings.port)
+    log.info("HTTP listening on %s (role=%s, %d processes)", _http_address(settings), role, n)
     while children:
         try:
             pid, status = os.wait()
@@ -199,22 +336,27 @@ def run_worker(platform: Any, role: str = "worker") -> int:
     ``all`` when this process also owns the embedded database (its leases)."""
     import signal
 
-    async def main() -> None:
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await platform.start(role)
+        try:
+            await platform.start(role)
+        except RuntimeError as exc:  # the SMPP port taken since serve checked it, the database's lock
+            logging.getLogger("ujumbe").error("%s", exc)
+            with contextlib.suppress(Exception):  # whatever had started
+                await platform.stop()
+            return 1
         await stop.wait()
         await platform.stop()
+        return 0
 
     try:
         import uvloop  # installed with uvicorn[standard]; the same loop as the API's
     except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
-    return 0
+        return asyncio.run(main())
+    return uvloop.run(main())
 
 
 async def _migrate(platform: Any, args: argparse.Namespace) -> Any:
@@ -222,10 +364,37 @@ async def _migrate(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _create_account(platform: Any, args: argparse.Namespace) -> Any:
+    password = _needed(_secret(args, "password", prompt="password for the account"), "password")
     return await platform.accounts.create(
-        name=args.name, email=args.email, password=args.password, username=args.username,
+        name=args.name, email=args.email, password=password, username=args.username,
         region=args.region, credits=args.credits,
     )
+
+
+def _account_json(row: dict[str, Any]) -> dict[str, Any]:
+    from ujumbe.dialects.native import iso
+
+    out = {"account_id": row["id"], **{k: row[k] for k in ("name", "username", "email", "region")},
+           "balance": display(row["balance"]), "active": bool(row["active"]), "created_at": iso(row["created_at"])}
+    if "api_keys" in row:
+        out["callbacks"] = {k: row[k] for k in ("dlr_url", "inbound_url", "subscription_url")}
+        out["api_keys"] = [{"prefix": k["prefix"], "label": k["label"], "created_at": iso(k["created_at"]),
+                            "revoked_at": iso(k["revoked_at"])} for k in row["api_keys"]]
+        out["numbers"] = row["numbers"]
+    return out
+
+
+async def _list_accounts(platform: Any, args: argparse.Namespace) -> Any:
+    return [_account_json(row) for row in await platform.accounts.list_all()]
+
+
+async def _show_account(platform: Any, args: argparse.Namespace) -> Any:
+    return _account_json(await platform.accounts.details(args.account))
+
+
+async def _create_api_key(platform: Any, args: argparse.Namespace) -> Any:
+    api_key = await platform.accounts.new_api_key(args.account, args.label)
+    return {"account_id": args.account, "api_key": api_key, "label": args.label}
 
 
 async def _add_credits(platform: Any, args: argparse.Namespace) -> Any:
@@ -234,6 +403,8 @@ async def _add_credits(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _set_callbacks(platform: Any, args: argparse.Namespace) -> Any:
+    from ujumbe.services.callbacks import masked
+
     urls = {
         column: (value or None)
         for column, value in (("dlr_url", args.dlr_url), ("inbound_url", args.inbound_url),
@@ -244,7 +415,8 @@ async def _set_callbacks(platform: Any, args: argparse.Namespace) -> Any:
         if url:
             await platform.check_callback_url(url)
     account = await platform.accounts.set_callbacks(args.account, urls)
-    return {"dlr_url": account.dlr_url, "inbound_url": account.inbound_url, "subscription_url": account.subscription_url}
+    return {"dlr_url": masked(account.dlr_url), "inbound_url": masked(account.inbound_url),
+            "subscription_url": masked(account.subscription_url)}
 
 
 async def _set_price(platform: Any, args: argparse.Namespace) -> Any:
@@ -271,25 +443,19 @@ async def _add_number(platform: Any, args: argparse.Namespace) -> Any:
 async def _smpp_credentials(platform: Any, args: argparse.Namespace) -> Any:
     from ujumbe.services import smpp_credentials
 
+    password = _needed(_secret(args, "password", prompt="SMPP password (at most 8 characters)"), "password")
     return await smpp_credentials.set_credentials(
-        platform.store, args.account, args.system_id, args.password, max_binds=args.max_binds, tps=args.tps,
+        platform.store, args.account, args.system_id, password, max_binds=args.max_binds, tps=args.tps,
         limits=True,
     )
 
 
 def _connector_password(args: argparse.Namespace) -> str | None:
-    """--password, else UJUMBE_CONNECTOR_PASSWORD, else a prompt: a password on
-    the command line is visible to every user of the machine."""
-    if args.password is not None:
-        return str(args.password)
-    env = os.environ.get("UJUMBE_CONNECTOR_PASSWORD")
-    if env:
-        return env
-    if sys.stdin.isatty():
-        import getpass
-
-        return getpass.getpass("operator password: ")
-    return sys.stdin.readline().rstrip("\n") or None
+    """--password-file, --password - or --password, else UJUMBE_CONNECTOR_PASSWORD,
+    else asked on a terminal, else a line of stdin: a password on the command
+    line is visible to every user of the machine."""
+    return _secret(args, "password", prompt="operator password", env="UJUMBE_CONNECTOR_PASSWORD",
+                   stdin_fallback=True)
 
 
 def _connector_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -306,7 +472,7 @@ async def _add_connector(platform: Any, args: argparse.Namespace) -> Any:
 
 async def _set_connector(platform: Any, args: argparse.Namespace) -> Any:
     changes = _connector_fields(args)
-    if args.password is not None or args.new_password:
+    if args.password is not None or args.password_file is not None or args.new_password:
         changes["password"] = _connector_password(args)
     return await platform.routing.update_connector(args.name, changes)
 
@@ -347,10 +513,45 @@ async def _add_service(platform: Any, args: argparse.Namespace) -> Any:
     service = await platform.premium.create(
         args.account, shortcode=args.shortcode, kind=args.type,
         keywords=[k for k in (args.keywords or "").split(",") if k.strip()], name=args.name,
-        api_token=args.api_token, service_id=args.service_id, dialect=args.dialect,
+        api_token=_secret(args, "api_token"), service_id=args.service_id, dialect=args.dialect,
     )
     return {"service_id": service.id, "account_id": service.account_id, "shortcode": service.shortcode,
             "type": service.kind, "keywords": list(service.keywords), "api_token_set": service.api_token_set}
+
+
+# --- senders pending|approve|reject: the operator decides on tenants' requests ---
+
+
+def _sender_out(s: Any) -> dict[str, Any]:
+    return {"account_id": s.account_id, "name": s.name, "networks": list(s.networks) if s.networks else None,
+            "status": s.status, "reason": s.reason}
+
+
+async def _pending_senders(platform: Any, args: argparse.Namespace) -> Any:
+    return [_sender_out(s) for s in await platform.senders.all(None if args.all else "pending")]
+
+
+async def _approve_sender(platform: Any, args: argparse.Namespace) -> Any:
+    return _sender_out(await platform.senders.approve(args.account, args.name))
+
+
+async def _reject_sender(platform: Any, args: argparse.Namespace) -> Any:
+    return _sender_out(await platform.senders.reject(args.account, args.name, args.reason))
+
+
+def _sender_decision_commands(senders: Any) -> None:
+    p = admin_command(senders.add_parser("pending", help="sender names accounts asked for, awaiting a decision"),
+                      _pending_senders)
+    p.add_argument("--all", action="store_true", help="every account's sender names, whatever their status")
+    p = admin_command(senders.add_parser("approve", help="approve an account's request for a sender name"),
+                      _approve_sender)
+    p.add_argument("account")
+    p.add_argument("name")
+    p = admin_command(senders.add_parser("reject", help="reject a request for a sender name (or withdraw a grant)"),
+                      _reject_sender)
+    p.add_argument("account")
+    p.add_argument("name")
+    p.add_argument("--reason", help="why, shown to the account")
 
 
 def smsc_sim(args: argparse.Namespace, rest: list[str]) -> int:
@@ -359,15 +560,18 @@ def smsc_sim(args: argparse.Namespace, rest: list[str]) -> int:
     return sim.main(rest) or 0
 
 
+ACCOUNT_HELP = "the account: its id (acc_...), username or email"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ujumbe", description="Ujumbe messaging platform")
-    parser.add_argument("--data-dir", help="where the embedded database lives (default ./ujumbe-data or UJUMBE_DATA_DIR)")
+    _store_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the API and workers")
     p.add_argument("--host", default=os.environ.get("UJUMBE_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("UJUMBE_PORT", "8080")))
-    p.add_argument("--data-dir", default=argparse.SUPPRESS)
+    _store_options(p)
     p.add_argument("--role", choices=("all", "api", "worker"), default="all",
                    help="api and worker processes can run apart: on PostgreSQL, or on one machine's embedded database")
     p.add_argument("--processes", type=int, default=int(os.environ.get("UJUMBE_PROCESSES", "1")), metavar="N",
@@ -381,20 +585,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = admin_command(accounts.add_parser("create", help="create an account and print its credentials as JSON"), _create_account)
     p.add_argument("--name", required=True)
     p.add_argument("--email", required=True)
-    p.add_argument("--password", required=True)
-    p.add_argument("--username")
+    _secret_options(p, "password", "at least 8 characters (default: asked for on the terminal)")
+    p.add_argument("--username", help="default: the email's local part")
     p.add_argument("--region", default="KE", help="default region for local numbers (ISO code, e.g. KE, NP, VE)")
     p.add_argument("--credits", help="initial credit")
+    admin_command(accounts.add_parser("list", help="list accounts with their balance"), _list_accounts)
+    p = admin_command(accounts.add_parser("show", help="an account: balance, callback URLs, API keys (prefixes only)"),
+                      _show_account)
+    p.add_argument("account", help=ACCOUNT_HELP)
+
+    api_keys = sub.add_parser("api-keys", help="API keys").add_subparsers(dest="action", required=True)
+    p = admin_command(api_keys.add_parser("create", help="issue another API key for an account (printed once)"),
+                      _create_api_key)
+    p.add_argument("account", help=ACCOUNT_HELP)
+    p.add_argument("--label", default="cli", help="a note to tell keys apart (default: cli)")
 
     credits = sub.add_parser("credits", help="prepaid credit").add_subparsers(dest="action", required=True)
     p = admin_command(credits.add_parser("add", help="add credit to an account"), _add_credits)
-    p.add_argument("account")
+    p.add_argument("account", help=ACCOUNT_HELP)
     p.add_argument("amount")
     p.add_argument("--note", default="top-up")
 
     callbacks = sub.add_parser("callbacks", help="callback URLs").add_subparsers(dest="action", required=True)
     p = admin_command(callbacks.add_parser("set", help="set an account's callback URLs ('' clears one)"), _set_callbacks)
-    p.add_argument("account")
+    p.add_argument("account", help=ACCOUNT_HELP)
     p.add_argument("--dlr-url")
     p.add_argument("--inbound-url")
     p.add_argument("--subscription-url")
@@ -407,16 +621,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     numbers = sub.add_parser("numbers", help="short codes and long numbers").add_subparsers(dest="action", required=True)
     p = admin_command(numbers.add_parser("add", help="give an account a number that receives inbound messages"), _add_number)
-    p.add_argument("account")
+    p.add_argument("account", help=ACCOUNT_HELP)
     p.add_argument("number")
     p.add_argument("--kind", choices=("shortcode", "long"), default="shortcode")
     p.add_argument("--dialect", default="native", help="format inbound messages are forwarded in")
 
     smpp = sub.add_parser("smpp", help="the SMPP server customers bind to").add_subparsers(dest="action", required=True)
     p = admin_command(smpp.add_parser("credentials", help="set an account's SMPP system_id, password and limits"), _smpp_credentials)
-    p.add_argument("account")
+    p.add_argument("account", help=ACCOUNT_HELP)
     p.add_argument("--system-id", required=True, help="at most 15 characters")
-    p.add_argument("--password", required=True, help="at most 8 characters (SMPP 3.4)")
+    _secret_options(p, "password", "at most 8 characters (SMPP 3.4; default: asked for on the terminal)")
     p.add_argument("--max-binds", type=int, default=2, help="concurrent binds allowed (default 2)")
     p.add_argument("--tps", type=float, default=None, help="submits per second over all binds (default unlimited)")
 
@@ -427,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", required=creating)
         p.add_argument("--port", type=int, required=creating)
         p.add_argument("--system-id", required=creating)
-        p.add_argument("--password", help="SMPP password (else UJUMBE_CONNECTOR_PASSWORD, else asked)")
+        _secret_options(p, "password", "SMPP password (else UJUMBE_CONNECTOR_PASSWORD, else asked)")
         p.add_argument("--system-type")
         p.add_argument("--bind", choices=("transceiver", "transmitter", "receiver"))
         p.add_argument("--binds", type=int, help="connections to keep bound (default 1)")
@@ -453,26 +667,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value", help="the prefix (e.g. 2547) or network (e.g. Safaricom)")
     p.add_argument("--connector", required=True)
     p.add_argument("--priority", type=int, default=100, help="lower goes first; the next is the failover")
-    p.add_argument("--account", help="only this account's traffic (default: everyone)")
+    p.add_argument("--account", help="only this account's traffic: id, username or email (default: everyone)")
     p = admin_command(routes.add_parser("list", help="list routes"), _list_routes)
-    p.add_argument("--account", help="only this account's own routes")
+    p.add_argument("--account", help="only this account's own routes: id, username or email")
     p = admin_command(routes.add_parser("remove", help="remove a route"), _remove_route)
     p.add_argument("id", type=int)
 
     senders = sub.add_parser("senders", help="sender names").add_subparsers(dest="action", required=True)
     p = admin_command(senders.add_parser("add", help="allow an account a sender name (again: replaces its networks)"), _add_sender)
-    p.add_argument("account")
+    p.add_argument("account", help=ACCOUNT_HELP)
     p.add_argument("name")
     p.add_argument("--networks", help="comma-separated networks it may reach, e.g. Safaricom,Airtel (default: all)")
+    _sender_decision_commands(senders)
 
     services = sub.add_parser("services", help="premium short-code services").add_subparsers(dest="action", required=True)
     p = admin_command(services.add_parser("add", help="register a premium service and claim its short code"), _add_service)
-    p.add_argument("account")
+    p.add_argument("account", help=ACCOUNT_HELP)
     p.add_argument("--shortcode", required=True)
     p.add_argument("--type", choices=("subscription", "on-demand"), required=True)
     p.add_argument("--keywords", help="comma-separated keywords, e.g. GAME,PLAY")
     p.add_argument("--name")
-    p.add_argument("--api-token", help="the token the client expects in our pushes (Tilil api_token)")
+    _secret_options(p, "api_token", "the token the client expects in our pushes (Tilil api_token)")
     p.add_argument("--service-id", type=int, help="the id clients send as service_id (default: next free)")
     p.add_argument("--dialect", default="tilil", help="format inbound messages to the short code are forwarded in")
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def _flag(name: str) -> bool:
@@ -23,6 +27,19 @@ def _mode(raw: str) -> str:
 
 
 SMPP_DEFAULT_PORT = 2775
+DEFAULT_DATA_DIR = "./ujumbe-data"
+
+
+def data_dir_from_env() -> Path:
+    """UJUMBE_DATA_DIR, else ./ujumbe-data: the one rule every command follows
+    (``--data-dir`` overrides it, see cli._settings)."""
+    return Path(os.environ.get("UJUMBE_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (the data dir) readable by its owner only: it holds the
+    database and the server secret."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def smpp_port_from_env(default: int | None) -> int | None:
@@ -37,7 +54,7 @@ def smpp_port_from_env(default: int | None) -> int | None:
 
 @dataclass
 class Settings:
-    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("UJUMBE_DATA_DIR", "./ujumbe-data")))
+    data_dir: Path = field(default_factory=data_dir_from_env)
     database_url: str | None = field(default_factory=lambda: os.environ.get("UJUMBE_DATABASE_URL") or None)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -69,6 +86,26 @@ class Settings:
     # defaults to 2775; a Platform built in code listens only when told (0 = any free port).
     smpp_port: int | None = field(default_factory=lambda: smpp_port_from_env(None))
     smpp_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_SMPP_HOST", "127.0.0.1"))
+    # Addresses (comma-separated IPs or networks) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed. None by default: any local process could
+    # otherwise claim any client address (and so dodge per-address limits).
+    trusted_proxies: str = field(default_factory=lambda: os.environ.get("UJUMBE_TRUSTED_PROXIES", "").strip())
+    # Dispatch. A try is a real refusal by an operator: a transient one is tried
+    # again after retry_base_ms x 2^(try-1) (capped at retry_cap_ms, with jitter),
+    # up to max_attempts. While no bind of a message's route is up it waits
+    # instead, not counting tries, until its validity ends; it is looked at again
+    # at once when a bind comes up (or the routes change), and otherwise every
+    # bind_wait_recheck_s: long, as each look at a large backlog is a write per message.
+    retry_base_ms: int = field(default_factory=lambda: _number("UJUMBE_RETRY_BASE_MS", 1000))
+    retry_cap_ms: int = field(default_factory=lambda: _number("UJUMBE_RETRY_CAP_MS", 300_000))
+    max_attempts: int = field(default_factory=lambda: _number("UJUMBE_MAX_ATTEMPTS", 10))
+    bind_wait_recheck_s: float = field(default_factory=lambda: _number("UJUMBE_BIND_WAIT_RECHECK_S", 300.0))
+    # An operator connector that lost its bind tries again after 1 s, doubling up to this.
+    smpp_rebind_max_s: float = field(default_factory=lambda: _number("UJUMBE_SMPP_REBIND_MAX_S", 10.0))
+    # Each dispatch worker beats this often; one whose beat has not moved for
+    # worker_dead_s is taken for dead and another worker sends what it held.
+    worker_heartbeat_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_HEARTBEAT_S", 1.0))
+    worker_dead_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_DEAD_S", 5.0))
 
     def load_secret(self) -> str:
         """The server secret signs tokens and derives per-account keys.
@@ -86,12 +123,54 @@ class Settings:
         if path.exists():
             self.secret_key = path.read_text().strip()
         else:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir)
             self.secret_key = secrets.token_urlsafe(48)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(self.secret_key + "\n")
         return self.secret_key
+
+    def command(self) -> str:
+        """How to run ``ujumbe`` against this server's data from another shell:
+        the program as it was started, ``--database-url`` (password masked)
+        when set, and ``--data-dir`` as an absolute path (the default is
+        relative to the directory the server was started in, which need not be
+        the shell's), unless the data dir holds nothing it needs: a database
+        URL and UJUMBE_SECRET_KEY (which must then be given the same way)."""
+        words = [_program()]
+        if self.database_url:
+            from urllib.parse import urlsplit
+
+            url = self.database_url
+            parts = urlsplit(url)
+            if parts.password:
+                url = url.replace(f":{parts.password}@", ":PASSWORD@", 1)
+            words += ["--database-url", url]
+        if not (self.database_url and os.environ.get("UJUMBE_SECRET_KEY")):  # the secret lives there too
+            words += ["--data-dir", str(self.data_dir.resolve())]
+        return " ".join(shlex.quote(w) for w in words)
+
+
+def _program() -> str:
+    """``ujumbe`` when that is the command on PATH, else the path this one was run by."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "ujumbe":
+        found = shutil.which("ujumbe")
+        if found and os.path.realpath(found) == os.path.realpath(argv0):
+            return "ujumbe"
+        return argv0
+    return f"{sys.executable} -m ujumbe"
+
+
+def _number(name: str, default: int | float) -> Any:
+    """A number from the environment, of the default's type; unset or empty gives the default."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
 
 
 def _range(text: str) -> tuple[int, int]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from ujumbe.channels.base import Channel
 from ujumbe.channels.simulator import Simulator
-from ujumbe.config import Settings
+from ujumbe.config import Settings, private_dir
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.credits import Credits
@@ -30,7 +31,8 @@ from ujumbe.services.templates import Templates
 from ujumbe.services.verifications import Verifications
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
-from ujumbe.workers.dispatch import Dispatcher
+from ujumbe.store.messages import insert_events, outbox_take_back, worker_unregister
+from ujumbe.workers.dispatch import TAKEN_OVER, Dispatcher
 from ujumbe.workers.schedules import Sweeper
 
 log = logging.getLogger("ujumbe")
@@ -62,12 +64,13 @@ class Platform:
         self.sealed_texts = Box(secret, "sealed-texts")
         self.messaging = Messaging(
             self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"},
-            seal=self.sealed_texts.seal,
+            seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls,
         )
         self.verifications = Verifications(self.store, self.messaging, secret)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
-        self.router = Router(self.channels, store=self.store, box=self.routing.box)
+        self.router = Router(self.channels, store=self.store, box=self.routing.box,
+                             connector_options={"rebind_max_s": settings.smpp_rebind_max_s})
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.role = "api"
@@ -92,41 +95,66 @@ class Platform:
         await self.open()
         if role in ("worker", "all"):
             await self.start_workers()
-        if not await self.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM accounts")):
-            log.info(
-                "no accounts yet; create one with: ujumbe accounts create --name NAME --email EMAIL "
-                "--password PASSWORD --credits 100"
-            )
+        if not self.settings.parent_holds_lock:  # under `serve --processes N` the parent says it, once
+            await self.log_first_steps()
+
+    async def log_first_steps(self) -> None:
+        """With no account yet, log the exact command that creates one against
+        this server's data (its --data-dir or database, see Settings.command)."""
+        if await self.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM accounts")):
+            return
+        secret = " (in a shell with this server's UJUMBE_SECRET_KEY)" if os.environ.get("UJUMBE_SECRET_KEY") else ""
+        log.info(
+            "no accounts yet; create one with: %s accounts create --name NAME --email EMAIL --credits 100%s",
+            self.settings.command(), secret,
+        )
 
     async def start_workers(self) -> None:
         if self.store.dialect == "sqlite" and self.role == "all":
             # This process owns the embedded store (see lock_data_dir): any lease
             # left behind is from a run that died, so its messages are due now.
-            await self.store.run(
-                lambda tx: tx.execute(
-                    "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE lease_owner IS NOT NULL", now_ms()
-                )
-            )
+            await self.store.run(self._take_back_leases)
         for channel in self.channels.values():
             await channel.start(self.reports)
         routing_watcher = RoutingWatcher(self.store, self.router, poll_s=self.settings.routing_poll_s)
         await self.router.start(self.reports)  # before dispatch: the first sends must see the routes
-        self.dispatcher = Dispatcher(self.store, self.router, unseal=self.sealed_texts.open)
+        st = self.settings
+        self.dispatcher = Dispatcher(
+            self.store, self.router, max_attempts=st.max_attempts, retry_base_ms=st.retry_base_ms,
+            retry_cap_ms=st.retry_cap_ms, wait_recheck_s=st.bind_wait_recheck_s, heartbeat_s=st.worker_heartbeat_s,
+            dead_s=st.worker_dead_s, unseal=self.sealed_texts.open,
+        )
+        # A receipt for a send not recorded yet waits for that record, rather
+        # than match an older part with the same id (SMSCs reuse ids).
+        self.reports.awaiting_record = self.dispatcher.awaiting_record
+        self.dispatcher.on_recorded.append(self.reports.submits_recorded)
+        sweeper = Sweeper(self.store)
+        sweeper.awaiting_record = self.dispatcher.awaiting_record
         transports = await self._start_smpp()
         sender = CallbackSender(
             self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,
             delay_scale=self.settings.callback_delay_scale, transports=transports,
+            open_url=self.accounts.callback_urls.open,
         )
         for name, worker in (
             ("dispatch", self.dispatcher),
             ("reports", self.reports),
             ("callbacks", sender),
-            ("sweeper", Sweeper(self.store)),
+            ("sweeper", sweeper),
             ("routing", routing_watcher),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
         if self.simulator is not None:
             await self._replay_simulator()
+
+    @staticmethod
+    async def _take_back_leases(tx: Any) -> None:
+        ids = await outbox_take_back(tx, now_ms())
+        await worker_unregister(tx)  # every worker that registered before is gone
+        at = now_ms()
+        await insert_events(tx, [(mid, at, "retry", f"{TAKEN_OVER} (a restart)") for mid in ids])
+        if ids:
+            log.warning("took back %d messages leased by the previous run; they may repeat if they were in flight", len(ids))
 
     def lock_data_dir(self, role: str) -> None:
         """A role-``all`` server owns the embedded database alone: it takes
@@ -134,8 +162,8 @@ class Platform:
         were working. Separate ``api`` and ``worker`` processes on one machine
         may share it (their leases simply expire)."""
         path = Path(self.store.path).with_suffix(".lock")  # type: ignore[attr-defined]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(path, "a+")  # noqa: SIM115  (held until the process ends)
+        private_dir(path.parent)
+        self._lock_file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "a+")  # held until the process ends
         try:
             fcntl.flock(self._lock_file, (fcntl.LOCK_EX if role == "all" else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -189,7 +217,15 @@ class Platform:
         return self.accounts.webhook_secret(account.key_seed)
 
     async def check_callback_url(self, url: str) -> str:
-        return await asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks)
+        try:
+            # A resolver that hangs (no DNS reachable) must not hold the request:
+            # a name not resolved in time is accepted like one that does not
+            # resolve, and the sender checks each address it connects to anyway.
+            return await asyncio.wait_for(
+                asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks), 3.0,
+            )
+        except TimeoutError:
+            return url
 
     async def _start_smpp(self) -> dict[str, Any]:
         """Start the customers' SMPP server; its deliver_sm is the transport for smpp: callbacks."""
@@ -201,10 +237,13 @@ class Platform:
         try:
             await gateway.start()
         except OSError as exc:
-            # Several workers on one host cannot share the port: the others run
-            # without SMPP (and leave smpp: callbacks to the one that has it).
-            log.error("SMPP server not started on %s:%s: %s", self.settings.smpp_host, self.settings.smpp_port, exc)
-            return {}
+            # A server that runs on without the port it was told to listen on
+            # fails its SMPP customers quietly: stop (`serve` checks the port
+            # before anything else; this is the race after that check).
+            raise RuntimeError(
+                f"cannot listen for SMPP on {self.settings.smpp_host}:{self.settings.smpp_port}: "
+                f"{exc.strerror or exc}; UJUMBE_SMPP_PORT changes the port (off: no SMPP server)"
+            ) from None
         self.smpp = gateway
         return {"smpp": gateway.deliver}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 class UjumbeError(Exception):
     code = "error"
-    kind = "invalid"  # invalid | unauthorized | forbidden | not_found | conflict | payment | rate_limited | unavailable | down
+    kind = "invalid"  # invalid | too_large | unauthorized | forbidden | not_found | conflict | payment | rate_limited | unavailable | down
 
     def __init__(self, message: str, *, code: str | None = None, **details: object) -> None:
         super().__init__(message)
@@ -18,6 +18,13 @@ class UjumbeError(Exception):
 
 class Invalid(UjumbeError):
     code = "invalid_request"
+
+
+class TooLarge(UjumbeError):
+    """A request body over the size an entry point reads."""
+
+    code = "body_too_large"
+    kind = "too_large"
 
 
 class Unauthorized(UjumbeError):

@@ -37,6 +37,7 @@ from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
 from ujumbe.services.messaging import SendRequest
 from ujumbe.services.reports import record_inbound
+from ujumbe.services.senders import SenderRefused
 from ujumbe.store import now_ms
 
 log = logging.getLogger("ujumbe.messangi")
@@ -208,7 +209,11 @@ async def _authenticate(request: Request, method: str, segments: list[str]) -> A
 async def _sender(request: Request, account: Account, sender: str) -> str:
     """``from`` must be one of the account's senders or its own short/long codes."""
     platform = services(request)
-    found = await platform.senders.get(account.id, sender) if sender else None
+    try:
+        # only a name approved for this account (not another's, not one pending or rejected)
+        found = await platform.senders.usable(account.id, sender) if sender else None
+    except SenderRefused as exc:
+        raise MessangiError(exc.message) from None
     if found is not None:
         return found.name
     if sender and await platform.senders.owns_number(account.id, sender):

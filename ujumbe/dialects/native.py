@@ -8,7 +8,7 @@ access token from ``/v1/auth/token``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -18,10 +18,14 @@ from ujumbe.core.errors import Conflict, Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
 from ujumbe.core.timefmt import iso
-from ujumbe.http.common import JSON, bearer, client_address, error_status, handles_errors, read_json, services
+from ujumbe.http.common import (
+    JSON, bearer, client_address, decode_json, error_status, handles_errors, parse_id, path_id, read_body, read_json,
+    services,
+)
 from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks, reports
 from ujumbe.services.accounts import Account
+from ujumbe.services.callbacks import masked
 from ujumbe.services.messaging import SendRequest, SendResult
 
 api = Api("Ujumbe", "1.0")
@@ -56,7 +60,8 @@ class SendBody(msgspec.Struct, forbid_unknown_fields=True):
     reference: str | None = None
     callback_url: str | None = None
     send_at: dt.datetime | None = None
-    validity: int | None = None  # seconds
+    # seconds; at most 99 days, the longest an SMPP relative validity says
+    validity: Annotated[int, msgspec.Meta(ge=1, le=99 * 86400)] | None = None
     unicode: bool = False
     channel: str = "sms"
     meta: dict[str, Any] | None = None
@@ -117,9 +122,9 @@ class MessagePage(msgspec.Struct):
 
 
 class TemplateBody(msgspec.Struct, forbid_unknown_fields=True):
-    body: str
+    body: Annotated[str, msgspec.Meta(max_length=65_536)]  # far past any SMS; a long email fits
     channel: str = "sms"
-    subject: str | None = None
+    subject: Annotated[str, msgspec.Meta(max_length=998)] | None = None  # an email header line's limit
 
 
 class TemplateOut(msgspec.Struct):
@@ -191,7 +196,7 @@ class WebhookSecret(msgspec.Struct):
 
 
 class ApiKeyBody(msgspec.Struct):
-    label: str = ""
+    label: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
 class ApiKeyOut(msgspec.Struct):
@@ -251,19 +256,16 @@ def error_response(exc: UjumbeError) -> Response:
 
 
 async def account_of(request: Request) -> Account:
-    return await services(request).accounts.authenticate_bearer(bearer(request))
+    return await services(request).accounts.authenticate_bearer(bearer(request), client_address(request))
 
 
 def int_param(request: Request, name: str, default: int | None, *, low: int = 1, high: int = 10**18) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid(f"'{name}' must be a whole number", code="invalid_parameter") from None
-    if not low <= value <= high:
-        raise Invalid(f"'{name}' must be between {low} and {high}", code="invalid_parameter")
+    value = parse_id(raw)  # ASCII digits only: int() would take "٣" or " 5"
+    if value is None or not low <= value <= high:
+        raise Invalid(f"'{name}' must be a whole number from {low} to {high}", code="invalid_parameter")
     return value
 
 
@@ -332,7 +334,7 @@ async def refresh_token(request: Request) -> Response:
        response=ApiKeyOut, status=201)
 async def create_api_key(request: Request) -> Response:
     account = await account_of(request)
-    body = await read_json(request, ApiKeyBody) if await request.body() else ApiKeyBody()
+    body = await read_json(request, ApiKeyBody) if await read_body(request) else ApiKeyBody()
     return JSON({"api_key": await services(request).accounts.new_api_key(account.id, body.label)}, 201)
 
 
@@ -340,7 +342,8 @@ async def create_api_key(request: Request) -> Response:
 
 
 @route("POST", "/v1/messages", summary="Send a message to one or many recipients", tag="messages",
-       body=SendBody, response=SendResponse, status=202)
+       body=SendBody, response=SendResponse, status=202,
+       also={200: "A reference sent before: the original request's answer (duplicate: true); nothing is sent"})
 async def send_messages(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, SendBody)
@@ -360,11 +363,11 @@ async def send_messages(request: Request) -> Response:
     return JSON(send_response(result), 200 if result.duplicate else 202)
 
 
-@route("GET", "/v1/messages/{id:int}", summary="A message with every event of its life", tag="messages",
+@route("GET", "/v1/messages/{id:id}", summary="A message with every event of its life", tag="messages",
        response=MessageOut)
 async def get_message(request: Request) -> Response:
     account = await account_of(request)
-    msg = await services(request).messaging.message(account.id, request.path_params["id"])
+    msg = await services(request).messaging.message(account.id, path_id(request, "message"))
     return JSON(message_out(msg))
 
 
@@ -431,11 +434,16 @@ async def delete_template(request: Request) -> Response:
 # --- account, callbacks, credits ---
 
 
+def callback_settings(account: Account) -> CallbackSettings:
+    """The account's callback URLs as answers show them: passwords masked."""
+    return CallbackSettings(masked(account.dlr_url), masked(account.inbound_url), masked(account.subscription_url))
+
+
 def account_out(account: Account, balance: int) -> AccountOut:
     return AccountOut(
         id=account.id, name=account.name, username=account.username, email=account.email, region=account.region,
         instance_id=account.instance_id, public_key=account.public_key, balance=display(balance),
-        callbacks=CallbackSettings(account.dlr_url, account.inbound_url, account.subscription_url),
+        callbacks=callback_settings(account),
     )
 
 
@@ -449,7 +457,7 @@ async def get_account(request: Request) -> Response:
 @route("GET", "/v1/account/callbacks", summary="Where callbacks go", tag="account", response=CallbackSettings)
 async def get_callbacks(request: Request) -> Response:
     account = await account_of(request)
-    return JSON(CallbackSettings(account.dlr_url, account.inbound_url, account.subscription_url))
+    return JSON(callback_settings(account))
 
 
 @route("PUT", "/v1/account/callbacks", summary="Set where delivery reports, inbound messages and subscription "
@@ -457,11 +465,8 @@ async def get_callbacks(request: Request) -> Response:
        response=CallbackSettings)
 async def put_callbacks(request: Request) -> Response:
     account = await account_of(request)
-    raw = await request.body()
-    try:
-        given = msgspec.json.decode(raw or b"{}")
-    except msgspec.DecodeError:
-        raise Invalid("The body is not valid JSON", code="invalid_json") from None
+    raw = await read_body(request)
+    given = decode_json(raw, Any) if raw.strip() else {}
     if not isinstance(given, dict):
         raise Invalid("A JSON object was expected", code="invalid_json")
     unknown = set(given) - {"dlr_url", "inbound_url", "subscription_url"}
@@ -474,7 +479,7 @@ async def put_callbacks(request: Request) -> Response:
                 raise Invalid("Callback URLs must be strings or null", code="validation_error")
             await platform.check_callback_url(url)
     updated = await platform.accounts.set_callbacks(account.id, given)
-    return JSON(CallbackSettings(updated.dlr_url, updated.inbound_url, updated.subscription_url))
+    return JSON(callback_settings(updated))
 
 
 @route("GET", "/v1/account/webhook-secret", summary="The secret that signs callbacks (Standard Webhooks)",
@@ -514,18 +519,18 @@ async def list_callbacks(request: Request) -> Response:
         raise Invalid("'status' must be pending, delivered or failed", code="invalid_parameter")
     rows = await services(request).callback_log.list(account.id, status, limit, int_param(request, "cursor", None))
     data = [
-        CallbackOut(r["id"], r["kind"], r["url"], r["status"], r["attempts"], r["last_status"], r["last_error"],
+        CallbackOut(r["id"], r["kind"], masked(r["url"]) or "", r["status"], r["attempts"], r["last_status"], r["last_error"],
                     r["message_id"], iso(r["created_at"]) or "", msgspec.json.decode(r["payload"]))
         for r in rows
     ]
     return JSON(CallbackPage(data, str(rows[-1]["id"]) if len(rows) == limit else None))
 
 
-@route("POST", "/v1/callbacks/{id:int}/retry", summary="Send a callback again (e.g. one that failed)",
+@route("POST", "/v1/callbacks/{id:id}/retry", summary="Send a callback again (e.g. one that failed)",
        tag="callbacks", status=202)
 async def retry_callback(request: Request) -> Response:
     account = await account_of(request)
-    await services(request).callback_log.retry(account.id, request.path_params["id"])
+    await services(request).callback_log.retry(account.id, path_id(request, "callback"))
     return JSON({"status": "pending"}, 202)
 
 

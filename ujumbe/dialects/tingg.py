@@ -21,7 +21,9 @@ from starlette.responses import Response
 
 from ujumbe.core.errors import ChannelUnavailable, Invalid, UjumbeError
 from ujumbe.core.states import State, tingg_status
-from ujumbe.http.common import Handler, JSON, bearer, client_address, decode_json, error_status, handles_errors, services
+from ujumbe.http.common import (
+    Handler, JSON, bearer, client_address, check_value, decode_json, error_status, handles_errors, read_body, services,
+)
 from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks
 from ujumbe.services.messaging import SendRequest, SendResult
@@ -133,7 +135,7 @@ def route(
 @route("POST", "/api/v1/cas/authenticate", cas_error, summary="Get a bearer token", tag="tingg",
        body=AuthBody, response=Tokens, auth=False)
 async def authenticate(request: Request) -> Response:
-    body = decode_json(await request.body(), AuthBody)
+    body = decode_json(await read_body(request), AuthBody)
     if not body.username.strip() or not body.password:
         raise Invalid("username and password are required", code="missing_login")
     accounts = services(request).accounts
@@ -144,10 +146,11 @@ async def authenticate(request: Request) -> Response:
 @route("POST", "/api/v1/cas/refresh", cas_error, summary="Trade a refresh token for new tokens (works once)",
        tag="tingg", body=RefreshBody, response=Tokens, auth=False)
 async def refresh(request: Request) -> Response:
-    raw = await request.body()
+    raw = await read_body(request)
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         # the OAuth 2.0 form: grant_type=refresh_token&refresh_token=...
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+        check_value(form)
         if not form.get("refresh_token"):
             raise Invalid("refresh_token is required", code="missing_refresh_token")
         body = RefreshBody(form["refresh_token"], form.get("grant_type"))
@@ -190,8 +193,8 @@ def _reply(result: SendResult) -> Response:
        body=EngagementBody, response=Envelope)
 async def engagement(request: Request) -> Response:
     platform = services(request)
-    account = await platform.accounts.authenticate_bearer(bearer(request))
-    body = decode_json(await request.body(), EngagementBody)
+    account = await platform.accounts.authenticate_bearer(bearer(request), client_address(request))
+    body = decode_json(await read_body(request), EngagementBody)
     reference = body.referenceID.strip()
     if not reference:
         raise Invalid("referenceID is required and must not be empty", code="missing_reference")

@@ -1,5 +1,5 @@
-"""Platform administration over HTTP: operator connectors and routes, and
-injecting what a network would send (inbound messages, subscription notices).
+"""Platform administration over HTTP: operator connectors, routes and sender
+names, and injecting what a network would send (inbound messages, subscription notices).
 
 ``/admin/v1/...`` is for whoever runs the platform, not for tenants: it needs
 the admin token (``UJUMBE_ADMIN_TOKEN``) as a bearer token, and answers 404
@@ -24,7 +24,9 @@ from ujumbe.dialects.native import (
     Injected, InboundBody, SubscriptionNoticeBody, error_response, inject_notice, injected, int_param, iso,
 )
 from ujumbe.dialects.native import route as native_route
-from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
+from ujumbe.http.common import (
+    Handler, JSON, bearer, client_address, decode_json, handles_errors, path_id, read_body, read_json, services,
+)
 from ujumbe.http.openapi import Api
 from ujumbe.services import reports
 from ujumbe.services.routing import ROUTE_KINDS
@@ -126,6 +128,30 @@ class RouteBody(msgspec.Struct, forbid_unknown_fields=True):
     account_id: str | None = None
 
 
+class SenderGrantBody(msgspec.Struct, forbid_unknown_fields=True):
+    account_id: str
+    name: str
+    networks: list[str] | None = None  # e.g. ["Safaricom"]; none: every network
+
+
+class SenderRejectBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str | None = None  # shown to the account
+
+
+class AdminSenderOut(msgspec.Struct):
+    account_id: str
+    name: str
+    networks: list[str] | None
+    status: str  # pending | approved | rejected
+    reason: str | None
+    created_at: str | None
+    decided_at: str | None
+
+
+class AdminSenderList(msgspec.Struct):
+    data: list[AdminSenderOut]
+
+
 class UnassignedInbound(msgspec.Struct):
     id: int
     channel: str
@@ -166,25 +192,26 @@ def _fields(body: msgspec.Struct) -> dict[str, Any]:
     }
 
 
-def _require_admin(request: Request) -> None:
+async def admin_only(request: Request) -> None:
+    """Let the operator's admin token through; every admin handler awaits it
+    first. (It was the synchronous ``_require_admin`` before the throttle
+    moved to the store: renamed so that a call left unawaited cannot pass.)"""
     token = services(request).settings.admin_token
     if not token:
         raise NotFound(f"No such endpoint: {request.url.path}", code="not_found")
-    # The admin token opens every account's routing: guessing it is throttled
-    # per client address like a login (5 failures per 5 minutes).
-    limiter, key = services(request).accounts.limiter, f"admin:{client_address(request)}"
-    limiter.check(key)
     given = bearer(request)
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        limiter.failed(key)
-        raise Unauthorized("That is not the admin token", code="invalid_admin_token")
+    if hmac.compare_digest(given.encode(), token.encode()):
+        return  # the right token always gets in, whatever others tried from this address
+    # Wrong tokens are counted per client address in the store (all processes
+    # share it); after five they are answered 429, one at a time after
+    # a pause, so guesses cannot be tried at speed.
+    accounts = services(request).accounts
+    await accounts.refuse_credential(f"admin:{client_address(request)}", accounts.admin_attempts)
+    raise Unauthorized("That is not the admin token", code="invalid_admin_token")
 
 
 def _route_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise NotFound(f"No route {raw}", code="route_not_found")
-    return int(raw)
+    return path_id(request, "route", code="route_not_found")
 
 
 def admin_route(method: str, path: str, **kw: Any) -> Any:
@@ -196,7 +223,7 @@ def admin_route(method: str, path: str, **kw: Any) -> Any:
 
 @admin_route("GET", "/admin/v1/openapi.json", summary="This document", tag="docs")
 async def admin_document(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     return JSON(_document())
 
 
@@ -211,7 +238,7 @@ def _document() -> dict[str, Any]:
 @admin_route("GET", "/admin/v1/connectors", summary="Every operator connector, with its state in this process",
              tag="connectors", response=ConnectorList)
 async def list_connectors(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     p = services(request)
     return JSON({"data": [connector_out(c, p.router.status(c["name"])) for c in await p.routing.list_connectors()]})
 
@@ -220,7 +247,7 @@ async def list_connectors(request: Request) -> Response:
              summary="Add an SMPP operator connector; workers start it without a restart",
              tag="connectors", body=ConnectorBody, response=ConnectorOut, status=201)
 async def create_connector(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, ConnectorBody)
     p = services(request)
     return JSON(connector_out(await p.routing.add_connector(_fields(body))), 201)
@@ -228,7 +255,7 @@ async def create_connector(request: Request) -> Response:
 
 @admin_route("GET", "/admin/v1/connectors/{name}", summary="One connector", tag="connectors", response=ConnectorOut)
 async def get_connector(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     p = services(request)
     name = request.path_params["name"]
     return JSON(connector_out(await p.routing.get_connector(name), p.router.status(name)))
@@ -238,7 +265,7 @@ async def get_connector(request: Request) -> Response:
              summary="Change a connector; running workers restart it with the new settings",
              tag="connectors", body=ConnectorPatch, response=ConnectorOut)
 async def update_connector(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, ConnectorPatch)
     changes = _fields(body)
     if not changes:
@@ -249,7 +276,7 @@ async def update_connector(request: Request) -> Response:
 @admin_route("DELETE", "/admin/v1/connectors/{name}", summary="Remove a connector; its sends in flight finish first",
              tag="connectors", status=204)
 async def delete_connector(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     await services(request).routing.remove_connector(request.path_params["name"])
     return Response(status_code=204)
 
@@ -260,7 +287,7 @@ async def delete_connector(request: Request) -> Response:
 @admin_route("GET", "/admin/v1/routes", summary="Every route, the platform's and the accounts' own",
              tag="routes", response=RouteList)
 async def list_routes(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     return JSON({"data": [route_out(r) for r in await services(request).routing.list_routes()]})
 
 
@@ -268,7 +295,7 @@ async def list_routes(request: Request) -> Response:
              summary="Route traffic by prefix, network or default to a connector, for everyone or one account",
              tag="routes", body=RouteBody, response=RouteOut, status=201)
 async def create_route(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, RouteBody)
     route = await services(request).routing.add_route(
         kind=body.kind, connector=body.connector, value=body.value, priority=body.priority, account_id=body.account_id,
@@ -276,11 +303,59 @@ async def create_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
-@admin_route("DELETE", "/admin/v1/routes/{id}", summary="Remove a route", tag="routes", status=204)
+@admin_route("DELETE", "/admin/v1/routes/{id:id}", summary="Remove a route", tag="routes", status=204)
 async def delete_route(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     await services(request).routing.remove_route(_route_id(request))
     return Response(status_code=204)
+
+
+# --- /admin/v1/senders: granting sender names ---
+
+
+def sender_out(s: Any) -> dict[str, Any]:
+    return {
+        "account_id": s.account_id, "name": s.name, "networks": list(s.networks) if s.networks else None,
+        "status": s.status, "reason": s.reason, "created_at": iso(s.created_at), "decided_at": iso(s.decided_at),
+    }
+
+
+@admin_route("GET", "/admin/v1/senders", summary="Every account's sender names (status=pending: the requests "
+             "waiting for a decision)", tag="senders", response=AdminSenderList,
+             query={"status": "pending, approved or rejected (default: all)"})
+async def list_senders(request: Request) -> Response:
+    await admin_only(request)
+    found = await services(request).senders.all(request.query_params.get("status") or None)
+    return JSON({"data": [sender_out(s) for s in found]})
+
+
+@admin_route("POST", "/admin/v1/senders", summary="Grant an account a sender name (approved at once; again: "
+             "replaces its networks); 409 if another account holds it", tag="senders", body=SenderGrantBody,
+             response=AdminSenderOut, status=201)
+async def grant_sender(request: Request) -> Response:
+    await admin_only(request)
+    body = await read_json(request, SenderGrantBody)
+    return JSON(sender_out(await services(request).senders.add(body.account_id, body.name, body.networks)), 201)
+
+
+@admin_route("POST", "/admin/v1/senders/{account_id}/{name}/approve",
+             summary="Approve an account's request for a sender name; 409 if another account holds it",
+             tag="senders", response=AdminSenderOut)
+async def approve_sender(request: Request) -> Response:
+    await admin_only(request)
+    p = request.path_params
+    return JSON(sender_out(await services(request).senders.approve(p["account_id"], p["name"])))
+
+
+@admin_route("POST", "/admin/v1/senders/{account_id}/{name}/reject",
+             summary="Reject an account's request for a sender name (or withdraw a grant), with a reason",
+             tag="senders", body=SenderRejectBody, response=AdminSenderOut)
+async def reject_sender(request: Request) -> Response:
+    await admin_only(request)
+    p = request.path_params
+    raw = await read_body(request)
+    body = decode_json(raw, SenderRejectBody) if raw.strip() else SenderRejectBody()
+    return JSON(sender_out(await services(request).senders.reject(p["account_id"], p["name"], body.reason)))
 
 
 # --- /admin/v1/simulator: the operator injects what a network would send ---
@@ -291,7 +366,7 @@ async def delete_route(request: Request) -> Response:
              "sent it (also with real connectors configured)", tag="simulator", body=InboundBody,
              response=Injected, status=202)
 async def admin_simulate_inbound(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, InboundBody)
     record = await reports.inject_inbound(
         services(request).store, sender=body.sender, to=body.to, text=body.text, link_id=body.link_id,
@@ -303,7 +378,7 @@ async def admin_simulate_inbound(request: Request) -> Response:
              summary="Inject a network's (de)activation of a subscriber to a premium service (by service_id "
              "or shortcode)", tag="simulator", body=SubscriptionNoticeBody, response=Injected, status=202)
 async def admin_simulate_subscription(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     body = await read_json(request, SubscriptionNoticeBody)
     record = await inject_notice(request, body, None)
     return JSON({**msgspec.structs.asdict(injected(record)), "account_id": record["account_id"]}, 202)
@@ -313,7 +388,7 @@ async def admin_simulate_subscription(request: Request) -> Response:
              summary="Inbound messages from operator connectors to numbers no account owned, newest first",
              tag="inbound", response=UnassignedPage, query={"limit": "1-500", "cursor": "next page"})
 async def list_unassigned_inbound(request: Request) -> Response:
-    _require_admin(request)
+    await admin_only(request)
     limit = int_param(request, "limit", 50, high=500) or 50
     before = int_param(request, "cursor", None)
     rows = await services(request).store.read(lambda tx: inbound_q.unassigned_page(tx, limit=limit, before=before))
@@ -329,7 +404,7 @@ async def list_unassigned_inbound(request: Request) -> Response:
 
 
 async def _account_id(request: Request) -> str:
-    account = await services(request).accounts.authenticate_bearer(bearer(request))
+    account = await services(request).accounts.authenticate_bearer(bearer(request), client_address(request))
     return str(account.id)
 
 
@@ -353,7 +428,7 @@ async def create_account_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
-@native_route("DELETE", "/v1/routes/{id}", summary="Remove one of this account's routes", tag="routes", status=204)
+@native_route("DELETE", "/v1/routes/{id:id}", summary="Remove one of this account's routes", tag="routes", status=204)
 async def delete_account_route(request: Request) -> Response:
     account_id = await _account_id(request)
     await services(request).routing.remove_route(_route_id(request), account_id=account_id)

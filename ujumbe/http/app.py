@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -22,6 +26,42 @@ from ujumbe.runtime import Platform
 # The send endpoints, looked up first: Starlette tries routes in order, with a
 # regular expression each, and sends are most of the traffic.
 HOT_PATHS = ("/v1/messages", "/api/v2/engagement", "/sms/v3/sendsms")
+
+
+access_log = logging.getLogger("ujumbe.http")
+
+
+class RequestLog:
+    """One INFO line per request: client, method, path, status, milliseconds.
+
+    The path only, never the query string (Tilil's ``api_key`` travels there)
+    nor any header. Pure ASGI and skipped entirely when INFO is off: the send
+    endpoints are the hot path."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the app fails before answering, the error handler outside answers 500
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            client = scope.get("client")
+            raw = scope.get("raw_path")  # as sent (still %-encoded, so no line breaks), without the query
+            path = raw.decode("ascii", "backslashreplace") if raw else scope["path"]
+            access_log.info("%s %s %s %d %.1fms", client[0] if client else "-", scope["method"], path, status,
+                            (time.perf_counter() - started) * 1000)
 
 
 def hot_first(routes: list[BaseRoute], paths: tuple[str, ...]) -> list[BaseRoute]:
@@ -78,6 +118,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
     app = Starlette(
         routes=hot_first(routes, HOT_PATHS),
         lifespan=lifespan,
+        middleware=[Middleware(RequestLog)],
         exception_handlers={HTTPException: not_found, 500: server_error},
     )
     app.state.platform = platform

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet, InvalidToken
+
 from ujumbe.core.errors import Invalid, NotFound
 from ujumbe.store import Tx, now_ms
 from ujumbe.store import callbacks as callbacks_q
@@ -147,21 +149,141 @@ def signed_headers(secret: str, callback_id: int, body: str, content_type: str) 
 
 # --- where callbacks may go ---
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_TEREDO = ipaddress.ip_network("2001::/32")
+
+
+def public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a callback may go to ``address``: a global unicast address,
+    judged by the IPv4 address an IPv6 form carries where it carries one
+    (``is_global`` calls some of those forms global)."""
+    if address.version == 6:
+        assert isinstance(address, ipaddress.IPv6Address)
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d
+            return public_address(address.ipv4_mapped)
+        if address in _TEREDO or address in _NAT64_LOCAL:
+            return False  # the IPv4 end is hidden (Teredo) or site-chosen (local NAT64)
+        low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address in _NAT64 or int(address) >> 32 == 0:  # 64:ff9b::a.b.c.d, and ::a.b.c.d (with :: and ::1)
+            return public_address(low)
+        if address.sixtofour is not None:  # 2002:aabb:ccdd::/48 is a.b.c.d's 6to4 network
+            return public_address(address.sixtofour)
+    return address.is_global and not address.is_multicast
+
+
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` spells, in any form the C resolver reads as one
+    (``2130706433``, ``0x7f.1``, ``0177.0.0.1``), or None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):  # ValueError: a NUL in the name
+        return None
+
+
+def masked(url: str | None) -> str | None:
+    """``url`` as an answer or a log may show it: any password is ``***``."""
+    if not url:
+        return url
+    head, password, tail = _split_password(url)
+    return url if password is None else head + "***" + tail
+
+
+_SEALED = "ujumbe-sealed."
+
+
+class CallbackUrls:
+    """Seals the password a client puts in a callback URL
+    (``https://user:secret@host/``) before it is stored, and opens it to send.
+
+    Only the password is replaced, by a Fernet token: the stored URL keeps its
+    scheme and host, so the queue can still be filtered by scheme and a row
+    read by an operator shows where it goes, not how to get in.
+    """
+
+    def __init__(self, server_secret: str) -> None:
+        key = hmac.new(server_secret.encode(), b"ujumbe/callback-url-passwords/v1", hashlib.sha256).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        self._opened: dict[str, str] = {}
+
+    def seal(self, url: str | None) -> str | None:
+        if not url:
+            return url
+        head, password, tail = _split_password(url)
+        if password is None or password.startswith(_SEALED):
+            return url
+        return head + _SEALED + self._fernet.encrypt(password.encode()).decode() + tail
+
+    def open(self, url: str) -> str:
+        """The URL as the client gave it; an unsealed URL (stored before
+        sealing existed) as it is."""
+        if _SEALED not in url:
+            return url
+        hit = self._opened.get(url)
+        if hit is None:
+            head, password, tail = _split_password(url)
+            try:
+                assert password is not None
+                hit = head + self._fernet.decrypt(password.removeprefix(_SEALED).encode()).decode() + tail
+            except (AssertionError, InvalidToken):
+                hit = url  # not ours after all: a client's password that merely looks sealed
+            if len(self._opened) > 10_000:
+                self._opened.clear()
+            self._opened[url] = hit
+        return hit
+
+
+def _split_password(url: str) -> tuple[str, str | None, str]:
+    """(everything before the password, the password as written, the rest)."""
+    scheme, sep, rest = url.partition("://")
+    end = len(rest)
+    for stop in "/?#":
+        i = rest.find(stop)
+        if i != -1:
+            end = min(end, i)
+    userinfo, at, _ = rest[:end].rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url, None, ""
+    start = len(scheme) + len(sep) + userinfo.index(":") + 1
+    stop = len(scheme) + len(sep) + len(userinfo)
+    return url[:start], url[start:stop], url[stop:]
+
 
 def check_target(url: str, *, allow_private: bool) -> str:
-    """Refuse URLs a client could use to make us call our own network (SSRF)."""
-    parts = urlsplit(url)
+    """Refuse URLs a client could use to make us call our own network (SSRF).
+
+    A literal private address, or a name that resolves to one, is refused
+    here. A name that does not resolve (yet, or from this machine) is
+    accepted: its callbacks fail and retry like any unreachable receiver's.
+    The sender checks again every address it connects to, so a name that
+    later resolves elsewhere gains nothing.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port out of range or not a number)
+    except ValueError as exc:
+        raise Invalid(f"'{masked(url)}' is not a valid URL: {exc}", code="invalid_callback_url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid(f"'{url}' is not an http(s) URL", code="invalid_callback_url")
+        raise Invalid(f"'{masked(url)}' is not an http(s) URL", code="invalid_callback_url")
+    if any(c in parts.hostname for c in "\x00 \t\r\n") or len(parts.hostname) > 253:
+        raise Invalid(f"'{masked(url)}' does not have a valid host name", code="invalid_callback_url")
     if allow_private:
         return url
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror:
-        raise Invalid(f"The host of '{url}' does not resolve", code="invalid_callback_url") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+    literal = literal_address(parts.hostname)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError, ValueError):  # gaierror; a name IDNA cannot encode
+            return url  # does not resolve now: accepted, and retried when sent
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not public_address(address):
             raise Invalid(
                 f"Callbacks to private or loopback addresses ({address}) are refused; "
                 "set UJUMBE_ALLOW_PRIVATE_CALLBACKS=1 to allow them",

@@ -21,7 +21,8 @@ from ujumbe.core.errors import ChannelUnavailable, InsufficientCredit, Invalid, 
 from ujumbe.core.pricing import PriceTable, display
 from ujumbe.core.states import State
 from ujumbe.services.accounts import Account
-from ujumbe.services.callbacks import Event, enqueue_dlr
+from ujumbe.services.callbacks import CallbackUrls, Event, enqueue_dlr
+from ujumbe.services.senders import Senders
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import accounts as accounts_q
 from ujumbe.store import messages as q
@@ -106,10 +107,13 @@ class SendResult:
 class Messaging:
     def __init__(
         self, store: Store, *, validity_s: int = 48 * 3600, channels: set[str] | None = None,
-        seal: Callable[[str], str] | None = None,
+        seal: Callable[[str], str] | None = None, senders: Senders | None = None, urls: CallbackUrls | None = None,
     ) -> None:
         self.store = store
         self.seal = seal  # encrypts concealed texts at rest (services/sealing.py)
+        # who holds which sender name: no account sends as another's
+        self.senders = senders if senders is not None else Senders(store)
+        self.urls = urls  # seals passwords in callback URLs before they are stored
         # kinds of channel this deployment can deliver ("sms", "email", "voice")
         self.channels = channels if channels is not None else {"sms"}
         self.validity_s = validity_s
@@ -178,6 +182,8 @@ class Messaging:
             found = await self.request_by_reference(account.id, req.reference)
             if found is not None:
                 return found
+        if req.sender:
+            await self.senders.check_use(account.id, req.sender)
         body, subject = await self.resolve_text(account, req)
         stored_body, sealed = body, None
         if req.conceal:
@@ -247,10 +253,11 @@ class Messaging:
         for r in accepted:
             r.state = initial.value
 
+        callback_url = self.urls.seal(req.callback_url) if self.urls is not None else req.callback_url
         request_row = {
             "id": request_id, "account_id": account.id, "reference": req.reference, "dialect": req.dialect,
             "channel": req.channel, "sender": req.sender, "template_key": req.template_key,
-            "callback_url": req.callback_url, "recipients": len(recipients), "accepted": len(accepted),
+            "callback_url": callback_url, "recipients": len(recipients), "accepted": len(accepted),
             "cost": total, "meta": meta, "created_at": now,
         }
 
@@ -276,7 +283,7 @@ class Messaging:
                 rows.append((
                     mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, stored_body,
                     enc, r.parts if ok else 0, r.cost, "reserved" if r.cost else "none", r.state,
-                    r.error_code, r.error, req.callback_url, msg_meta, now, now, None if ok else now, expires,
+                    r.error_code, r.error, callback_url, msg_meta, now, now, None if ok else now, expires,
                 ))
                 events.append((mid, now, State.ACCEPTED.value if ok else State.REJECTED.value, r.error))
                 if ok:

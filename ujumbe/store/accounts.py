@@ -40,6 +40,37 @@ async def account_by_login(tx: Tx, login: str) -> dict[str, Any] | None:
     )
 
 
+async def accounts_by_ref(tx: Tx, ref: str) -> list[dict[str, Any]]:
+    """Accounts whose id, username or email is ``ref`` (an operator names them any way)."""
+    rows = await tx.fetch(
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ? OR username = ? OR email = ?", ref, ref, ref.lower()
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def list_accounts(tx: Tx) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT id, name, username, email, region, balance, active, created_at FROM accounts ORDER BY created_at, id"
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def api_keys_of(tx: Tx, account_id: str) -> list[dict[str, Any]]:
+    """An account's keys as the operator may see them: the prefix, never the hash."""
+    rows = await tx.fetch(
+        "SELECT prefix, label, created_at, revoked_at FROM api_keys WHERE account_id = ? ORDER BY created_at",
+        account_id,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def numbers_of(tx: Tx, account_id: str) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT number, kind, dialect FROM numbers WHERE account_id = ? ORDER BY number", account_id
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
 async def account_by_api_key(tx: Tx, key_hash: str) -> dict[str, Any] | None:
     return as_dict(
         await tx.fetchrow(
@@ -187,3 +218,38 @@ async def delete_template(tx: Tx, account_id: str, key: str, channel: str) -> bo
 
 async def account_exists(tx: Tx, account_id: str) -> bool:
     return bool(await tx.fetchval("SELECT 1 FROM accounts WHERE id = ?", account_id))
+
+
+# --- failed authentications (services/accounts.py Throttle) ---
+
+
+async def count_failure(tx: Tx, key: str, window_ms: int, now: int) -> tuple[int, int]:
+    """One more failure on ``key``: (failures in the current window, when it ends).
+    A window that has ended starts again at one."""
+    row = await tx.fetchrow(
+        "INSERT INTO auth_failures (key, failures, expires_at) VALUES (?, 1, ?) "
+        "ON CONFLICT (key) DO UPDATE SET "
+        "failures = CASE WHEN auth_failures.expires_at <= ? THEN 1 ELSE auth_failures.failures + 1 END, "
+        "expires_at = CASE WHEN auth_failures.expires_at <= ? THEN excluded.expires_at "
+        "ELSE auth_failures.expires_at END "
+        "RETURNING failures, expires_at",
+        key, now + window_ms, now, now,
+    )
+    return int(row[0]), int(row[1])
+
+
+async def failure_count(tx: Tx, key: str, now: int) -> tuple[int, int] | None:
+    row = await tx.fetchrow("SELECT failures, expires_at FROM auth_failures WHERE key = ? AND expires_at > ?", key, now)
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+async def forget_failure(tx: Tx, key: str, *, one: bool = False) -> None:
+    """Clear ``key`` (or, with ``one``, take back one failure counted in advance)."""
+    if one:
+        await tx.execute("UPDATE auth_failures SET failures = failures - 1 WHERE key = ? AND failures > 0", key)
+    else:
+        await tx.execute("DELETE FROM auth_failures WHERE key = ?", key)
+
+
+async def sweep_failures(tx: Tx, now: int) -> None:
+    await tx.execute("DELETE FROM auth_failures WHERE expires_at <= ?", now)

@@ -31,13 +31,21 @@ async def claim(
     tx: Tx, owner: str, now: int, lease_ms: int, schemes: Sequence[str], limit: int,
 ) -> list[dict[str, Any]]:
     """Lease up to ``limit`` due callbacks whose URL starts with one of
-    ``schemes`` (LIKE patterns)."""
+    ``schemes`` (LIKE patterns).
+
+    A message's callbacks go in order: one is not claimed while an earlier
+    one of its message is pending (being sent, or waiting for a retry), so a
+    later state never reaches the client before an earlier one. On
+    PostgreSQL a row another worker holds is still ``pending``, so its
+    successors wait for it too."""
     await tx.plan_for_keys()
-    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
-    deliverable = " OR ".join("url LIKE ?" for _ in schemes)
+    lock = " FOR UPDATE OF c SKIP LOCKED" if tx.dialect == "postgres" else ""
+    deliverable = " OR ".join("c.url LIKE ?" for _ in schemes)
     return dicts(await tx.fetch(
-        "UPDATE callbacks SET due_at = ?, lease_owner = ? WHERE id IN (SELECT id FROM callbacks "
-        f"WHERE status = 'pending' AND due_at <= ? AND ({deliverable}) ORDER BY due_at LIMIT ?{lock}) "
+        "UPDATE callbacks SET due_at = ?, lease_owner = ? WHERE id IN (SELECT c.id FROM callbacks AS c "
+        f"WHERE c.status = 'pending' AND c.due_at <= ? AND ({deliverable}) AND (c.message_id IS NULL OR NOT EXISTS "
+        "(SELECT 1 FROM callbacks AS e WHERE e.message_id = c.message_id AND e.status = 'pending' "
+        f"AND e.message_id IS NOT NULL AND e.id < c.id)) ORDER BY c.due_at LIMIT ?{lock}) "
         "RETURNING id, account_id, message_id, kind, dialect, url, payload, attempts",
         now + lease_ms, owner, now, *schemes, limit,
     ))
@@ -72,6 +80,19 @@ async def retry_later(tx: Tx, rows: Sequence[tuple[int, int | None, str, int, in
         "UPDATE callbacks AS c SET attempts = v.n, last_status = v.s, last_error = v.e, due_at = v.due, "
         f"lease_owner = NULL FROM {unnest('int', 'int', 'text', 'bigint', 'bigint')} AS v(n, s, e, due, id) "
         "WHERE c.id = v.id",
+    )
+
+
+async def hold_successors(tx: Tx, rows: Sequence[tuple[int, int, int]]) -> None:
+    """(due_at, message_id, id) rows: the later pending callbacks of the
+    message wait until the retry of callback ``id`` is due, rather than be
+    looked at (and passed over) by every claim meanwhile."""
+    await many(
+        tx, "UPDATE callbacks SET due_at = ? WHERE message_id = ? AND id > ? AND status = 'pending' "
+        "AND lease_owner IS NULL AND due_at < ?", [(due, m, i, due) for due, m, i in rows],
+        "UPDATE callbacks AS c SET due_at = v.due FROM "
+        f"{unnest('bigint', 'bigint', 'bigint', 'bigint')} AS v(due, m, i, d2) WHERE c.message_id = v.m "
+        "AND c.id > v.i AND c.status = 'pending' AND c.lease_owner IS NULL AND c.due_at < v.due",
     )
 
 

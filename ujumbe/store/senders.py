@@ -4,24 +4,58 @@ from __future__ import annotations
 
 from ujumbe.store.base import Row, Tx
 
-_COLUMNS = "name, networks, created_at"
+_COLUMNS = "account_id, name, networks, created_at, status, decided_at, reason"
 
 
-async def upsert(tx: Tx, account_id: str, name: str, networks: str | None, now: int) -> None:
-    """Register a name, or replace the networks of one already registered."""
+async def upsert(
+    tx: Tx, account_id: str, name: str, networks: str | None, now: int, status: str = "approved",
+) -> None:
+    """Register a name, or replace the networks (and status) of one already registered."""
+    decided = now if status != "pending" else None
     await tx.execute(
-        "INSERT INTO senders (account_id, name, networks, created_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (account_id, name) DO UPDATE SET networks = excluded.networks",
-        account_id, name, networks, now,
+        "INSERT INTO senders (account_id, name, networks, created_at, status, decided_at) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (account_id, name) DO UPDATE SET networks = excluded.networks, status = excluded.status, "
+        "decided_at = excluded.decided_at, reason = NULL",
+        account_id, name, networks, now, status, decided,
     )
+
+
+async def set_networks(tx: Tx, account_id: str, name: str, networks: str | None) -> None:
+    await tx.execute("UPDATE senders SET networks = ? WHERE account_id = ? AND name = ?", networks, account_id, name)
+
+
+async def decide(tx: Tx, account_id: str, name: str, status: str, reason: str | None, now: int) -> bool:
+    row = await tx.fetchrow(
+        "UPDATE senders SET status = ?, reason = ?, decided_at = ? WHERE account_id = ? AND name = ? RETURNING name",
+        status, reason, now, account_id, name,
+    )
+    return row is not None
 
 
 async def get(tx: Tx, account_id: str, name: str) -> Row | None:
     return await tx.fetchrow(f"SELECT {_COLUMNS} FROM senders WHERE account_id = ? AND name = ?", account_id, name)
 
 
+async def holders(tx: Tx, name: str) -> list[Row]:
+    """Every account's row for ``name``, compared without case (how a subscriber reads it)."""
+    return await tx.fetch(f"SELECT {_COLUMNS} FROM senders WHERE lower(name) = lower(?)", name)
+
+
 async def list_of(tx: Tx, account_id: str) -> list[Row]:
     return await tx.fetch(f"SELECT {_COLUMNS} FROM senders WHERE account_id = ? ORDER BY name", account_id)
+
+
+async def by_status(tx: Tx, status: str | None) -> list[Row]:
+    if status is None:
+        return await tx.fetch(f"SELECT {_COLUMNS} FROM senders ORDER BY created_at, account_id, name")
+    return await tx.fetch(
+        f"SELECT {_COLUMNS} FROM senders WHERE status = ? ORDER BY created_at, account_id, name", status
+    )
+
+
+async def number_owner(tx: Tx, number: str) -> str | None:
+    """The account a short code or long number belongs to (the numbers table), if any."""
+    return await tx.fetchval("SELECT account_id FROM numbers WHERE number = ?", number)
 
 
 async def delete(tx: Tx, account_id: str, name: str) -> bool:

@@ -90,6 +90,20 @@ class SqliteTx:
         return None  # SQLite's planner takes the index for a key lookup
 
 
+def _owner_only(path: str) -> None:
+    """Make the database and its -wal and -shm files readable by their owner
+    only. SQLite would create the database 0644 and gives the -wal and -shm
+    files the database's own mode, so creating it 0600 first covers all three;
+    files an older version left readable are narrowed."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except OSError:  # absent, or not ours to change
+            pass
+
+
 class SqliteStore(Store):
     dialect = "sqlite"
 
@@ -127,7 +141,8 @@ class SqliteStore(Store):
 
     async def open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _owner_only(self.path)
             self._write_lock = os.open(self.path + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._w = self._connect()
         self._r = self._connect()

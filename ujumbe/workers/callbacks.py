@@ -10,7 +10,6 @@ replay it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 import uuid
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 from ujumbe.services import callbacks
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import callbacks as callbacks_q
-from ujumbe.workers.webhook_client import HttpError, WebhookClient
+from ujumbe.workers.webhook_client import HttpError, Resolver, WebhookClient, resolve
 from ujumbe.aio import wait_any
 from ujumbe.workers.recorder import Recorder
 
@@ -37,12 +36,15 @@ class CallbackSender:
         self, store: Store, secret_for: Any, *, services: Any = None, allow_private: bool = False, concurrency: int = 200,
         batch: int = 500, lease_ms: int = 60_000, timeout_s: float = 10.0, poll_s: float = 1.0,
         delay_scale: float = 1.0, transports: dict[str, Transport] | None = None,
+        open_url: Callable[[str], str] | None = None, resolver: Resolver = resolve,
     ) -> None:
         self.store = store
         self.transports = dict(transports or {})
         self.secret_for = secret_for  # async (account_id) -> webhook secret
         self.services = services  # handed to dialects' after-ack hooks
         self.allow_private = allow_private
+        self.open_url = open_url or (lambda url: url)  # a stored URL's sealed password, opened to send
+        self.resolver = resolver
         self.concurrency = concurrency
         self.batch = batch
         self.lease_ms = lease_ms
@@ -56,11 +58,11 @@ class CallbackSender:
         self._http: WebhookClient | None = None
         self._secrets: dict[str, tuple[float, str]] = {}
         self._results: Recorder[tuple[dict[str, Any], int | None, str, bool]] = Recorder(
-            store, self._record, batch=1000, what="callback results",
+            store, self._record, batch=1000, what="callback results", recorded=self._recorded,
         )
+        self._unblocked = False  # the last batch recorded ended callbacks that others may wait for
         self._in_flight = 0
         self._slot_free = asyncio.Event()
-        self._resolved: dict[str, tuple[float, bool]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
 
@@ -94,7 +96,10 @@ class CallbackSender:
 
     def _client(self) -> WebhookClient:
         if self._http is None:
-            self._http = WebhookClient(limit=self.concurrency, timeout_s=self.timeout_s)
+            self._http = WebhookClient(
+                limit=self.concurrency, timeout_s=self.timeout_s, resolver=self.resolver,
+                allow_address=None if self.allow_private else callbacks.public_address,
+            )
         return self._http
 
     async def _secret(self, account_id: str) -> str:
@@ -111,22 +116,6 @@ class CallbackSender:
         schemes = ["http%", *(f"{scheme}:%" for scheme in self.transports)]
         return await callbacks_q.claim(tx, self.owner, now_ms(), self.lease_ms, schemes, limit)
 
-    async def _target_allowed(self, url: str) -> bool:
-        """Check at send time too: a name may resolve elsewhere than when it was set."""
-        if self.allow_private:
-            return True
-        host = urlsplit(url).hostname or ""
-        hit = self._resolved.get(host)
-        if hit and time.monotonic() - hit[0] < 60:
-            return hit[1]
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-            ok = all(ipaddress.ip_address(i[4][0]).is_global for i in infos)
-        except OSError:
-            ok = False
-        self._resolved[host] = (time.monotonic(), ok)
-        return ok
-
     async def _deliver(self, row: dict[str, Any]) -> None:
         status: int | None = None
         body = ""
@@ -137,15 +126,14 @@ class CallbackSender:
                 ok = await transport(row)
                 if not ok:
                     body = "not acknowledged: no receiving bind, or the client refused it"
-            elif not await self._target_allowed(row["url"]):
-                body = "refused: the callback URL resolves to a private or loopback address"
             else:
                 fmt = callbacks.FORMATS.get(row["dialect"]) or callbacks.Format()
                 secret = await self._secret(row["account_id"])
                 payload = row["payload"] if fmt.prepare is None else await fmt.prepare(self.services, row)
                 headers = callbacks.signed_headers(secret, row["id"], payload, fmt.content_type)
                 # redirects are not followed: one could point anywhere, including inside our network
-                status, answer = await self._client().post(row["url"], payload.encode(), headers)
+                # the client checks each address it connects to (see WebhookClient.allow_address)
+                status, answer = await self._client().post(self.open_url(row["url"]), payload.encode(), headers)
                 body = answer.decode("utf-8", "replace")[:2000]
                 ok = fmt.acknowledged(status, body)
                 if ok and fmt.after_ack is not None:
@@ -165,6 +153,12 @@ class CallbackSender:
             self._slot_free.set()
         self._results.add((row, status, body, ok))
 
+    def _recorded(self) -> None:
+        if self._unblocked and self._wake is not None:
+            # the callbacks that waited for these are due: claim them now, not
+            # at the next poll (locally: a NOTIFY per batch would cost a round trip)
+            self._wake.set()
+
     async def _record(self, tx: Tx, batch: list[tuple[dict[str, Any], int | None, str, bool]]) -> None:
         # One statement per outcome rather than one per row: on PostgreSQL
         # each would be a round trip and an executor run.
@@ -172,24 +166,32 @@ class CallbackSender:
         delivered: list[tuple[Any, ...]] = []
         failed: list[tuple[Any, ...]] = []
         retried: list[tuple[Any, ...]] = []
+        held: list[tuple[int, int, int]] = []
+        unblocked = False  # a message's next callback may be claimable now
         soonest: int | None = None
         for row, status, body, ok in batch:
             attempts = row["attempts"] + 1
             if ok:
                 delivered.append((attempts, status, now, row["id"]))
+                unblocked = unblocked or row["message_id"] is not None
                 continue
             delays = callbacks.retry_delays(row["dialect"], row["kind"])
             error = f"HTTP {status}: {body}"[:500] if status is not None else body[:500]
             if attempts > len(delays):
                 failed.append((attempts, status, error, row["id"]))
+                unblocked = unblocked or row["message_id"] is not None
                 log.warning("callback %s to %s given up after %d attempts", row["id"], _redacted(row["url"]), attempts)
             else:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
                 retried.append((attempts, status, error, now + delay_ms, row["id"]))
+                if row["message_id"] is not None:
+                    held.append((now + delay_ms, row["message_id"], row["id"]))
                 soonest = delay_ms if soonest is None else min(soonest, delay_ms)
         await callbacks_q.delivered(tx, delivered)
         await callbacks_q.failed(tx, failed)
         await callbacks_q.retry_later(tx, retried)
+        await callbacks_q.hold_successors(tx, held)
+        self._unblocked = unblocked
         if soonest is not None and soonest < self.poll_s * 1000 and self._wake is not None:
             # due before the next poll: wake up for it rather than wait
             asyncio.get_running_loop().call_later(soonest / 1000, self._wake.set)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
+import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote, unquote, urlsplit
 
 import httptools
@@ -20,6 +23,20 @@ import httptools
 
 class HttpError(OSError):
     """The exchange failed: refused, reset, malformed answer. (Timeouts raise TimeoutError.)"""
+
+
+class Refused(HttpError):
+    """The host resolved to an address callbacks may not go to."""
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# (host, port) -> the addresses to try, in order
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [info[4][0] for info in infos]
 
 
 class _Stale(HttpError):
@@ -100,21 +117,27 @@ class _Connection(asyncio.Protocol):
 
 class WebhookClient:
     def __init__(self, *, limit: int = 200, timeout_s: float = 10.0, user_agent: str = "Ujumbe-Webhooks/1",
-                 max_body: int = 64 * 1024) -> None:
+                 max_body: int = 64 * 1024, allow_address: Callable[[Address], bool] | None = None,
+                 resolver: Resolver = resolve, tls: ssl.SSLContext | None = None) -> None:
         self.timeout_s = timeout_s
+        # A name is resolved once per new connection, every address is
+        # checked, and the connection goes to a checked address: resolving
+        # again to connect would let DNS rebinding swap in another one.
+        self.allow_address = allow_address  # None: any address
+        self.resolver = resolver
         self.user_agent = user_agent
         self.max_body = max_body
         self._slots = asyncio.Semaphore(limit)  # connections in use at once
         self._limit = limit
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls  # None: the system's trusted CAs, made on first use
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """(status, the first ``max_body`` bytes of the answer)."""
         try:
             tls, key, host_header, target, credentials = _parse(url)
-        except ValueError as exc:  # a bad port, a host IDNA cannot encode
-            raise HttpError(f"bad URL {url!r}: {exc}") from None
+        except ValueError as exc:  # a bad port, a host IDNA cannot encode (no URL here: it may hold a password)
+            raise HttpError(f"bad URL: {exc}") from None
         head = [f"POST {target} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}",
                 f"User-Agent: {self.user_agent}"]
         if credentials:
@@ -154,12 +177,32 @@ class WebhookClient:
     async def _connect(self, tls: bool, host: str, port: int) -> _Connection:
         if tls and self._tls is None:
             self._tls = ssl.create_default_context()
+        try:
+            literal: Address | None = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        addresses = [host] if literal is not None else await self.resolver(host, port)
+        if self.allow_address is not None:
+            for address in addresses:
+                if not self.allow_address(ipaddress.ip_address(address)):
+                    raise Refused(f"{host} resolves to a private or loopback address ({address}); callbacks do not go there")
+        if not addresses:
+            raise HttpError(f"{host} resolves to no address")
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(
-            lambda: _Connection(self.max_body), host, port, ssl=self._tls if tls else None,
-            server_hostname=host if tls else None,
-        )
-        return conn
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                # the checked address, with the host name for SNI and the
+                # certificate check (the Host header names it too)
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self.max_body), address, port, ssl=self._tls if tls else None,
+                    server_hostname=host if tls else None,
+                )
+                return conn
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        raise error
 
     async def close(self) -> None:
         for idle in self._idle.values():

@@ -246,16 +246,15 @@ async def admin_login(request: Request) -> Response:
     form, ok = await _login_form(request)
     if not ok:
         return _login_page(request, "admin_login.html", 403, error="This form has expired; try again.")
-    # The same throttle as the admin API: 5 wrong tokens per address per 5 minutes.
-    limiter, key = p.accounts.limiter, f"admin:{client_address(request)}"
-    try:
-        limiter.check(key)
-    except RateLimited as exc:
-        return _login_page(request, "admin_login.html", 429, error=exc.message)
+    # The same rule and throttle as the admin API (http/admin.py): the right
+    # token always gets in; wrong ones are counted per address in the store
+    # and, after five, answered 429 after a pause.
     if not hmac.compare_digest(form.get("token", "").encode(), token.encode()):
-        limiter.failed(key)
+        try:
+            await p.accounts.refuse_credential(f"admin:{client_address(request)}", p.accounts.admin_attempts)
+        except RateLimited as exc:
+            return _login_page(request, "admin_login.html", 429, error=exc.message)
         return _login_page(request, "admin_login.html", 401, error="That is not the admin token.")
-    limiter.succeeded(key)
     session = await p.web_sessions.open(None, admin=True)
     response = RedirectResponse(f"{PREFIX}/admin", status_code=303, headers=SECURITY_HEADERS)
     _set_session_cookie(response, request, session.token, p.web_sessions.ttl_s)
@@ -401,8 +400,12 @@ async def _preview(ctx: Ctx, text: str, to: str) -> svc.Preview:
     return svc.Preview(**{**pv.__dict__, "cost": total})
 
 
+async def _approved_senders(ctx: Ctx) -> list[Any]:
+    return [s for s in await ctx.platform.senders.list(ctx.account_id) if getattr(s, "status", "approved") == "approved"]
+
+
 async def send_page(ctx: Ctx) -> Response:
-    senders = await ctx.platform.senders.list(ctx.account_id)
+    senders = await _approved_senders(ctx)
     pv = await _preview(ctx, "", "")
     return view(ctx, "send.html", pv=pv, senders=senders, form={}, nav="send")
 
@@ -418,7 +421,7 @@ async def send(ctx: Ctx) -> Response:
     assert ctx.account is not None
     recipients = _recipients(form.get("to", ""))
     text = form.get("text", "")
-    senders = await ctx.platform.senders.list(ctx.account_id)
+    senders = await _approved_senders(ctx)
     error = None
     if not recipients:
         error = "Give at least one recipient."
