@@ -45,7 +45,8 @@ async def logged_in(platform: Platform, account: dict[str, Any]) -> AsyncIterato
         yield c
 
 
-PAGES = ["/dashboard/today", "/dashboard/today/figures", "/dashboard/messages", "/dashboard/inbound",
+PAGES = ["/dashboard/today", "/dashboard/today/figures", "/dashboard/today?days=7", "/dashboard/messages",
+         "/dashboard/inbound",
          "/dashboard/send", "/dashboard/account"]
 
 
@@ -172,7 +173,7 @@ async def test_search_by_reference_and_state_pages_by_cursor_and_bad_input_is_a_
         assert len(set(ids)) == 61
         for path, status in (("/dashboard/messages?state=bogus", 400), ("/dashboard/messages?cursor=x", 400),
                              ("/dashboard/messages?since=yesterday", 400), ("/dashboard/messages/abc", 404),
-                             ("/dashboard/messages?to=12", 400)):
+                             ("/dashboard/messages?to=12", 400), ("/dashboard/today?days=3", 400)):
             r = await c.get(path)
             assert r.status_code == status and 'id="error"' in r.text, (path, r.status_code)
 
@@ -307,6 +308,8 @@ async def test_the_figures_are_summed_as_messages_settle_and_agree_with_a_count_
     tally = next(t for (a, *_), t in d._tallies.items() if a == aid)
     assert set(tally.pending) == {m["id"] for m in await platform.messaging.messages(aid, limit=50, state="submitted")}
     assert sum(tally.pending_counts.values()) == 2
+    week = await d.glance(aid, hours=7 * 24, bucket_minutes=360)  # the 7-day view: its own tally
+    assert (week.total, week.delivered, week.failed, len(week.buckets)) == (14, 6, 6, 28)
 
 
 async def test_guessing_the_admin_token_on_the_login_page_is_throttled_as_the_admin_api(platform: Platform) -> None:

@@ -128,6 +128,9 @@ async def test_failures_move_the_figures_and_the_chart_without_a_reload(
         assert b.text_of("#p50").startswith("≤ ") and b.text_of("#p50") != "≤ –"
         assert b.same_page()
         b.screenshot(f"today-failures-{backend}")
+        b.css("#view-week").click()  # the last 7 days, in 6-hour points
+        b.wait_text("#n-failed", "4")
+        assert b.css("#chart").get_attribute("data-drawn") == "4" and len(b.all("#chart canvas")) == 1
         assert b.csp_violations() == []
 
     await in_thread(scenario)

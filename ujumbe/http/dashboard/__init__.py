@@ -274,15 +274,27 @@ def _chart_data(g: svc.Glance) -> str:
                        "failed": g.series["failed"]})
 
 
+# The views the page offers: days -> (hours, minutes per chart point).
+WINDOWS = {1: (24, 60), 7: (7 * 24, 360)}
+
+
+async def _glance(ctx: Ctx) -> tuple[int, svc.Glance]:
+    days = _int(ctx.request.query_params.get("days"), "days") or 1
+    if days not in WINDOWS:
+        raise Invalid("'days' is 1 or 7")
+    hours, minutes = WINDOWS[days]
+    return days, await ctx.platform.dashboard.glance(ctx.account_id, hours=hours, bucket_minutes=minutes)
+
+
 async def today(ctx: Ctx) -> Response:
-    g = await ctx.platform.dashboard.glance(ctx.account_id)
+    days, g = await _glance(ctx)
     balance = await ctx.platform.credits.balance(ctx.account_id)
-    return view(ctx, "today.html", g=g, chart=_chart_data(g), balance=balance, nav="today")
+    return view(ctx, "today.html", g=g, days=days, chart=_chart_data(g), balance=balance, nav="today")
 
 
 async def today_figures(ctx: Ctx) -> Response:
-    g = await ctx.platform.dashboard.glance(ctx.account_id)
-    return view(ctx, "_figures.html", g=g, chart=_chart_data(g))
+    days, g = await _glance(ctx)
+    return view(ctx, "_figures.html", g=g, days=days, chart=_chart_data(g))
 
 
 # --- messages ---
