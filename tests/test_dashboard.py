@@ -329,3 +329,27 @@ async def test_guessing_the_admin_token_on_the_login_page_is_throttled_as_the_ad
         page = await c.get("/dashboard/admin/login")
         r = await c.post("/dashboard/admin/login", data={"csrf": csrf_of(page.text), "token": ADMIN})
         assert r.status_code == 303 and r.headers["location"] == "/dashboard/admin"
+
+
+async def test_an_account_asks_for_a_sender_name_and_the_operator_approves_it_then_it_is_offered(
+    platform: Platform,
+) -> None:
+    platform.settings.admin_token = ADMIN
+    acc = await make_account(platform)
+    async for c in logged_in(platform, acc):
+        token = csrf_of((await c.get("/dashboard/account")).text)
+        r = await c.post("/dashboard/account/senders", data={"csrf": token, "name": "DukaLtd"})
+        assert r.status_code == 200 and "DukaLtd: pending" in r.text
+        assert 'value="DukaLtd"' not in (await c.get("/dashboard/send")).text  # not usable yet
+        r = await c.post("/dashboard/account/templates", data={"csrf": token, "key": "welcome", "body": "Habari ${name}"})
+        assert r.status_code == 200 and "Template welcome saved" in r.text
+        assert (await platform.templates.get(acc["account_id"], "welcome"))["body"] == "Habari ${name}"
+        async with client_of(platform) as op:
+            page = await op.get("/dashboard/admin/login")
+            await op.post("/dashboard/admin/login", data={"csrf": csrf_of(page.text), "token": ADMIN})
+            page = await op.get("/dashboard/admin/accounts")
+            assert "DukaLtd" in page.text
+            r = await op.post("/dashboard/admin/senders/approve",
+                              data={"csrf": csrf_of(page.text), "account_id": acc["account_id"], "name": "DukaLtd"})
+            assert r.status_code == 200 and "approved" in r.text
+        assert 'value="DukaLtd"' in (await c.get("/dashboard/send")).text

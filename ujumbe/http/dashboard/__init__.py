@@ -501,6 +501,22 @@ async def set_callbacks(ctx: Ctx) -> Response:
     return await account_page(ctx, notice="Callback URLs saved.")
 
 
+async def request_sender(ctx: Ctx) -> Response:
+    form = await form_of(ctx.request)
+    networks = [n.strip() for n in form.get("networks", "").split(",") if n.strip()] or None
+    sender = await ctx.platform.senders.request(ctx.account_id, form.get("name", "").strip(), networks)
+    return await account_page(ctx, notice=f"Sender name {sender.name}: {sender.status}.")
+
+
+async def put_template(ctx: Ctx) -> Response:
+    form = await form_of(ctx.request)
+    key, body = form.get("key", "").strip(), form.get("body", "")
+    if not key or not body.strip():
+        raise Invalid("A template needs a key and a body")
+    await ctx.platform.templates.put(ctx.account_id, key, "sms", body)
+    return await account_page(ctx, notice=f"Template {key} saved.")
+
+
 async def webhook_secret(ctx: Ctx) -> Response:
     assert ctx.account is not None
     secret = ctx.platform.accounts.webhook_secret(ctx.account.key_seed)
@@ -561,8 +577,21 @@ async def admin_accounts(ctx: Ctx, *, notice: str | None = None, created: dict[s
     after = ctx.request.query_params.get("after") or None
     rows = await ctx.platform.dashboard.accounts_page(PAGE_SIZE, after)
     next_url = f"{PREFIX}/admin/accounts?after={rows[-1]['id']}" if len(rows) == PAGE_SIZE else None
+    pending = await ctx.platform.senders.all("pending")
     return view(ctx, "admin_accounts.html", rows=rows, next_url=next_url, notice=notice, created=created,
-                nav="accounts")
+                pending=pending, nav="accounts")
+
+
+async def admin_sender(ctx: Ctx) -> Response:
+    form = await form_of(ctx.request)
+    account_id, name = form.get("account_id", ""), form.get("name", "")
+    if ctx.request.path_params["action"] == "approve":
+        await ctx.platform.senders.approve(account_id, name)
+        return await admin_accounts(ctx, notice=f"Sender name {name} approved for {account_id}.")
+    if ctx.request.path_params["action"] == "reject":
+        await ctx.platform.senders.reject(account_id, name, form.get("reason") or None)
+        return await admin_accounts(ctx, notice=f"Sender name {name} rejected for {account_id}.")
+    raise NotFound("No such action")
 
 
 async def admin_accounts_get(ctx: Ctx) -> Response:
@@ -623,6 +652,8 @@ def routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/account/keys/revoke", page(revoke_key), methods=["POST"]),
         Route(f"{PREFIX}/account/callbacks", page(set_callbacks), methods=["POST"]),
         Route(f"{PREFIX}/account/webhook-secret", page(webhook_secret), methods=["POST"]),
+        Route(f"{PREFIX}/account/senders", page(request_sender), methods=["POST"]),
+        Route(f"{PREFIX}/account/templates", page(put_template), methods=["POST"]),
         Route(f"{PREFIX}/callbacks/{{id}}/retry", page(retry_callback), methods=["POST"]),
         Route(f"{PREFIX}/admin/login", admin_login, methods=["GET", "POST"]),
         Route(f"{PREFIX}/admin/logout", a(logout), methods=["POST"]),
@@ -633,4 +664,5 @@ def routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/admin/accounts", a(admin_accounts_get)),
         Route(f"{PREFIX}/admin/accounts", a(admin_account_create), methods=["POST"]),
         Route(f"{PREFIX}/admin/accounts/{{id}}/{{action}}", a(admin_account_action), methods=["POST"]),
+        Route(f"{PREFIX}/admin/senders/{{action}}", a(admin_sender), methods=["POST"]),
     ]
