@@ -353,3 +353,25 @@ async def test_an_account_asks_for_a_sender_name_and_the_operator_approves_it_th
                               data={"csrf": csrf_of(page.text), "account_id": acc["account_id"], "name": "DukaLtd"})
             assert r.status_code == 200 and "approved" in r.text
         assert 'value="DukaLtd"' in (await c.get("/dashboard/send")).text
+
+
+async def test_the_connectors_board_counts_submits_receipts_and_errors(platform: Platform) -> None:
+    platform.settings.admin_token = ADMIN
+    acc = await make_account(platform)
+    async with client_of(platform) as c:
+        r = await c.post("/v1/messages", headers=auth(acc),
+                         json={"to": ["0708400000", "0708410000", "0708420000", "0708400001"], "text": "Habari"})
+        ids = [m["id"] for m in r.json()["messages"]]
+
+        async def all_final() -> bool:
+            rows = [await platform.messaging.message(acc["account_id"], i, with_events=False) for i in ids]
+            return all(m["state"] in ("delivered", "failed", "rejected") for m in rows)
+
+        await eventually(all_final)
+        page = await c.get("/dashboard/admin/login")
+        await c.post("/dashboard/admin/login", data={"csrf": csrf_of(page.text), "token": ADMIN})
+        board = (await c.get("/dashboard/admin/connectors")).text
+        row = board[board.index('data-name="simulator"'):].split("</tr>")[0]
+        assert re.search(r'class="submits">3 · ', row), row
+        assert re.search(r'class="receipts">3 · ', row), row
+        assert re.search(r'class="errors">1 · last ', row), row

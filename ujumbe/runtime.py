@@ -115,7 +115,7 @@ class Platform:
             # left behind is from a run that died, so its messages are due now.
             await self.store.run(self._take_back_leases)
         for channel in self.channels.values():
-            await channel.start(self.reports)
+            await channel.start(self.router.counted(self.reports))  # receipts counted for the operator's board
         routing_watcher = RoutingWatcher(self.store, self.router, poll_s=self.settings.routing_poll_s)
         await self.router.start(self.reports)  # before dispatch: the first sends must see the routes
         st = self.settings

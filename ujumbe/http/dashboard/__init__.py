@@ -541,9 +541,10 @@ async def _board(ctx: Ctx) -> list[dict[str, Any]]:
     out = []
     for c in await p.routing.list_connectors():
         status = p.router.status(c["name"])
-        out.append({**c, "status": status})
-    builtin = [{"name": ch.name, "kind": ch.kind, "builtin": True, "status": {"running": True, "binds_up": None,
-               "in_flight": p.router.in_flight(ch)}} for ch in p.channels.values()]
+        out.append({**c, "status": status, "meter": p.router.meter(c["name"]).snapshot()})
+    builtin = [{"name": ch.name, "kind": ch.kind, "builtin": True, "meter": p.router.meter(ch.name).snapshot(),
+                "status": {"running": True, "binds_up": None, "in_flight": p.router.in_flight(ch)}}
+               for ch in p.channels.values()]
     return out + builtin
 
 
