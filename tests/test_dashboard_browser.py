@@ -231,6 +231,8 @@ async def test_an_admin_pauses_and_resumes_a_connector(site: tuple[Platform, Bro
             b.fill("#token", ADMIN)
             b.css("#login-submit").click()
             b.wait(lambda: state() == "up" and "1 / 1" in row().text, what="op-a up, its one bind")
+            sim = next(r for r in b.all("tr.connector") if r.get_attribute("data-name") == "simulator")
+            assert "standby" in sim.text  # an operator connector carries the traffic now
             b.mark_page()
             b.screenshot(f"admin-connectors-{backend}")
             row().find_element(By.CSS_SELECTOR, "button.pause").click()

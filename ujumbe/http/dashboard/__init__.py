@@ -542,7 +542,9 @@ async def _board(ctx: Ctx) -> list[dict[str, Any]]:
     for c in await p.routing.list_connectors():
         status = p.router.status(c["name"])
         out.append({**c, "status": status, "meter": p.router.meter(c["name"]).snapshot()})
+    # Once an operator connector is configured the built-in simulator carries nothing (services/routing.py).
     builtin = [{"name": ch.name, "kind": ch.kind, "builtin": True, "meter": p.router.meter(ch.name).snapshot(),
+                "standby": p.router.configured and ch is p.simulator,
                 "status": {"running": True, "binds_up": None, "in_flight": p.router.in_flight(ch)}}
                for ch in p.channels.values()]
     return out + builtin
