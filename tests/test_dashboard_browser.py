@@ -262,7 +262,7 @@ async def test_another_accounts_message_cannot_be_opened_through_the_pages(
             b.get(path)
             assert "their secret" not in b.driver.page_source
             assert f"No message {their_id}" in b.driver.page_source
-        b.get(f"/dashboard/messages?request_id=&to=0708400000")
+        b.get("/dashboard/messages?request_id=&to=0708400000")
         assert "their secret" not in b.driver.page_source and b.all("#no-messages")
         b.get("/dashboard/admin")  # a tenant's session is not the operator's
         b.wait(lambda: "/dashboard/admin/login" in b.driver.current_url, what="the admin login")

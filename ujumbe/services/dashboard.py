@@ -270,7 +270,8 @@ class Dashboard:
         settled = now - self.settle_ms
         while True:  # messages settled since the last look, read once
             after = tally.mark
-            rows = await self.store.read(lambda tx: q.created_after(tx, account_id, after, settled, self.chunk))
+            rows = await self.store.read(
+                lambda tx, after=after: q.created_after(tx, account_id, after, settled, self.chunk))  # type: ignore[misc]
             for row in rows:
                 tally.add(row, bucket_ms)
             if rows:
