@@ -33,6 +33,14 @@ PASSWORD = "bench password 123"
 NETWORKS = ("Safaricom", "Airtel", "Telkom")
 
 
+def when(days_ago: float) -> str:
+    """A datetime-local value (UTC) that many days ago."""
+    import datetime as dt
+
+    t = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_ago)
+    return t.strftime("%Y-%m-%dT%H:%M")
+
+
 def states(i: int) -> tuple[str, str | None, str | None]:
     r = i % 100
     if r < 90:
@@ -140,6 +148,11 @@ async def run(args: argparse.Namespace, db: Any) -> None:
                     ("messages by number", f"/dashboard/messages?to={some}"),
                     ("messages, state=rejected", "/dashboard/messages?state=rejected"),
                     ("messages, older page", f"/dashboard/messages?cursor={args.messages // 2}"),
+                ("messages since a time", f"/dashboard/messages?since={when(args.days * 0.9)}"),
+                ("messages until a time", f"/dashboard/messages?until={when(args.days * 0.5)}"),
+                ("messages in an hour, rejected",
+                 f"/dashboard/messages?since={when(args.days * 0.5)}&until={when(args.days * 0.5 - 1 / 24)}"
+                 "&state=rejected"),
                     ("one message", f"/dashboard/messages/{args.messages // 2}"),
                     ("account", "/dashboard/account"),
                 ]

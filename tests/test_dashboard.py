@@ -171,6 +171,21 @@ async def test_search_by_reference_and_state_pages_by_cursor_and_bad_input_is_a_
         assert second.text.count('class="msg-link"') == 11 and 'id="next-page"' not in second.text
         ids = re.findall(r'class="msg-link">(\d+)<', first.text + second.text)
         assert len(set(ids)) == 61
+        # by time: paged in (created_at, id) order, the same 61
+        import datetime as dt
+
+        def minute(delta: int) -> str:
+            return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=delta)).strftime("%Y-%m-%dT%H:%M")
+
+        for query in (f"since={minute(-10)}", f"until={minute(10)}", f"since={minute(-10)}&until={minute(10)}"):
+            first = await c.get(f"/dashboard/messages?{query}")
+            nxt = re.search(r'href="([^"]+)" id="next-page"', first.text)
+            assert nxt and re.search(r"cursor=\d+\.\d+", nxt.group(1)), query
+            second = await c.get(nxt.group(1).replace("&amp;", "&"))
+            got = re.findall(r'class="msg-link">(\d+)<', first.text + second.text)
+            assert sorted(got) == sorted(ids) and 'id="next-page"' not in second.text, query
+        assert (await c.get(f"/dashboard/messages?since={minute(1)}")).text.count('class="msg-link"') == 0
+        assert (await c.get(f"/dashboard/messages?since={minute(-10)}&cursor=12")).status_code == 400
         for path, status in (("/dashboard/messages?state=bogus", 400), ("/dashboard/messages?cursor=x", 400),
                              ("/dashboard/messages?since=yesterday", 400), ("/dashboard/messages/abc", 404),
                              ("/dashboard/messages?to=12", 400), ("/dashboard/today?days=3", 400)):

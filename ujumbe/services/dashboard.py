@@ -357,11 +357,11 @@ class Dashboard:
     async def search(
         self, account_id: str, *, limit: int, before: int | None = None, state: str | None = None,
         recipient: str | None = None, request_id: str | None = None, since: int | None = None,
-        until: int | None = None,
+        until: int | None = None, before_time: tuple[int, int] | None = None,
     ) -> list[dict[str, Any]]:
         return await self.store.read(lambda tx: q.search_messages(
             tx, account_id, limit=limit, before=before, state=state, recipient=recipient, request_id=request_id,
-            since=since, until=until,
+            since=since, until=until, before_time=before_time,
         ))
 
     async def message_detail(self, account_id: str, message_id: int, request_id: str) -> dict[str, Any]:

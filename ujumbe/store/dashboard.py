@@ -83,12 +83,24 @@ async def tally_rows(tx: Tx, ids: list[int]) -> list[tuple[Any, ...]]:
 
 async def search_messages(
     tx: Tx, account_id: str, *, limit: int, before: int | None, state: str | None, recipient: str | None,
-    request_id: str | None, since: int | None, until: int | None,
+    request_id: str | None, since: int | None, until: int | None, before_time: tuple[int, int] | None = None,
 ) -> list[dict[str, Any]]:
+    """The account's messages, newest first. Searched by time alone, they are
+    read through messages_account_created in (created_at, id) order, paged by
+    ``before_time``; otherwise by id (messages_account, or the recipient's or
+    request's index), paged by ``before``."""
     from ujumbe.store.messages import MESSAGE_COLUMNS, MESSAGE_FROM
 
-    where = ["m.account_id = ?", "m.id < ?"]
-    args: list[Any] = [account_id, before if before is not None else 2**62]
+    by_time = (since is not None or until is not None) and recipient is None and request_id is None
+    where = ["m.account_id = ?"]
+    args: list[Any] = [account_id]
+    if by_time:
+        if before_time is not None:
+            where.append("(m.created_at, m.id) < (?, ?)")
+            args.extend(before_time)
+    else:
+        where.append("m.id < ?")
+        args.append(before if before is not None else 2**62)
     for column, value in (("m.state", state), ("m.recipient", recipient), ("m.request_id", request_id)):
         if value is not None:
             where.append(f"{column} = ?")
@@ -99,8 +111,9 @@ async def search_messages(
     if until is not None:
         where.append("m.created_at < ?")
         args.append(until)
+    order = "m.created_at DESC, m.id DESC" if by_time else "m.id DESC"
     rows = await tx.fetch(
-        f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?",
+        f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
         *args, limit,
     )
     return dicts(rows)

@@ -345,16 +345,30 @@ async def messages(ctx: Ctx) -> Response:
             searched = False
         else:
             request_id = found.request_id
+    since, until = _when(qp.get("since"), "from"), _when(qp.get("until"), "until")
+    # Searched by time alone, the pages go in (created_at, id) order: the
+    # cursor is "created_at.id" (services/dashboard.py says why).
+    by_time = (since is not None or until is not None) and recipient is None and request_id is None
+    cursor = (qp.get("cursor") or "").strip()
+    before, before_time = None, None
+    if by_time and cursor:
+        at, _, mid = cursor.partition(".")
+        if not (at.isdigit() and mid.isdigit()):
+            raise Invalid("'cursor' is not one this page gave")
+        before_time = (int(at), int(mid))
+    else:
+        before = _int(cursor, "cursor")
     if searched:
         rows = await p.dashboard.search(
-            ctx.account_id, limit=PAGE_SIZE, before=_int(qp.get("cursor"), "cursor"), state=state,
-            recipient=recipient, request_id=request_id, since=_when(qp.get("since"), "from"),
-            until=_when(qp.get("until"), "until"),
+            ctx.account_id, limit=PAGE_SIZE, before=before, state=state, recipient=recipient,
+            request_id=request_id, since=since, until=until, before_time=before_time,
         )
     next_url = None
     if len(rows) == PAGE_SIZE:
         kept = {k: v for k, v in qp.items() if k != "cursor" and v}
-        next_url = f"{PREFIX}/messages?" + urlencode({**kept, "cursor": rows[-1]["id"]})
+        last = rows[-1]
+        next_cursor = f"{last['created_at']}.{last['id']}" if by_time else str(last["id"])
+        next_url = f"{PREFIX}/messages?" + urlencode({**kept, "cursor": next_cursor})
     return view(ctx, "messages.html", rows=rows, q=dict(qp), next_url=next_url, nav="messages")
 
 
