@@ -177,6 +177,9 @@ def serve(args: argparse.Namespace) -> int:
     platform = Platform(settings)
     where = settings.database_url.split("@")[-1] if settings.database_url else str(settings.data_dir / "ujumbe.db")
     logging.getLogger("ujumbe").info("starting role=%s store=%s", args.role, where)
+    if args.role != "worker":
+        logging.getLogger("ujumbe").info("dashboard on http://%s:%s/dashboard (API docs at /docs)",
+                                         settings.host, settings.port)
     if args.role == "worker":
         return run_worker(platform)
     assert http_sock is not None

@@ -23,6 +23,7 @@ from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.credits import Credits
 from ujumbe.services.emails import SendingDomains
+from ujumbe.services.dashboard import Dashboard, WebSessions
 from ujumbe.services.messaging import Messaging
 from ujumbe.services.premium import Premium
 from ujumbe.services.reports import Reports
@@ -54,6 +55,8 @@ class Platform:
         self.credits = Credits(self.store)
         self.callback_log = CallbackLog(self.store)
         self.reports = Reports(self.store)
+        self.web_sessions = WebSessions(self.store, secret)  # the web dashboard's logins
+        self.dashboard = Dashboard(self.store)
         self.simulator: Simulator | None = None
         chans = list(channels or [])
         if settings.simulator and not any(c.kind == "sms" for c in chans):
@@ -128,7 +131,7 @@ class Platform:
             # left behind is from a run that died, so its messages are due now.
             await self.store.run(self._take_back_leases)
         for channel in self.channels.values():
-            await channel.start(self.reports)
+            await channel.start(self.router.counted(self.reports))  # receipts counted for the operator's board
         routing_watcher = RoutingWatcher(self.store, self.router, poll_s=self.settings.routing_poll_s)
         await self.router.start(self.reports)  # before dispatch: the first sends must see the routes
         st = self.settings

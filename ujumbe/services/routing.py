@@ -32,6 +32,7 @@ import hmac
 import logging
 import re
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -289,6 +290,64 @@ class Rule:
         return (0 if self.account_id else 1, tier, -len(self.value) if self.kind == "prefix" else 0, self.priority, self.id)
 
 
+class _Rate:
+    """Events per second over the last 10 whole seconds, in a ring of
+    one-second counters (constant memory whatever the rate)."""
+
+    __slots__ = ("secs", "counts", "total")
+
+    def __init__(self) -> None:
+        self.secs = [0] * 11
+        self.counts = [0] * 11
+        self.total = 0
+
+    def add(self, now_s: int) -> None:
+        i = now_s % 11
+        if self.secs[i] != now_s:
+            self.secs[i], self.counts[i] = now_s, 0
+        self.counts[i] += 1
+        self.total += 1
+
+    def per_s(self, now_s: int) -> float:
+        return sum(c for t, c in zip(self.secs, self.counts) if now_s - 10 <= t < now_s) / 10
+
+
+class Meter:
+    """What one channel did in this process, for the operator's board:
+    submits, receipts and send errors, with the last error."""
+
+    def __init__(self) -> None:
+        self.submits = _Rate()
+        self.receipts = _Rate()
+        self.errors = _Rate()
+        self.last_error: str | None = None
+        self.last_error_at: int | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        now_s = int(time.time())
+        return {
+            "submits": self.submits.total, "submits_per_s": self.submits.per_s(now_s),
+            "receipts": self.receipts.total, "receipts_per_s": self.receipts.per_s(now_s),
+            "errors": self.errors.total, "errors_per_s": self.errors.per_s(now_s),
+            "last_error": self.last_error, "last_error_at": self.last_error_at,
+        }
+
+
+class _CountedEvents:
+    """The channels' events, counting each receipt on its channel's meter."""
+
+    def __init__(self, events: ChannelEvents, meter: Any) -> None:
+        self.events = events
+        self.meter = meter
+
+    async def receipt(self, receipt: Any) -> None:
+        self.meter(receipt.channel).receipts.add(int(time.time()))
+        await self.events.receipt(receipt)
+
+    async def inbound(self, message: Any) -> None:
+        await self.events.inbound(message)
+
+
 def _sendable(channel: Channel) -> bool:
     return getattr(channel, "bind_mode", "") != "receiver"
 
@@ -322,6 +381,7 @@ class Router:
         self._in_flight: dict[Channel, int] = {}
         self._idle: dict[Channel, asyncio.Event] = {}
         self._events: ChannelEvents | None = None
+        self._meters: dict[str, Meter] = {}
         self._lock = asyncio.Lock()
 
     @property
@@ -367,8 +427,15 @@ class Router:
         """Count a send in flight on ``channel``, so a connector being removed
         can let it finish before it unbinds."""
         self._in_flight[channel] = self._in_flight.get(channel, 0) + 1
+        meter = self.meter(channel.name)
         try:
             yield
+        except SendError as exc:
+            meter.errors.add(int(time.time()))
+            meter.last_error, meter.last_error_at = str(exc), now_ms()
+            raise
+        else:
+            meter.submits.add(int(time.time()))
         finally:
             left = self._in_flight[channel] = self._in_flight[channel] - 1
             if left <= 0:
@@ -376,6 +443,21 @@ class Router:
                 idle = self._idle.pop(channel, None)
                 if idle is not None:
                     idle.set()
+
+    def meter(self, name: str) -> Meter:
+        """The channel's counters in this process (kept across a connector's restarts)."""
+        found = self._meters.get(name)
+        if found is None:
+            found = self._meters[name] = Meter()
+        return found
+
+    def counted(self, events: ChannelEvents) -> ChannelEvents:
+        """``events`` counting receipts per channel, for a channel to start with."""
+        return _CountedEvents(events, self.meter)
+
+    def in_flight(self, channel: Channel) -> int:
+        """Sends on ``channel`` not yet answered."""
+        return self._in_flight.get(channel, 0)
 
     def status(self, name: str) -> dict[str, Any] | None:
         """What this process knows of a connector it runs (None: not running here)."""
@@ -389,7 +471,7 @@ class Router:
 
     async def start(self, events: ChannelEvents) -> None:
         """Load the database's connectors and routes and start the connectors."""
-        self._events = events
+        self._events = self.counted(events)
         await self.reload()
 
     async def reload(self) -> bool:
