@@ -19,6 +19,7 @@ from ujumbe.channels.simulator import Simulator
 from ujumbe.config import Settings, private_dir
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
+from ujumbe.services.campaigns import Campaigns, Jobs
 from ujumbe.services.credits import Credits
 from ujumbe.services.messaging import Messaging
 from ujumbe.services.premium import Premium
@@ -30,6 +31,7 @@ from ujumbe.services.templates import Templates
 from ujumbe.services.verifications import Verifications
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
+from ujumbe.workers.campaigns import CampaignSender, JobRunner
 from ujumbe.workers.dispatch import Dispatcher
 from ujumbe.workers.schedules import Sweeper
 
@@ -63,6 +65,8 @@ class Platform:
             seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls,
         )
         self.verifications = Verifications(self.store, self.messaging, secret)
+        self.campaigns = Campaigns(self.store, self.messaging, default_rate=settings.campaign_rate)
+        self.jobs = Jobs(self.store, self.campaigns, self.accounts)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
         self.router = Router(self.channels, store=self.store, box=self.routing.box)
@@ -130,6 +134,8 @@ class Platform:
             ("callbacks", sender),
             ("sweeper", Sweeper(self.store)),
             ("routing", routing_watcher),
+            ("campaigns", CampaignSender(self.campaigns, self.accounts)),
+            ("jobs", JobRunner(self.jobs)),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
         if self.simulator is not None:

@@ -70,6 +70,12 @@ class SendRequest:
     # Per-recipient policy (sender name networks, premium subscriptions): an
     # (error_code, reason) rejects that recipient alone; None lets it through.
     check: Callable[[numbers.PhoneNumber], Awaitable[tuple[str, str] | None]] | None = None
+    # Campaigns (services/campaigns.py), in the send's own transaction: ``prepay``
+    # before the charge (gives the campaign's hold back to the balance, so the
+    # charge is covered), ``stored`` once the messages are (links them to the
+    # campaign's numbers). Either raising undoes the whole send.
+    prepay: Callable[[Tx], Awaitable[None]] | None = None
+    stored: Callable[[Tx, list[Recipient]], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True)
@@ -265,6 +271,8 @@ class Messaging:
             if not await q.insert_request(tx, request_row):
                 return None  # a concurrent request with this reference won
             balance: int | None = None
+            if req.prepay is not None:
+                await req.prepay(tx)
             if total:
                 balance = await accounts_q.charge(tx, account.id, total, request_id)
                 if balance is None:
@@ -299,6 +307,8 @@ class Messaging:
                 for msg in await q.messages_by_ids(tx, list(rejected)):
                     r = rejected[msg["id"]]
                     await enqueue_dlr(tx, msg, Event(State.REJECTED.value, now, r.error_code, r.error, at_accept=True))
+            if req.stored is not None:
+                await req.stored(tx, recipients)
             if outbox:
                 tx.notify("outbox")
             if balance is None:
