@@ -389,6 +389,12 @@ async def _show_account(platform: Any, args: argparse.Namespace) -> Any:
     return _account_json(await platform.accounts.details(args.account))
 
 
+async def _show_job(platform: Any, args: argparse.Namespace) -> Any:
+    from ujumbe.dialects.native_campaigns import job_json
+
+    return job_json(await platform.jobs.get_any(args.job))
+
+
 async def _create_api_key(platform: Any, args: argparse.Namespace) -> Any:
     api_key = await platform.accounts.new_api_key(args.account, args.label)
     return {"account_id": args.account, "api_key": api_key, "label": args.label}
@@ -687,6 +693,10 @@ def build_parser() -> argparse.ArgumentParser:
     _secret_options(p, "api_token", "the token the client expects in our pushes (Tilil api_token)")
     p.add_argument("--service-id", type=int, help="the id clients send as service_id (default: next free)")
     p.add_argument("--dialect", default="tilil", help="format inbound messages to the short code are forwarded in")
+
+    jobs = sub.add_parser("jobs", help="contact imports and campaign reports").add_subparsers(dest="action", required=True)
+    p = admin_command(jobs.add_parser("show", help="a job: status, progress (percent), result"), _show_job)
+    p.add_argument("job", type=int)
 
     sub.add_parser("smsc-sim", help="run the SMPP SMSC simulator (options: ujumbe smsc-sim --help)", add_help=False)
     return parser
