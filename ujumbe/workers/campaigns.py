@@ -11,6 +11,9 @@ from typing import Any
 from ujumbe.services.campaigns import Campaigns, Jobs
 
 TICK_S = 0.1
+# At most this many numbers a campaign a round, so settling and the other
+# campaigns get their turn even at a very high rate.
+MAX_BATCH = 1000
 
 
 class CampaignSender:
@@ -20,6 +23,7 @@ class CampaignSender:
         self.tick_s = tick_s
         self._tokens: dict[int, float] = {}
         self._last = time.monotonic()
+        self._behind = False  # a campaign had more due than one round takes
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = self.campaigns.store.listener("campaigns")
@@ -32,7 +36,7 @@ class CampaignSender:
                 except TimeoutError:
                     pass
             else:
-                await asyncio.sleep(self.tick_s)
+                await asyncio.sleep(self.tick_s / 10 if self._behind else self.tick_s)
 
     async def tick(self) -> bool:
         """One round: settle, finish, then send what each campaign's pace allows."""
@@ -42,16 +46,18 @@ class CampaignSender:
         await self.campaigns.finish_done()
         running = await self.campaigns.running()
         seen = set()
+        self._behind = False
         for c in running:
             seen.add(c["id"])
             rate = self.campaigns.rate_of(c)
             # at most one second's worth at once: a pause does not save up a burst
             tokens = min(float(rate), self._tokens.get(c["id"], 0.0) + rate * elapsed)
-            take = int(tokens)
+            take = min(int(tokens), MAX_BATCH)
             if take >= 1:
                 sent = await self.campaigns.send_due(c, take, self.accounts)
                 tokens -= sent
                 busy = True
+                self._behind = self._behind or (sent == MAX_BATCH and tokens >= 1)
             self._tokens[c["id"]] = tokens
         for cid in list(self._tokens):
             if cid not in seen:
