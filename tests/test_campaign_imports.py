@@ -159,3 +159,33 @@ async def test_ten_thousand_rows_import_with_progress_and_a_report_downloads(pla
         sheet_rows = list(book.worksheets[0].iter_rows(values_only=True))
         assert len(sheet_rows) == 10_001 and sheet_rows[1][3] == "completed"
         assert (await api.get(f"/v1/jobs/{job['id']}/files/pdf", headers=auth(account))).status_code == 400
+
+
+async def test_native_campaign_errors_are_clear(platform: Platform) -> None:
+    account = await make_account(platform, credits="1")
+    async with client_of(platform) as api:
+        r = await api.post("/v1/campaigns", headers=auth(account), json={"name": "Calls", "services": "PHONE"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "channel_not_configured"
+        r = await api.post("/v1/campaigns", headers=auth(account), json={"name": "X", "services": "FAX"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_services"
+        r = await api.post("/v1/campaigns", headers=auth(account), json={"name": "X", "bogus": 1})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "validation_error"
+        camp = await new_campaign(api, account, message="Hi", numbers=["0708400100", "0708400101", "12"])
+        r = await api.get(f"/v1/campaigns/{camp['id']}/numbers", headers=auth(account))
+        assert len(r.json()["numbers"]) == 2
+        for body, code in (({"status": ["lost"]}, "invalid_status"), ({"schedule_at": "soon"}, "invalid_schedule"),
+                           ({"numbers": [999999]}, "invalid_numbers"), ({"rate": 0}, "invalid_rate")):
+            r = await api.post(f"/v1/campaigns/{camp['id']}/begin", headers=auth(account), json=body)
+            assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+        r = await api.post(f"/v1/campaigns/{camp['id']}/begin", headers=auth(account), json={})
+        assert r.status_code == 402 and r.json()["error"]["details"] == {"cost": 2, "balance": 1}
+        r = await api.post(f"/v1/campaigns/{camp['id']}/pause", headers=auth(account))
+        assert r.status_code == 409
+        r = await api.get(f"/v1/campaigns/{camp['id']}/numbers?status=lost", headers=auth(account))
+        assert r.status_code == 400
+        r = await api.put("/v1/account/time-zone", headers=auth(account), json={"time_zone": "Mars/Base"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_time_zone"
+        r = await api.put("/v1/account/time-zone", headers=auth(account), json={"time_zone": "Asia/Kathmandu"})
+        assert r.json() == {"time_zone": "Asia/Kathmandu"}
+        doc = (await api.get("/openapi.json")).json()
+        assert "/v1/campaigns/{id}/begin" in doc["paths"] or "/v1/campaigns/{id:int}/begin" in doc["paths"]
