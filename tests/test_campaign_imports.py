@@ -5,6 +5,7 @@ with progress (API and CLI); reports as a job, downloadable as csv and xlsx."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from pathlib import Path
@@ -78,7 +79,7 @@ async def test_an_xlsx_imports_numbers_as_floats_in_the_accounts_region(platform
         if platform.store.dialect == "sqlite":
             env = clean_env(UJUMBE_DATA_DIR=str(platform.settings.data_dir),
                             UJUMBE_SECRET_KEY=platform.settings.secret_key)
-            shown = ok(run(env, "jobs", "show", str(job["id"])))
+            shown = ok(await asyncio.to_thread(run, env, "jobs", "show", str(job["id"])))
             assert shown["progress"] == 100.0 and shown["result"]["imported"] == 3
 
         # another account sees neither the job nor the campaign

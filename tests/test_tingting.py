@@ -261,3 +261,73 @@ async def test_send_otp_with_the_documents_samples(platform: Platform) -> None:
         envelope_error(r, 400, "missing_parameters")
         r = await api.post("/api/system/test/voice/", headers=headers, json={"message": "hello"})
         envelope_error(r, 422, "channel_not_configured")
+
+
+async def test_phone_numbers_bought_charged_routed_and_released(platform: Platform) -> None:
+    stocked = await platform.phone_numbers.stock("9876565435", "40", sid="b7142c5ae3b673d944d81c83bda4f5de")
+    assert stocked["account_id"] is None
+    async with client_of(platform) as api:
+        account, headers, _ = await logged_in(api, platform)
+        sample = {"phone_number": "9876565435", "rate": 40.0, "available_capabilities": "Voice, SMS",
+                  "phone_number_sid": "b7142c5ae3b673d944d81c83bda4f5de", "friendly_name": "", "accept_incoming": None,
+                  "configure_with": "", "call_comes_in": None, "call_url": None, "http_request": None}
+        r = await api.get("/api/system/phone_numbers", headers=headers)
+        body = envelope_ok(r)
+        assert body["message"] == "Number Lists Retrived Successfully!!" and body["data"] == {"number_lists": [sample]}
+        # bought: charged its rate in the ledger, owned, no longer available, inbound reaches the owner
+        r = await api.post("/api/system/phone_numbers/", headers=headers,
+                           json={"phone_sid": "b7142c5ae3b673d944d81c83bda4f5de"})
+        body = envelope_ok(r)
+        assert body["message"] == "9876565435 number bought successfully!!"
+        assert body["data"] == {"number_details": [sample]}
+        assert await platform.credits.balance(account["account_id"]) == 60 * 10_000
+        rows = await platform.credits.transactions(account["account_id"], 10, None)
+        assert rows[0]["kind"] == "charge" and rows[0]["amount"] == -40 * 10_000
+        r = await api.get("/api/system/owned/phone_numbers", headers=headers)
+        assert envelope_ok(r)["data"] == {"owned_numbers": [sample]}
+        assert envelope_ok(await api.get("/api/system/phone_numbers/", headers=headers))["data"] == {"number_lists": []}
+        r = await api.post("/v1/simulator/inbound", headers=headers,
+                           json={"sender": "9843818700", "to": "9876565435", "text": "Hello"})
+        assert r.status_code == 202, r.text
+        # another account cannot buy it or release it
+        _, other, _ = await logged_in(api, platform, email="other@gmail.com")
+        r = await api.post("/api/system/phone_numbers/", headers=other, json={"phone_sid": "b7142c5ae3b673d944d81c83bda4f5de"})
+        envelope_error(r, 404, "number_not_available")
+        r = await api.request("DELETE", "/api/system/phone_numbers", headers=other,
+                              json={"phone_sid": "b7142c5ae3b673d944d81c83bda4f5de"})
+        envelope_error(r, 404, "number_not_found")
+        # released with DELETE and a JSON body
+        r = await api.request("DELETE", "/api/system/phone_numbers", headers=headers,
+                              json={"phone_sid": "b7142c5ae3b673d944d81c83bda4f5de"})
+        assert r.status_code == 200 and r.json() == {"status": 204, "success": True, "errors": [], "data": {},
+                                                     "message": "9876565435 number released successfully!!"}
+        assert envelope_ok(await api.get("/api/system/owned/phone_numbers", headers=headers))["data"] == {
+            "owned_numbers": []}
+        r = await api.post("/v1/simulator/inbound", headers=headers,
+                           json={"sender": "9843818700", "to": "9876565435", "text": "Hello"})
+        assert r.status_code == 404  # no longer the account's number
+        # a number dearer than the balance is refused with 402
+        await platform.phone_numbers.stock("9800000001", "1000", sid="dear")
+        r = await api.post("/api/system/phone_numbers/", headers=headers, json={"phone_sid": "dear"})
+        envelope_error(r, 402, "insufficient_credit")
+        envelope_error(await api.post("/api/system/phone_numbers/", headers=headers, json={}), 400, "missing_sid")
+
+
+async def test_the_operator_stocks_numbers_with_the_cli(platform: Platform) -> None:
+    from tests.test_cli import clean_env, ok, run
+
+    if platform.store.dialect != "sqlite":
+        return  # the CLI reads the same store on both; the SQLite data dir is the simple one to share
+    env = clean_env(UJUMBE_DATA_DIR=str(platform.settings.data_dir), UJUMBE_SECRET_KEY=platform.settings.secret_key)
+    import asyncio
+
+    async def cli(*args: str) -> Any:  # in a thread: the platform in this loop must go on committing
+        return await asyncio.to_thread(run, env, *args)
+
+    added = ok(await cli("phone-numbers", "add", "9876565435", "--rate", "40", "--sid", "abc123"))
+    assert added == {"number": "9876565435", "sid": "abc123", "rate": 40, "capabilities": "Voice, SMS",
+                     "friendly_name": "", "account_id": None}
+    again = await cli("phone-numbers", "add", "9876565435", "--rate", "40")
+    assert again.returncode == 1 and "number_exists" in again.stderr
+    assert [n["sid"] for n in ok(await cli("phone-numbers", "list"))] == ["abc123"]
+    assert [n["sid"] for n in await platform.phone_numbers.available()] == ["abc123"]

@@ -22,6 +22,7 @@ from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.campaigns import Campaigns, Jobs
 from ujumbe.services.credits import Credits
 from ujumbe.services.messaging import Messaging
+from ujumbe.services.phone_numbers import PhoneNumbers
 from ujumbe.services.premium import Premium
 from ujumbe.services.reports import Reports
 from ujumbe.services.routing import PasswordBox, Router, Routing, RoutingWatcher
@@ -67,6 +68,7 @@ class Platform:
         self.verifications = Verifications(self.store, self.messaging, secret)
         self.campaigns = Campaigns(self.store, self.messaging, default_rate=settings.campaign_rate)
         self.jobs = Jobs(self.store, self.campaigns, self.accounts)
+        self.phone_numbers = PhoneNumbers(self.store)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
         self.router = Router(self.channels, store=self.store, box=self.routing.box)

@@ -161,6 +161,39 @@ async def user_details(request: Request) -> Response:
     }})
 
 
+# --- phone numbers ---
+
+
+def phone_json(n: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "phone_number": n["number"], "rate": float(display(n["rate"])), "available_capabilities": n["capabilities"],
+        "phone_number_sid": n["sid"], "friendly_name": n["friendly_name"], "accept_incoming": None,
+        "configure_with": "", "call_comes_in": None, "call_url": None, "http_request": None,
+    }
+
+
+async def owned_numbers(request: Request) -> Response:
+    account = await account_of(request)
+    return envelope({"owned_numbers": [phone_json(n) for n in await services(request).phone_numbers.owned(account)]})
+
+
+async def phone_numbers(request: Request) -> Response:
+    account = await account_of(request)
+    inventory = services(request).phone_numbers
+    if request.method == "GET":
+        return envelope({"number_lists": [phone_json(n) for n in await inventory.available()]},
+                        "Number Lists Retrived Successfully!!")
+    body = await body_of(request)
+    sid = str(body.get("phone_sid") or "")
+    if request.method == "POST":
+        n = await inventory.buy(account, sid)
+        return envelope({"number_details": [phone_json(n)]}, f"{n['number']} number bought successfully!!")
+    n = await inventory.release(account, sid)
+    # The document's answer says 204 in its body, which an HTTP 204 cannot carry: HTTP 200.
+    return JSON({"status": 204, "success": True, "message": f"{n['number']} number released successfully!!",
+                 "errors": [], "data": {}})
+
+
 # --- campaigns ---
 
 
@@ -395,6 +428,8 @@ def routes() -> list[Any]:
         ("/api/accounts/login", login, ["POST"]),
         ("/api/accounts/token/refresh", refresh, ["POST"]),
         ("/api/accounts/user_details", user_details, ["GET"]),
+        ("/api/system/owned/phone_numbers", owned_numbers, ["GET"]),
+        ("/api/system/phone_numbers", phone_numbers, ["GET", "POST", "DELETE"]),
         ("/api/system/campaigns", campaigns_root, ["GET", "POST"]),
         ("/api/system/campaigns/report/download", report_download, ["GET"]),
         ("/api/system/campaigns/report/summary", report_summary, ["GET"]),

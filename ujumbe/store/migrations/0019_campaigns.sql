@@ -72,3 +72,18 @@ CREATE INDEX jobs_status ON jobs(status, id);
 -- Files of a job: the upload it imports, the reports it wrote.
 --sqlite: CREATE TABLE job_files (job_id BIGINT NOT NULL, name TEXT NOT NULL, content_type TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (job_id, name));
 --pg: CREATE TABLE job_files (job_id BIGINT NOT NULL, name TEXT NOT NULL, content_type TEXT NOT NULL, data BYTEA NOT NULL, PRIMARY KEY (job_id, name));
+
+-- The phone-number inventory: numbers the operator stocks, which accounts
+-- buy (charged the rate) and release. A bought number is also in `numbers`,
+-- so its inbound messages reach its owner.
+CREATE TABLE phone_numbers (
+    sid TEXT PRIMARY KEY,
+    number TEXT NOT NULL UNIQUE,
+    rate BIGINT NOT NULL,              -- ledger units, charged once when bought
+    capabilities TEXT NOT NULL DEFAULT 'Voice, SMS',
+    friendly_name TEXT NOT NULL DEFAULT '',
+    account_id TEXT,
+    bought_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX phone_numbers_account ON phone_numbers(account_id);
