@@ -6,7 +6,9 @@ full pace, and the report export, each timed, with the process's peak memory.
     .venv/bin/python bench/campaigns.py --rows 20000 --rate 2000
 
 In one process (API services and workers, the built-in operator simulator
-with 20-80 ms receipts), as a test's platform runs. Each number gets its own
+with 20-80 ms receipts), as a test's platform runs, unlike the other
+benchmarks (no HTTP load here: the import, the run and the report are
+worker work). Each number gets its own
 text (a tag in the message), so the send is 100,000 single-recipient sends.
 Peak memory is the process's VmHWM after each step (it only grows).
 """
@@ -127,6 +129,12 @@ async def main() -> None:
               flush=True)
     finally:
         await platform.stop()
+        if args.pg:
+            import asyncpg
+
+            conn = await asyncpg.connect(args.pg)
+            await conn.execute(f"DROP DATABASE IF EXISTS {settings.database_url.rsplit('/', 1)[1]}")
+            await conn.close()
 
 
 if __name__ == "__main__":
