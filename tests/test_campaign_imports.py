@@ -190,3 +190,20 @@ async def test_native_campaign_errors_are_clear(platform: Platform) -> None:
         assert r.json() == {"time_zone": "Asia/Kathmandu"}
         doc = (await api.get("/openapi.json")).json()
         assert "/v1/campaigns/{id}/begin" in doc["paths"] or "/v1/campaigns/{id:int}/begin" in doc["paths"]
+
+
+async def test_a_run_waits_for_the_import(platform: Platform) -> None:
+    account = await make_account(platform)
+    acc = await platform.accounts.get(account["account_id"])
+    camp, _ = await platform.campaigns.create(acc, name="Half", services="SMS", message="Hi",
+                                              numbers_in=[("0708400100", {})])
+    # a queued import (the job worker has not taken it yet, or is reading it)
+    job_id = await platform.store.run(lambda tx: tx.fetchval(
+        "INSERT INTO jobs (account_id, kind, campaign_id, status, lease_until, created_at, updated_at) "
+        "VALUES (?, 'import', ?, 'running', ?, 0, 0) RETURNING id", acc.id, camp["id"], 2**50))  # leased: left alone
+    async with client_of(platform) as api:
+        r = await api.post(f"/v1/campaigns/{camp['id']}/begin", headers=auth(account), json={})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "import_running"
+        await platform.store.run(lambda tx: tx.execute("UPDATE jobs SET status = 'done' WHERE id = ?", job_id))
+        r = await api.post(f"/v1/campaigns/{camp['id']}/begin", headers=auth(account), json={})
+        assert r.status_code == 200, r.text

@@ -226,3 +226,24 @@ async def test_concurrent_campaigns_and_sends_keep_the_money_exact(platform: Pla
         "SELECT coalesce(sum(cost), 0) FROM messages WHERE account_id = ? AND recipient = '254708400300'", account.id))
     assert consumed == campaign_cost
     assert await balance(platform, account.id) == start - consumed - other_cost
+
+
+async def test_a_scheduled_run_starts_at_its_time_in_the_accounts_zone(platform: Platform) -> None:
+    import datetime as dt
+
+    account = await account_of(platform, region="NP")
+    await platform.campaigns.set_time_zone(account, "Asia/Kathmandu")
+    camp, _ = await platform.campaigns.create(account, name="Later", services="SMS", message="Hi",
+                                              numbers_in=[("9843818700", {})])
+    # two seconds from now, written as a Kathmandu wall-clock time without an offset
+    at = dt.datetime.now(dt.timezone(dt.timedelta(hours=5, minutes=45))) + dt.timedelta(seconds=2)
+    run = await platform.campaigns.begin(account, camp["id"], schedule=at.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert run["status"] == "scheduled"
+    assert abs(run["schedule_at"] - int(at.timestamp() * 1000)) < 1000
+    nums = await platform.campaigns.numbers(account, camp["id"])
+    assert nums[0]["status"] == "scheduled" and platform.simulator is not None
+    assert not [m for m in platform.simulator.sent if m.recipient == "9779843818700"]
+    c = await settled(platform, account, camp["id"])
+    assert c["status"] == "completed"
+    sent = [m for m in platform.simulator.sent if m.recipient == "9779843818700"]
+    assert sent and time.time() * 1000 >= run["schedule_at"]

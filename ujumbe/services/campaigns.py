@@ -404,6 +404,10 @@ class Campaigns:
                 raise NotFound(f"No campaign {campaign_id}", code="campaign_not_found")
             if c["status"] in rules.ACTIVE:
                 raise Conflict(f"The campaign is {c['status']}; stop it before another run", code="campaign_active")
+            if await q.import_running(tx, campaign_id):
+                # a run now would hold for, and send to, only part of the file
+                raise Conflict("Numbers are still being imported into this campaign; begin once the import job "
+                               "is done", code="import_running")
             rows = await q.selectable(tx, campaign_id, chosen_statuses, ids)
             if ids is not None and len(rows) != len(set(ids)):
                 found = {r[0] for r in rows}

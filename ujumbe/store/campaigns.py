@@ -315,6 +315,13 @@ async def get_file(tx: Tx, job_id: int, name: str) -> tuple[str, bytes] | None:
     return None if row is None else (row[0], bytes(row[1]))
 
 
+async def import_running(tx: Tx, campaign_id: int) -> bool:
+    return bool(await tx.fetchval(
+        "SELECT 1 FROM jobs WHERE campaign_id = ? AND kind = 'import' AND status IN ('queued', 'running') LIMIT 1",
+        campaign_id,
+    ))
+
+
 async def latest_report(tx: Tx, campaign_id: int) -> dict[str, Any] | None:
     return _dict(await tx.fetchrow(
         f"SELECT {JOB} FROM jobs WHERE campaign_id = ? AND kind = 'report' ORDER BY id DESC LIMIT 1", campaign_id
