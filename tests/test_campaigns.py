@@ -247,3 +247,23 @@ async def test_a_scheduled_run_starts_at_its_time_in_the_accounts_zone(platform:
     assert c["status"] == "completed"
     sent = [m for m in platform.simulator.sent if m.recipient == "9779843818700"]
     assert sent and time.time() * 1000 >= run["schedule_at"]
+
+
+async def test_one_send_with_a_text_per_recipient(platform: Platform) -> None:
+    """What campaign batches use: each recipient its own text, encoding, parts
+    and price in one request; a text too long rejects its recipient alone."""
+    from ujumbe.services.messaging import SendRequest
+
+    account = await account_of(platform, credits="100")
+    result = await platform.messaging.send(account, SendRequest(
+        recipients=["0708400100", "0708400101", "0708400102"],
+        texts=["Habari Wanjiru", "नमस्कार " * 10, "x" * 2000],
+    ))
+    by_to = {r.to: r for r in result.recipients}
+    assert by_to["254708400100"].parts == 1 and by_to["254708400100"].cost == to_units(1)
+    assert by_to["254708400101"].parts == 2  # 90 UCS-2 characters: two parts of 67
+    assert by_to["254708400102"].state == "rejected" and by_to["254708400102"].error_code == "message_too_long"
+    assert result.cost == to_units(3)
+    msgs = {m["recipient"]: m for m in await platform.messaging.messages(account.id, limit=10)}
+    assert msgs["254708400100"]["body"] == "Habari Wanjiru" and msgs["254708400100"]["encoding"] == "gsm7"
+    assert msgs["254708400101"]["encoding"] == "ucs2"

@@ -40,6 +40,7 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_ROWS = 200_000
 IMPORT_CHUNK = 5000
 LEASE_MS = 60_000
+SEND_BATCH = 250  # numbers per Messaging.send: short enough for PostgreSQL to group an account's sends
 NUMBER_HEADERS = ("number", "numbers", "phone", "phone_number", "mobile", "msisdn", "contact", "contact_number")
 
 
@@ -515,20 +516,16 @@ class Campaigns:
         account = await accounts.get(campaign["account_id"])
         text = campaign["run_message"] or campaign["message"] or ""
         usable = json.loads(campaign["usable_tags"])
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for n in claimed:
-            body = rules.render(text, json.loads(n["tags"]), usable) if "{" in text else text
-            groups.setdefault(body, []).append(n)
-        sem = asyncio.Semaphore(64)
-
-        async def one(body: str, rows: list[dict[str, Any]]) -> None:
-            async with sem:
-                await self._send_group(account, campaign, body, rows)
-
-        await asyncio.gather(*(one(b, r) for b, r in groups.items()))
+        bodies = [rules.render(text, json.loads(n["tags"]), usable) if "{" in text else text for n in claimed]
+        # one request (one transaction) per SEND_BATCH numbers, each with its own text
+        await asyncio.gather(*(
+            self._send_group(account, campaign, bodies[i:i + SEND_BATCH], claimed[i:i + SEND_BATCH])
+            for i in range(0, len(claimed), SEND_BATCH)
+        ))
         return len(claimed)
 
-    async def _send_group(self, account: Account, campaign: dict[str, Any], body: str, rows: list[dict[str, Any]]) -> None:
+    async def _send_group(self, account: Account, campaign: dict[str, Any], bodies: list[str],
+                          rows: list[dict[str, Any]]) -> None:
         cid = campaign["id"]
         ids = [r["id"] for r in rows]
 
@@ -548,7 +545,7 @@ class Campaigns:
             await q.mark_sent(tx, marks)
 
         req = SendRequest(
-            recipients=[r["number"] for r in rows], text=body, sender=campaign["sender"],
+            recipients=[r["number"] for r in rows], texts=bodies, sender=campaign["sender"],
             meta={"campaign_id": cid}, prepay=prepay, stored=stored,
         )
         try:

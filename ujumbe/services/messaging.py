@@ -75,6 +75,11 @@ class SendRequest:
     # charge is covered), ``stored`` once the messages are (links them to the
     # campaign's numbers). Either raising undoes the whole send.
     prepay: Callable[[Tx], Awaitable[None]] | None = None
+    # One text per recipient, already rendered (campaigns: each from its number's
+    # tags), so a batch of different texts is one request and one transaction.
+    # Not with a template, params or conceal. A text too long rejects its
+    # recipient alone.
+    texts: list[str] | None = None
     stored: Callable[[Tx, list[Recipient]], Awaitable[None]] | None = None
 
 
@@ -190,7 +195,10 @@ class Messaging:
                 return found
         if req.sender:
             await self.senders.check_use(account.id, req.sender)
-        body, subject = await self.resolve_text(account, req)
+        texts = req.texts
+        if texts is not None and (len(texts) != len(req.recipients) or req.conceal or req.template_key or req.params):
+            raise ValueError("texts: one per recipient, without a template, params or conceal")
+        body, subject = (texts[0], None) if texts else await self.resolve_text(account, req)
         stored_body, sealed = body, None
         if req.conceal:
             if self.seal is None:
@@ -203,11 +211,26 @@ class Messaging:
                 )
             sealed = self.seal(body)
         try:
-            encoding.check_length(body, account.max_chars)
+            if texts is None:
+                encoding.check_length(body, account.max_chars)
         except encoding.MessageTooLong as exc:
             raise Invalid(
                 f"The message has {exc.length} characters; the limit is {exc.limit}", code="message_too_long"
             ) from None
+        shapes: dict[str, tuple[str, int] | str] = {}  # per text: (encoding, parts), or why it cannot go
+
+        def shape(text: str) -> tuple[str, int] | str:
+            found = shapes.get(text)
+            if found is None:
+                try:
+                    encoding.check_length(text, account.max_chars)
+                    found = (encoding.UCS2, len(encoding.segment(text, force=encoding.UCS2).parts)) if req.unicode \
+                        else encoding.count_parts(text)
+                except encoding.MessageTooLong as exc:
+                    found = f"The message has {exc.length} characters; the limit is {exc.limit}"
+                shapes[text] = found
+            return found
+
         enc, parts = (
             (encoding.UCS2, len(encoding.segment(body, force=encoding.UCS2).parts))
             if req.unicode
@@ -221,7 +244,7 @@ class Messaging:
         recipients: list[Recipient] = []
         seen: set[str] = set()
         total = 0
-        for raw in req.recipients:
+        for k, raw in enumerate(req.recipients):
             raw = str(raw).strip()
             try:
                 number = numbers.normalize(raw, account.region)
@@ -243,9 +266,17 @@ class Messaging:
                               error_code=refused[0], error=refused[1])
                 )
                 continue
-            cost = prices.cost(number.network, parts, req.channel)
+            r_parts = parts
+            if texts is not None:
+                shaped = shape(texts[k])
+                if isinstance(shaped, str):
+                    recipients.append(Recipient(raw, number.e164, None, State.REJECTED.value, number.network,
+                                                error_code="message_too_long", error=shaped))
+                    continue
+                r_parts = shaped[1]
+            cost = prices.cost(number.network, r_parts, req.channel)
             total += cost
-            recipients.append(Recipient(raw, number.e164, None, State.QUEUED.value, number.network, parts, cost))
+            recipients.append(Recipient(raw, number.e164, None, State.QUEUED.value, number.network, r_parts, cost))
 
         meta = json.dumps(req.meta) if req.meta else None
         message_meta = dict(req.message_meta or {})
@@ -285,12 +316,17 @@ class Messaging:
             ids = await tx.next_ids("messages", len(recipients))
             rows, events, outbox = [], [], []
             expires = start + validity * 1000
-            for r, mid in zip(recipients, ids):
+            for k, (r, mid) in enumerate(zip(recipients, ids)):
                 r.message_id = mid
                 ok = r.state != State.REJECTED.value
+                r_body, r_enc = stored_body, enc
+                if texts is not None:
+                    r_body = texts[k]
+                    shaped = shape(r_body)
+                    r_enc = shaped[0] if isinstance(shaped, tuple) else enc
                 rows.append((
-                    mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, stored_body,
-                    enc, r.parts if ok else 0, r.cost, "reserved" if r.cost else "none", r.state,
+                    mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, r_body,
+                    r_enc, r.parts if ok else 0, r.cost, "reserved" if r.cost else "none", r.state,
                     r.error_code, r.error, callback_url, msg_meta, now, now, None if ok else now, expires,
                 ))
                 events.append((mid, now, State.ACCEPTED.value if ok else State.REJECTED.value, r.error))
