@@ -331,3 +331,21 @@ async def test_the_operator_stocks_numbers_with_the_cli(platform: Platform) -> N
     assert again.returncode == 1 and "number_exists" in again.stderr
     assert [n["sid"] for n in ok(await cli("phone-numbers", "list"))] == ["abc123"]
     assert [n["sid"] for n in await platform.phone_numbers.available()] == ["abc123"]
+
+
+async def test_the_operator_stocks_numbers_with_the_admin_api(platform: Platform) -> None:
+    platform.settings.admin_token = "admin-token-for-tests-0123456789"
+    admin = {"authorization": "Bearer admin-token-for-tests-0123456789"}
+    async with client_of(platform) as api:
+        body = {"number": "9876565435", "rate": 40, "sid": "b7142c5ae3b673d944d81c83bda4f5de"}
+        assert (await api.post("/admin/v1/phone-numbers", json=body)).status_code == 401
+        r = await api.post("/admin/v1/phone-numbers", headers=admin, json=body)
+        assert r.status_code == 201 and r.json()["rate"] == 40 and r.json()["account_id"] is None
+        r = await api.post("/admin/v1/phone-numbers", headers=admin, json=body)
+        assert r.status_code == 409
+        r = await api.post("/admin/v1/phone-numbers", headers=admin, json={"number": "98x", "rate": 1})
+        assert r.status_code == 400
+        _, headers, _ = await logged_in(api, platform)
+        await api.post("/api/system/phone_numbers/", headers=headers, json={"phone_sid": body["sid"]})
+        listed = (await api.get("/admin/v1/phone-numbers", headers=admin)).json()["data"]
+        assert listed[0]["number"] == "9876565435" and listed[0]["account_id"] is not None
