@@ -212,6 +212,10 @@ async def test_concurrent_campaigns_and_sends_keep_the_money_exact(platform: Pla
     await eventually(quiet, timeout=30)
     rows = await ledger(platform, account.id)
     assert sum(r["amount"] for r in rows) == await balance(platform, account.id)
+    kinds = {r["kind"] for r in rows}
+    assert {"topup", "hold", "release", "charge", "refund"} <= kinds, kinds  # ...0001 is refunded
+    refunds = sum(r["amount"] for r in rows if r["kind"] == "refund")
+    charges = -sum(r["amount"] for r in rows if r["kind"] == "charge")
     for c in camps:
         cr = [r for r in rows if r["campaign_id"] == c["id"]]
         assert -sum(r["amount"] for r in cr if r["kind"] == "hold") == sum(
@@ -225,6 +229,7 @@ async def test_concurrent_campaigns_and_sends_keep_the_money_exact(platform: Pla
     other_cost = await platform.store.read(lambda tx: tx.fetchval(
         "SELECT coalesce(sum(cost), 0) FROM messages WHERE account_id = ? AND recipient = '254708400300'", account.id))
     assert consumed == campaign_cost
+    assert charges - refunds == consumed + other_cost  # what was charged, less refunds, is what was consumed
     assert await balance(platform, account.id) == start - consumed - other_cost
 
 

@@ -711,18 +711,15 @@ class Jobs:
 
     async def wait(self, account: Account, job_id: int, timeout_s: float) -> dict[str, Any]:
         """The job once done or failed, or as it is after ``timeout_s``."""
+        # Polled, not a store listener: listeners are never removed, and one per
+        # wait would pile up in a long-running server.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        event = self.store.listener(f"job:{job_id}")
         while True:
             job = await self.get(account, job_id)
             if job["status"] in ("done", "failed") or loop.time() >= deadline:
                 return job
-            event.clear()
-            try:
-                await asyncio.wait_for(event.wait(), min(0.25, max(0.01, deadline - loop.time())))
-            except TimeoutError:
-                pass
+            await asyncio.sleep(min(0.1, max(0.01, deadline - loop.time())))
 
     async def file(self, account: Account, job_id: int, fmt: str) -> tuple[str, bytes, str]:
         job = await self.get(account, job_id)
@@ -766,14 +763,12 @@ class Jobs:
     async def _finish(self, job_id: int, fields: dict[str, Any]) -> None:
         async def unit(tx: Tx) -> None:
             await q.update_job(tx, job_id, fields)
-            tx.notify(f"job:{job_id}")
 
         await self.store.run(unit)
 
     async def _progress(self, job_id: int, done: int, total: int) -> None:
         async def unit(tx: Tx) -> None:
             await q.update_job(tx, job_id, {"done": done, "total": total, "lease_until": now_ms() + 10 * 60_000})
-            tx.notify(f"job:{job_id}")
 
         await self.store.run(unit)
 
