@@ -213,6 +213,10 @@ async def test_campaigns_with_the_documents_samples(platform: Platform) -> None:
         assert len(rows) == 4 and rows[1][3] == "completed"
         r = await api.get(f"/api/system/campaigns/report/download?campaign_id={cid}&format=csv", headers=headers)
         assert r.text.startswith("id,number,campaign,status")
+        # nothing changed: the same report is served, not written again
+        reports = await platform.store.read(lambda tx: tx.fetchval(
+            "SELECT count(*) FROM jobs WHERE campaign_id = ? AND kind = 'report'", cid))
+        assert reports == 1
         envelope_error(await api.get("/api/system/campaigns/report/download/", headers=headers), 400,
                        "missing_campaign_id")
 

@@ -356,8 +356,10 @@ async def report_download(request: Request) -> Response:
     if fmt not in ("xlsx", "csv"):
         raise Invalid("'format' is xlsx or csv", code="invalid_format")
     jobs = services(request).jobs
-    job = await jobs.start_report(account, cid)
-    job = await jobs.wait(account, job["id"], REPORT_WAIT_S)
+    job = await jobs.current_report(account, cid)
+    if job is None:
+        job = await jobs.start_report(account, cid)
+        job = await jobs.wait(account, job["id"], REPORT_WAIT_S)
     if job["status"] == "failed":
         raise Invalid(f"The report could not be written: {job['error']}", code="report_failed")
     if job["status"] != "done":

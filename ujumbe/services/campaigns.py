@@ -734,9 +734,18 @@ class Jobs:
             raise NotFound("The report file is gone", code="report_not_found")
         return found[0], found[1], f"campaign-{job['campaign_id']}-report.{fmt}"
 
-    async def latest_report(self, account: Account, campaign_id: int) -> dict[str, Any] | None:
+    async def current_report(self, account: Account, campaign_id: int) -> dict[str, Any] | None:
+        """The latest report if it is done and nothing changed since it was
+        asked for (so a download asked for again does not write it again)."""
         await self.campaigns.get(account, campaign_id)
-        found = await self.store.read(lambda tx: q.latest_report(tx, campaign_id))
+
+        async def unit(tx: Tx) -> dict[str, Any] | None:
+            found = await q.latest_report(tx, campaign_id)
+            if found is None or found["status"] != "done":
+                return None
+            return found if await q.last_change(tx, campaign_id) < found["created_at"] else None
+
+        found = await self.store.read(unit)
         return None if found is None else job_out(found)
 
     # -- the worker's side --

@@ -322,6 +322,13 @@ async def import_running(tx: Tx, campaign_id: int) -> bool:
     ))
 
 
+async def last_change(tx: Tx, campaign_id: int) -> int:
+    """When the campaign or any of its numbers last changed (epoch ms)."""
+    numbers_at = await tx.fetchval("SELECT max(updated_at) FROM campaign_numbers WHERE campaign_id = ?", campaign_id)
+    campaign_at = await tx.fetchval("SELECT updated_at FROM campaigns WHERE id = ?", campaign_id)
+    return int(max(numbers_at or 0, campaign_at or 0))
+
+
 async def latest_report(tx: Tx, campaign_id: int) -> dict[str, Any] | None:
     return _dict(await tx.fetchrow(
         f"SELECT {JOB} FROM jobs WHERE campaign_id = ? AND kind = 'report' ORDER BY id DESC LIMIT 1", campaign_id
