@@ -6,13 +6,9 @@ against the ledger to the unit."""
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 import time
 from typing import Any
 
-import openpyxl
 import pytest
 
 from tests.conftest import eventually, make_account

@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ujumbe.core import campaigns as rules
 from ujumbe.core.errors import ChannelUnavailable, Invalid, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.dialects.native_campaigns import uploaded

@@ -75,12 +75,12 @@ class SendRequest:
     # charge is covered), ``stored`` once the messages are (links them to the
     # campaign's numbers). Either raising undoes the whole send.
     prepay: Callable[[Tx], Awaitable[None]] | None = None
+    stored: Callable[[Tx, list[Recipient]], Awaitable[None]] | None = None
     # One text per recipient, already rendered (campaigns: each from its number's
     # tags), so a batch of different texts is one request and one transaction.
     # Not with a template, params or conceal. A text too long rejects its
     # recipient alone.
     texts: list[str] | None = None
-    stored: Callable[[Tx, list[Recipient]], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True)

@@ -187,17 +187,6 @@ async def mark_sent(tx: Tx, rows: Sequence[tuple[int | None, str, str | None, in
     )
 
 
-async def held_of(tx: Tx, ids: Sequence[int]) -> int:
-    total = 0
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        total += int(await tx.fetchval(
-            f"SELECT coalesce(sum(held), 0) FROM campaign_numbers WHERE id IN ({', '.join('?' for _ in chunk)})",
-            *chunk,
-        ))
-    return total
-
-
 async def terminate_scheduled(tx: Tx, campaign_id: int) -> int:
     """End the numbers not sent yet; what was held for them (read and zeroed
     at once, so a send taking the same holds cannot count them twice)."""
