@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from ujumbe import dialects
 from ujumbe.dialects import native
-from ujumbe.http import admin
+from ujumbe.http import admin, dashboard
 from ujumbe.http.common import JSON
 from ujumbe.http.openapi import docs_page
 from ujumbe.runtime import Platform
@@ -113,6 +113,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
         Route("/docs", docs_page),
         *(route for module in dialects.MODULES for route in module.routes()),
         *admin.routes(),  # platform admin (/admin/v1)
+        *dashboard.routes(),  # the web dashboard (/dashboard)
     ]
     app = Starlette(
         routes=hot_first(routes, HOT_PATHS),
