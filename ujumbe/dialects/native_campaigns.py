@@ -14,7 +14,7 @@ from ujumbe.core import campaigns as rules
 from ujumbe.core.errors import Invalid
 from ujumbe.core.pricing import display
 from ujumbe.dialects.native import account_of, int_param, iso, route
-from ujumbe.http.common import JSON, read_json, services
+from ujumbe.http.common import JSON, path_id, read_json, services
 
 
 class NumberIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -92,8 +92,14 @@ def job_json(j: dict[str, Any]) -> dict[str, Any]:
     return {**j, "created_at": iso(j["created_at"]), "updated_at": iso(j["updated_at"])}
 
 
-def _id(request: Request, name: str = "id") -> int:
-    return int(request.path_params[name])
+_THINGS = {"/v1/campaigns/": ("campaign", "campaign_not_found"), "/v1/campaign-numbers/": ("number", "number_not_found"),
+           "/v1/jobs/": ("job", "job_not_found")}
+
+
+def _id(request: Request) -> int:
+    """The path's id; one that cannot exist (not ASCII digits, past 2^63-1) is not found."""
+    thing, code = next(v for k, v in _THINGS.items() if request.url.path.startswith(k))
+    return path_id(request, thing, code)
 
 
 @route("GET", "/v1/campaigns", summary="This account's campaigns, newest first", tag="campaigns",
@@ -121,26 +127,27 @@ async def create_campaign(request: Request) -> Response:
                  "invalid": [e.as_dict() for e in bad]}, 201)
 
 
-@route("GET", "/v1/campaigns/{id:int}", summary="One campaign", tag="campaigns")
+@route("GET", "/v1/campaigns/{id:id}", summary="One campaign", tag="campaigns")
 async def get_campaign(request: Request) -> Response:
     account = await account_of(request)
     camp = await services(request).campaigns.get(account, _id(request))
     return JSON(campaign_json(camp, await zone(request, account)))
 
 
-@route("PATCH", "/v1/campaigns/{id:int}", summary="Change a campaign's name, services, description, message, "
+@route("PATCH", "/v1/campaigns/{id:id}", summary="Change a campaign's name, services, description, message, "
        "sender or rate", tag="campaigns", body=CampaignPatch)
 async def patch_campaign(request: Request) -> Response:
     account = await account_of(request)
+    cid = _id(request)  # a bad id is a 404 whatever the body
     body = await read_json(request, CampaignPatch)
     camp = await services(request).campaigns.update(
-        account, _id(request), name=body.name, services=body.services, description=body.description,
+        account, cid, name=body.name, services=body.services, description=body.description,
         message=body.message, sender=body.sender, rate=body.rate,
     )
     return JSON(campaign_json(camp, await zone(request, account)))
 
 
-@route("DELETE", "/v1/campaigns/{id:int}", summary="Delete a campaign (stopped first: what is held goes back)",
+@route("DELETE", "/v1/campaigns/{id:id}", summary="Delete a campaign (stopped first: what is held goes back)",
        tag="campaigns", status=204)
 async def delete_campaign(request: Request) -> Response:
     account = await account_of(request)
@@ -148,7 +155,7 @@ async def delete_campaign(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@route("GET", "/v1/campaigns/{id:int}/numbers", summary="A campaign's numbers with status and credit consumed",
+@route("GET", "/v1/campaigns/{id:id}/numbers", summary="A campaign's numbers with status and credit consumed",
        tag="campaigns", query={"after": "number id to page after", "limit": "at most (default 1000)",
                                "status": "only numbers with this status"})
 async def list_numbers(request: Request) -> Response:
@@ -164,22 +171,24 @@ async def list_numbers(request: Request) -> Response:
     return JSON({"numbers": [number_json(n) for n in nums]})
 
 
-@route("POST", "/v1/campaigns/{id:int}/numbers", summary="Add numbers (with tags) to a campaign", tag="campaigns",
+@route("POST", "/v1/campaigns/{id:id}/numbers", summary="Add numbers (with tags) to a campaign", tag="campaigns",
        body=NumbersBody, status=201)
 async def add_numbers(request: Request) -> Response:
     account = await account_of(request)
+    cid = _id(request)  # a bad id is a 404 whatever the body
     body = await read_json(request, NumbersBody)
-    added, bad = await services(request).campaigns.add_numbers(account, _id(request), entries(body.numbers))
+    added, bad = await services(request).campaigns.add_numbers(account, cid, entries(body.numbers))
     return JSON({"numbers": [number_json(n) for n in added], "invalid": [e.as_dict() for e in bad]}, 201)
 
 
-@route("POST", "/v1/campaigns/{id:int}/contacts", summary="Import numbers from a csv or xlsx file (multipart field "
+@route("POST", "/v1/campaigns/{id:id}/contacts", summary="Import numbers from a csv or xlsx file (multipart field "
        "'file'): one column of numbers, every other column a tag. Answers the import job (GET /v1/jobs/{id})",
        tag="campaigns", status=202)
 async def import_contacts(request: Request) -> Response:
     account = await account_of(request)
+    cid = _id(request)  # a bad id is a 404 whatever the body
     name, data = await uploaded(request, ("file", "send_to_number_file"))
-    job = await services(request).jobs.start_import(account, _id(request), name, data)
+    job = await services(request).jobs.start_import(account, cid, name, data)
     return JSON(job_json(job), 202)
 
 
@@ -198,23 +207,24 @@ async def uploaded(request: Request, fields: tuple[str, ...]) -> tuple[str, byte
     raise Invalid(f"No file in the field '{fields[0]}'", code="missing_file")
 
 
-@route("GET", "/v1/campaign-numbers/{id:int}", summary="One number of a campaign", tag="campaigns")
+@route("GET", "/v1/campaign-numbers/{id:id}", summary="One number of a campaign", tag="campaigns")
 async def get_number(request: Request) -> Response:
     account = await account_of(request)
     return JSON(number_json(await services(request).campaigns.number(account, _id(request))))
 
 
-@route("PATCH", "/v1/campaign-numbers/{id:int}", summary="Change a number or its tags (not while in a run)",
+@route("PATCH", "/v1/campaign-numbers/{id:id}", summary="Change a number or its tags (not while in a run)",
        tag="campaigns", body=NumberPatch)
 async def patch_number(request: Request) -> Response:
     account = await account_of(request)
+    nid = _id(request)  # a bad id is a 404 whatever the body
     body = await read_json(request, NumberPatch)
     n = await services(request).campaigns.edit_number(
-        account, _id(request), number=body.number, tags=dict(body.tags) if body.tags is not None else None)
+        account, nid, number=body.number, tags=dict(body.tags) if body.tags is not None else None)
     return JSON(number_json(n))
 
 
-@route("DELETE", "/v1/campaign-numbers/{id:int}", summary="Remove a number from its campaign", tag="campaigns",
+@route("DELETE", "/v1/campaign-numbers/{id:id}", summary="Remove a number from its campaign", tag="campaigns",
        status=204)
 async def delete_number(request: Request) -> Response:
     account = await account_of(request)
@@ -222,14 +232,15 @@ async def delete_number(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@route("POST", "/v1/campaigns/{id:int}/begin", summary="Start a run: hold its cost, then send at the campaign's "
+@route("POST", "/v1/campaigns/{id:id}/begin", summary="Start a run: hold its cost, then send at the campaign's "
        "rate (every number not started; 'numbers' for chosen ids; 'status' to re-run by status)",
        tag="campaigns", body=BeginBody)
 async def begin(request: Request) -> Response:
     account = await account_of(request)
+    cid = _id(request)  # a bad id is a 404 whatever the body
     body = await read_json(request, BeginBody) if (await request.body()).strip() else BeginBody()
     run = await services(request).campaigns.begin(
-        account, _id(request), message=body.message, schedule=body.schedule_at, statuses=body.status,
+        account, cid, message=body.message, schedule=body.schedule_at, statuses=body.status,
         individual=body.numbers, rate=body.rate,
     )
     tz = await zone(request, account)
@@ -245,7 +256,7 @@ def _verb(name: str, summary: str) -> None:
         return JSON(campaign_json(camp, await zone(request, account)))
 
     handler.__name__ = f"{name}_campaign"
-    route("POST", f"/v1/campaigns/{{id:int}}/{name}", summary=summary, tag="campaigns")(handler)
+    route("POST", f"/v1/campaigns/{{id:id}}/{name}", summary=summary, tag="campaigns")(handler)
 
 
 _verb("pause", "Pause a run: nothing more is sent until resumed")
@@ -253,27 +264,27 @@ _verb("resume", "Resume a paused run")
 _verb("stop", "Stop a run: numbers not sent end terminated and their held credits go back")
 
 
-@route("GET", "/v1/campaigns/{id:int}/summary", summary="Counts by status and credits of a campaign",
+@route("GET", "/v1/campaigns/{id:id}/summary", summary="Counts by status and credits of a campaign",
        tag="campaigns")
 async def summary(request: Request) -> Response:
     account = await account_of(request)
     return JSON(await services(request).campaigns.summary(account, _id(request)))
 
 
-@route("POST", "/v1/campaigns/{id:int}/reports", summary="Write a report (csv and xlsx, one row per number) "
+@route("POST", "/v1/campaigns/{id:id}/reports", summary="Write a report (csv and xlsx, one row per number) "
        "as a job; download with GET /v1/jobs/{id}/files/csv or xlsx", tag="campaigns", status=202)
 async def start_report(request: Request) -> Response:
     account = await account_of(request)
     return JSON(job_json(await services(request).jobs.start_report(account, _id(request))), 202)
 
 
-@route("GET", "/v1/jobs/{id:int}", summary="An import or report job with its progress (percent)", tag="campaigns")
+@route("GET", "/v1/jobs/{id:id}", summary="An import or report job with its progress (percent)", tag="campaigns")
 async def get_job(request: Request) -> Response:
     account = await account_of(request)
     return JSON(job_json(await services(request).jobs.get(account, _id(request))))
 
 
-@route("GET", "/v1/jobs/{id:int}/files/{format}", summary="A finished report's file (csv or xlsx)", tag="campaigns")
+@route("GET", "/v1/jobs/{id:id}/files/{format}", summary="A finished report's file (csv or xlsx)", tag="campaigns")
 async def job_file(request: Request) -> Response:
     account = await account_of(request)
     ctype, data, name = await services(request).jobs.file(account, _id(request), request.path_params["format"])

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from ujumbe.core.errors import ChannelUnavailable, Invalid, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.dialects.native_campaigns import uploaded
-from ujumbe.http.common import JSON, bearer, client_address, error_status, handles_errors, services
+from ujumbe.http.common import JSON, bearer, client_address, error_status, handles_errors, path_id, services
 from ujumbe.services.accounts import Account
 
 ACCESS_TTL_S = 86_400  # TingTing: access tokens last a day
@@ -121,8 +121,9 @@ def number_json(n: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _pid(request: Request, name: str = "id") -> int:
-    return int(request.path_params[name])
+def _pid(request: Request) -> int:
+    """The path's id; one that cannot exist (not ASCII digits, past 2^63-1) is not found."""
+    return path_id(request, "item")
 
 
 # --- accounts ---
@@ -434,13 +435,13 @@ def routes() -> list[Any]:
         ("/api/system/campaigns", campaigns_root, ["GET", "POST"]),
         ("/api/system/campaigns/report/download", report_download, ["GET"]),
         ("/api/system/campaigns/report/summary", report_summary, ["GET"]),
-        ("/api/system/campaigns/{id:int}/update", update_campaign, ["PUT", "PATCH"]),
-        ("/api/system/campaigns/{id:int}/delete", delete_campaign, ["DELETE"]),
-        ("/api/system/campaigns/{id:int}/details", campaign_details, ["GET"]),
-        ("/api/system/campaigns/{id:int}/begin", begin, ["POST"]),
-        ("/api/system/campaigns/number/{id:int}", campaign_numbers, ["GET", "POST"]),
-        ("/api/system/campaigns/number/{id:int}/delete", delete_number, ["DELETE"]),
-        ("/api/system/number/{id:int}", number_detail, ["GET", "PUT"]),
+        ("/api/system/campaigns/{id:id}/update", update_campaign, ["PUT", "PATCH"]),
+        ("/api/system/campaigns/{id:id}/delete", delete_campaign, ["DELETE"]),
+        ("/api/system/campaigns/{id:id}/details", campaign_details, ["GET"]),
+        ("/api/system/campaigns/{id:id}/begin", begin, ["POST"]),
+        ("/api/system/campaigns/number/{id:id}", campaign_numbers, ["GET", "POST"]),
+        ("/api/system/campaigns/number/{id:id}/delete", delete_number, ["DELETE"]),
+        ("/api/system/number/{id:id}", number_detail, ["GET", "PUT"]),
         ("/api/system/test/voice", test_voice, ["POST"]),
         ("/api/system/send/otp", send_otp, ["POST"]),
     ]
