@@ -394,6 +394,26 @@ async def _show_account(platform: Any, args: argparse.Namespace) -> Any:
     return _account_json(await platform.accounts.details(args.account))
 
 
+async def _show_job(platform: Any, args: argparse.Namespace) -> Any:
+    from ujumbe.dialects.native_campaigns import job_json
+
+    return job_json(await platform.jobs.get_any(args.job))
+
+
+def _phone_number_json(n: dict[str, Any]) -> dict[str, Any]:
+    return {"number": n["number"], "sid": n["sid"], "rate": display(n["rate"]), "capabilities": n["capabilities"],
+            "friendly_name": n["friendly_name"], "account_id": n["account_id"]}
+
+
+async def _stock_phone_number(platform: Any, args: argparse.Namespace) -> Any:
+    return _phone_number_json(await platform.phone_numbers.stock(
+        args.number, args.rate, capabilities=args.capabilities, sid=args.sid, friendly_name=args.friendly_name))
+
+
+async def _list_phone_numbers(platform: Any, args: argparse.Namespace) -> Any:
+    return [_phone_number_json(n) for n in await platform.phone_numbers.all()]
+
+
 async def _create_api_key(platform: Any, args: argparse.Namespace) -> Any:
     api_key = await platform.accounts.new_api_key(args.account, args.label)
     return {"account_id": args.account, "api_key": api_key, "label": args.label}
@@ -727,6 +747,20 @@ def build_parser() -> argparse.ArgumentParser:
     _secret_options(p, "api_token", "the token the client expects in our pushes (Tilil api_token)")
     p.add_argument("--service-id", type=int, help="the id clients send as service_id (default: next free)")
     p.add_argument("--dialect", default="tilil", help="format inbound messages to the short code are forwarded in")
+
+    phone_numbers = sub.add_parser("phone-numbers", help="the phone-number inventory accounts buy from").add_subparsers(
+        dest="action", required=True)
+    p = admin_command(phone_numbers.add_parser("add", help="stock a number accounts may buy"), _stock_phone_number)
+    p.add_argument("number")
+    p.add_argument("--rate", required=True, help="credits charged when an account buys it")
+    p.add_argument("--capabilities", default="Voice, SMS")
+    p.add_argument("--sid", help="its SID (default: a new random one)")
+    p.add_argument("--friendly-name", default="")
+    admin_command(phone_numbers.add_parser("list", help="every stocked number and its owner"), _list_phone_numbers)
+
+    jobs = sub.add_parser("jobs", help="contact imports and campaign reports").add_subparsers(dest="action", required=True)
+    p = admin_command(jobs.add_parser("show", help="a job: status, progress (percent), result"), _show_job)
+    p.add_argument("job", type=int)
 
     sub.add_parser("smsc-sim", help="run the SMPP SMSC simulator (options: ujumbe smsc-sim --help)", add_help=False)
     return parser

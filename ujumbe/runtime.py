@@ -21,10 +21,12 @@ from ujumbe.channels.simulator import Simulator
 from ujumbe.config import Settings, private_dir
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
+from ujumbe.services.campaigns import Campaigns, Jobs
 from ujumbe.services.credits import Credits
 from ujumbe.services.emails import SendingDomains
 from ujumbe.services.dashboard import Dashboard, WebSessions
 from ujumbe.services.messaging import Messaging
+from ujumbe.services.phone_numbers import PhoneNumbers
 from ujumbe.services.premium import Premium
 from ujumbe.services.reports import Reports
 from ujumbe.services.routing import PasswordBox, Router, Routing, RoutingWatcher
@@ -34,6 +36,7 @@ from ujumbe.services.templates import Templates
 from ujumbe.services.verifications import Verifications
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
+from ujumbe.workers.campaigns import CampaignSender, JobRunner
 from ujumbe.store.messages import insert_events, outbox_take_back, worker_unregister
 from ujumbe.workers.dispatch import TAKEN_OVER, Dispatcher
 from ujumbe.workers.schedules import Sweeper
@@ -80,6 +83,9 @@ class Platform:
             seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls, domains=self.domains,
         )
         self.verifications = Verifications(self.store, self.messaging, secret)
+        self.campaigns = Campaigns(self.store, self.messaging, default_rate=settings.campaign_rate)
+        self.jobs = Jobs(self.store, self.campaigns, self.accounts)
+        self.phone_numbers = PhoneNumbers(self.store)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
         self.router = Router(self.channels, store=self.store, box=self.routing.box,
@@ -158,6 +164,8 @@ class Platform:
             ("callbacks", sender),
             ("sweeper", sweeper),
             ("routing", routing_watcher),
+            ("campaigns", CampaignSender(self.campaigns, self.accounts)),
+            ("jobs", JobRunner(self.jobs)),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
         if self.simulator is not None:

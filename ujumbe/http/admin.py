@@ -359,6 +359,40 @@ async def delete_route(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# --- /admin/v1/phone-numbers: the inventory accounts buy from ---
+
+
+class PhoneNumberBody(msgspec.Struct, forbid_unknown_fields=True):
+    number: str
+    rate: str | int | float  # credits charged when an account buys it
+    capabilities: str = "Voice, SMS"
+    sid: str | None = None  # default: a new random one
+    friendly_name: str = ""
+
+
+def phone_number_out(n: dict[str, Any]) -> dict[str, Any]:
+    from ujumbe.core.pricing import display
+
+    return {"number": n["number"], "sid": n["sid"], "rate": display(n["rate"]), "capabilities": n["capabilities"],
+            "friendly_name": n["friendly_name"], "account_id": n["account_id"], "bought_at": iso(n["bought_at"])}
+
+
+@admin_route("GET", "/admin/v1/phone-numbers", summary="Every stocked phone number and its owner", tag="phone-numbers")
+async def list_phone_numbers(request: Request) -> Response:
+    await admin_only(request)
+    return JSON({"data": [phone_number_out(n) for n in await services(request).phone_numbers.all()]})
+
+
+@admin_route("POST", "/admin/v1/phone-numbers", summary="Stock a phone number accounts may buy (409 if stocked)",
+             tag="phone-numbers", body=PhoneNumberBody, status=201)
+async def stock_phone_number(request: Request) -> Response:
+    await admin_only(request)
+    body = await read_json(request, PhoneNumberBody)
+    n = await services(request).phone_numbers.stock(body.number, str(body.rate), capabilities=body.capabilities,
+                                                    sid=body.sid, friendly_name=body.friendly_name)
+    return JSON(phone_number_out(n), 201)
+
+
 # --- /admin/v1/senders: granting sender names ---
 
 

@@ -418,6 +418,24 @@ class Accounts:
             raise Unauthorized("The refresh token is invalid, used or expired", code="invalid_refresh_token") from None
         return await self.issue_tokens(account, ttl_s)
 
+    async def access_from_refresh(self, refresh_token: str, ttl_s: int | None = None) -> str:
+        """An access token for a refresh token that stays valid until it
+        expires (TingTing's clients keep one refresh token; native refreshes
+        spend theirs, see ``refresh``)."""
+        account_id = await self.store.read(lambda tx: q.refresh_token_owner(tx, sha256(refresh_token), now_ms()))
+        if account_id is None:
+            raise Unauthorized("The refresh token is invalid, used or expired", code="invalid_refresh_token")
+        try:
+            account = await self.get(account_id)
+        except NotFound:
+            raise Unauthorized("The refresh token is invalid, used or expired", code="invalid_refresh_token") from None
+        now = int(time.time())
+        return jwt.encode(
+            {"sub": account.id, "typ": "access", "iat": now, "exp": now + (ttl_s or self.access_ttl_s),
+             "jti": uuid.uuid4().hex},
+            self._jwt_key, algorithm="HS256",
+        )
+
     def account_id_from_token(self, token: str) -> str:
         try:
             claims = jwt.decode(token, self._jwt_key, algorithms=["HS256"], options={"require": ["exp", "sub"]})

@@ -75,6 +75,17 @@ class SendRequest:
     # Per-recipient policy (sender name networks, premium subscriptions): an
     # (error_code, reason) rejects that recipient alone; None lets it through.
     check: Callable[[numbers.PhoneNumber], Awaitable[tuple[str, str] | None]] | None = None
+    # Campaigns (services/campaigns.py), in the send's own transaction: ``prepay``
+    # before the charge (gives the campaign's hold back to the balance, so the
+    # charge is covered), ``stored`` once the messages are (links them to the
+    # campaign's numbers). Either raising undoes the whole send.
+    prepay: Callable[[Tx], Awaitable[None]] | None = None
+    stored: Callable[[Tx, list[Recipient]], Awaitable[None]] | None = None
+    # One text per recipient, already rendered (campaigns: each from its number's
+    # tags), so a batch of different texts is one request and one transaction.
+    # Not with a template, params or conceal. A text too long rejects its
+    # recipient alone.
+    texts: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -191,7 +202,11 @@ class Messaging:
                 return found
         if req.sender:
             await self.senders.check_use(account.id, req.sender)
-        body, subject = await self.resolve_text(account, req)
+        texts = req.texts
+        if texts is not None and (len(texts) != len(req.recipients) or req.conceal or req.template_key or req.params
+                                  or req.channel == "email"):
+            raise ValueError("texts: one per recipient, for SMS, without a template, params or conceal")
+        body, subject = (texts[0], None) if texts else await self.resolve_text(account, req)
         email = req.channel == "email"
         html = None
         if email:
@@ -207,11 +222,26 @@ class Messaging:
                     account, dataclasses.replace(req, params={k: masked(v) for k, v in req.params.items()})
                 )
             sealed = self.seal(body)
+        shapes: dict[str, tuple[str, int] | str] = {}  # per text: (encoding, parts), or why it cannot go
+
+        def shape(text: str) -> tuple[str, int] | str:
+            found = shapes.get(text)
+            if found is None:
+                try:
+                    encoding.check_length(text, account.max_chars)
+                    found = (encoding.UCS2, len(encoding.segment(text, force=encoding.UCS2).parts)) if req.unicode \
+                        else encoding.count_parts(text)
+                except encoding.MessageTooLong as exc:
+                    found = f"The message has {exc.length} characters; the limit is {exc.limit}"
+                shapes[text] = found
+            return found
+
         if email:
             enc, parts = "utf-8", 1  # one message whatever its size or script
         else:
             try:
-                encoding.check_length(body, account.max_chars)
+                if texts is None:
+                    encoding.check_length(body, account.max_chars)
             except encoding.MessageTooLong as exc:
                 raise Invalid(
                     f"The message has {exc.length} characters; the limit is {exc.limit}", code="message_too_long"
@@ -229,7 +259,7 @@ class Messaging:
         recipients: list[Recipient] = []
         seen: set[str] = set()
         total = 0
-        for raw in req.recipients:
+        for k, raw in enumerate(req.recipients):
             raw = str(raw).strip()
             if email:
                 try:
@@ -267,9 +297,17 @@ class Messaging:
                               error_code=refused[0], error=refused[1])
                 )
                 continue
-            cost = prices.cost(number.network, parts, req.channel)
+            r_parts = parts
+            if texts is not None:
+                shaped = shape(texts[k])
+                if isinstance(shaped, str):
+                    recipients.append(Recipient(raw, number.e164, None, State.REJECTED.value, number.network,
+                                                error_code="message_too_long", error=shaped))
+                    continue
+                r_parts = shaped[1]
+            cost = prices.cost(number.network, r_parts, req.channel)
             total += cost
-            recipients.append(Recipient(raw, number.e164, None, State.QUEUED.value, number.network, parts, cost))
+            recipients.append(Recipient(raw, number.e164, None, State.QUEUED.value, number.network, r_parts, cost))
 
         meta = json.dumps(req.meta) if req.meta else None
         message_meta = dict(req.message_meta or {})
@@ -299,6 +337,8 @@ class Messaging:
             if not await q.insert_request(tx, request_row):
                 return None  # a concurrent request with this reference won
             balance: int | None = None
+            if req.prepay is not None:
+                await req.prepay(tx)
             if total:
                 balance = await accounts_q.charge(tx, account.id, total, request_id)
                 if balance is None:
@@ -311,12 +351,17 @@ class Messaging:
             ids = await tx.next_ids("messages", len(recipients))
             rows, events, outbox = [], [], []
             expires = start + validity * 1000
-            for r, mid in zip(recipients, ids):
+            for k, (r, mid) in enumerate(zip(recipients, ids)):
                 r.message_id = mid
                 ok = r.state != State.REJECTED.value
+                r_body, r_enc = stored_body, enc
+                if texts is not None:
+                    r_body = texts[k]
+                    shaped = shape(r_body)
+                    r_enc = shaped[0] if isinstance(shaped, tuple) else enc
                 rows.append((
-                    mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, stored_body,
-                    enc, r.parts if ok else 0, r.cost, "reserved" if r.cost else "none", r.state,
+                    mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, r_body,
+                    r_enc, r.parts if ok else 0, r.cost, "reserved" if r.cost else "none", r.state,
                     r.error_code, r.error, callback_url, msg_meta, now, now, None if ok else now, expires,
                 ))
                 events.append((mid, now, State.ACCEPTED.value if ok else State.REJECTED.value, r.error))
@@ -333,6 +378,8 @@ class Messaging:
                 for msg in await q.messages_by_ids(tx, list(rejected)):
                     r = rejected[msg["id"]]
                     await enqueue_dlr(tx, msg, Event(State.REJECTED.value, now, r.error_code, r.error, at_accept=True))
+            if req.stored is not None:
+                await req.stored(tx, recipients)
             if outbox:
                 tx.notify("outbox")
             if balance is None:

@@ -113,6 +113,14 @@ async def use_refresh_token(tx: Tx, token_hash: str) -> str | None:
     return None if row is None else row[0]
 
 
+async def refresh_token_owner(tx: Tx, token_hash: str, now: int) -> str | None:
+    """The account of a refresh token not used and not expired, without spending it."""
+    return await tx.fetchval(
+        "SELECT account_id FROM refresh_tokens WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+        token_hash, now,
+    )
+
+
 # --- credits ---
 
 

@@ -1,0 +1,332 @@
+"""Queries on campaigns, their numbers, jobs and job files (see
+services/campaigns.py for the rules)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ujumbe.store.base import Row, Tx, now_ms
+
+CAMPAIGN = (
+    "id, account_id, name, description, services, message, sender, audio, voice, length_factor, usable_tags, "
+    "status, rate, schedule_at, run_message, held, created_at, updated_at"
+)
+NUMBER = (
+    "id, campaign_id, account_id, number, network, tags, status, held, credit_consumed, message_id, error, "
+    "duration, playback, updated_at"
+)
+JOB = "id, account_id, kind, campaign_id, status, total, done, params, result, error, created_at, updated_at"
+
+
+def _dict(row: Row | None) -> dict[str, Any] | None:
+    return None if row is None else dict(row)
+
+
+# --- campaigns ---
+
+
+async def insert_campaign(tx: Tx, c: dict[str, Any]) -> int:
+    names = list(c)
+    return int(await tx.fetchval(
+        f"INSERT INTO campaigns ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) RETURNING id",
+        *c.values(),
+    ))
+
+
+async def campaign(tx: Tx, account_id: str, campaign_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+    sql = f"SELECT {CAMPAIGN} FROM campaigns WHERE id = ? AND account_id = ? AND deleted_at IS NULL"
+    if lock and tx.dialect == "postgres":
+        sql += " FOR UPDATE"  # begin, stop and the worker change a campaign one at a time
+    return _dict(await tx.fetchrow(sql, campaign_id, account_id))
+
+
+async def campaign_by_id(tx: Tx, campaign_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+    sql = f"SELECT {CAMPAIGN} FROM campaigns WHERE id = ? AND deleted_at IS NULL"
+    if lock and tx.dialect == "postgres":
+        sql += " FOR UPDATE"
+    return _dict(await tx.fetchrow(sql, campaign_id))
+
+
+async def campaigns_page(tx: Tx, account_id: str, *, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    total = int(await tx.fetchval(
+        "SELECT count(*) FROM campaigns WHERE account_id = ? AND deleted_at IS NULL", account_id
+    ))
+    rows = await tx.fetch(
+        f"SELECT {CAMPAIGN} FROM campaigns WHERE account_id = ? AND deleted_at IS NULL "
+        "ORDER BY id DESC LIMIT ? OFFSET ?",
+        account_id, limit, offset,
+    )
+    return total, [dict(r) for r in rows]
+
+
+async def update_campaign(tx: Tx, campaign_id: int, fields: dict[str, Any]) -> None:
+    fields = {**fields, "updated_at": now_ms()}
+    await tx.execute(
+        f"UPDATE campaigns SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?", *fields.values(), campaign_id
+    )
+
+
+async def active_campaigns(tx: Tx) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        f"SELECT {CAMPAIGN} FROM campaigns WHERE status IN ('scheduled', 'running') AND deleted_at IS NULL ORDER BY id"
+    )
+    return [dict(r) for r in rows]
+
+
+# --- numbers ---
+
+
+async def insert_numbers(tx: Tx, campaign_id: int, account_id: str, rows: Sequence[tuple[str, str | None, str]]) -> int:
+    """Add (number, network, tags JSON) rows; a number already in the
+    campaign is skipped. How many were added."""
+    if not rows:
+        return 0
+    before = int(await tx.fetchval("SELECT count(*) FROM campaign_numbers WHERE campaign_id = ?", campaign_id))
+    now = now_ms()
+    await tx.executemany(
+        "INSERT INTO campaign_numbers (campaign_id, account_id, number, network, tags, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, number) DO NOTHING",
+        [(campaign_id, account_id, n, net, tags, now) for n, net, tags in rows],
+    )
+    after = int(await tx.fetchval("SELECT count(*) FROM campaign_numbers WHERE campaign_id = ?", campaign_id))
+    return after - before
+
+
+async def existing_numbers(tx: Tx, campaign_id: int) -> set[str]:
+    return {r[0] for r in await tx.fetch("SELECT number FROM campaign_numbers WHERE campaign_id = ?", campaign_id)}
+
+
+async def number(tx: Tx, account_id: str, number_id: int) -> dict[str, Any] | None:
+    return _dict(await tx.fetchrow(
+        f"SELECT {NUMBER} FROM campaign_numbers WHERE id = ? AND account_id = ?", number_id, account_id
+    ))
+
+
+async def numbers_page(tx: Tx, campaign_id: int, *, after: int, limit: int, status: str | None = None) -> list[dict[str, Any]]:
+    sql = f"SELECT {NUMBER} FROM campaign_numbers WHERE campaign_id = ? AND id > ?"
+    args: list[Any] = [campaign_id, after]
+    if status is not None:
+        sql += " AND status = ?"
+        args.append(status)
+    rows = await tx.fetch(sql + " ORDER BY id LIMIT ?", *args, limit)
+    return [dict(r) for r in rows]
+
+
+async def update_number(tx: Tx, number_id: int, fields: dict[str, Any]) -> None:
+    fields = {**fields, "updated_at": now_ms()}
+    await tx.execute(
+        f"UPDATE campaign_numbers SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?", *fields.values(), number_id
+    )
+
+
+async def delete_number(tx: Tx, number_id: int) -> None:
+    await tx.execute("DELETE FROM campaign_numbers WHERE id = ?", number_id)
+
+
+async def count_by_status(tx: Tx, campaign_id: int) -> dict[str, tuple[int, int]]:
+    rows = await tx.fetch(
+        "SELECT status, count(*), sum(credit_consumed) FROM campaign_numbers WHERE campaign_id = ? GROUP BY status",
+        campaign_id,
+    )
+    return {r[0]: (int(r[1]), int(r[2] or 0)) for r in rows}
+
+
+async def selectable(tx: Tx, campaign_id: int, statuses: Sequence[str], ids: Sequence[int] | None) -> list[Row]:
+    """Numbers a run would send to: (id, network, tags)."""
+    sql = "SELECT id, network, tags FROM campaign_numbers WHERE campaign_id = ?"
+    args: list[Any] = [campaign_id]
+    if statuses:
+        sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+        args.extend(statuses)
+    if ids is not None:
+        sql += f" AND id IN ({', '.join('?' for _ in ids)})"
+        args.extend(ids)
+    return await tx.fetch(sql + " ORDER BY id", *args)
+
+
+async def schedule_numbers(tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+    """Put (held, id) numbers in the run: scheduled, with what is held for each."""
+    now = now_ms()
+    await tx.executemany(
+        "UPDATE campaign_numbers SET status = 'scheduled', held = ?, error = NULL, lease_until = NULL, "
+        "updated_at = ? WHERE id = ?",
+        [(held, now, nid) for held, nid in rows],
+    )
+
+
+async def claim_numbers(tx: Tx, campaign_id: int, limit: int, now: int, lease_ms: int) -> list[dict[str, Any]]:
+    """Take up to ``limit`` scheduled numbers to send, leased: a worker that
+    dies leaves them to be taken again when the lease ends."""
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+    rows = await tx.fetch(
+        f"SELECT id, number, network, tags, held FROM campaign_numbers WHERE campaign_id = ? AND status = 'scheduled' "
+        f"AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?{lock}",
+        campaign_id, now, limit,
+    )
+    if rows:
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            await tx.execute(
+                f"UPDATE campaign_numbers SET lease_until = ? WHERE id IN ({', '.join('?' for _ in chunk)})",
+                now + lease_ms, *chunk,
+            )
+    return [dict(r) for r in rows]
+
+
+async def mark_sent(tx: Tx, rows: Sequence[tuple[int | None, str, str | None, int]]) -> None:
+    """(message_id, status, error, number id) once the send is stored; the hold
+    of each is spent (released into the charge), so it is zero."""
+    now = now_ms()
+    await tx.executemany(
+        "UPDATE campaign_numbers SET message_id = ?, status = ?, error = ?, held = 0, lease_until = NULL, "
+        "updated_at = ? WHERE id = ?",
+        [(mid, status, error, now, nid) for mid, status, error, nid in rows],
+    )
+
+
+async def terminate_scheduled(tx: Tx, campaign_id: int) -> int:
+    """End the numbers not sent yet; what was held for them (read and zeroed
+    at once, so a send taking the same holds cannot count them twice)."""
+    if tx.dialect == "postgres":
+        return int(await tx.fetchval(
+            "WITH t AS (SELECT id, held FROM campaign_numbers WHERE campaign_id = ? AND status = 'scheduled' "
+            "FOR UPDATE), u AS (UPDATE campaign_numbers n SET status = 'terminated', held = 0, lease_until = NULL, "
+            "updated_at = ? FROM t WHERE n.id = t.id RETURNING t.held) SELECT coalesce(sum(held), 0) FROM u",
+            campaign_id, now_ms(),
+        ))
+    # SQLite: one writer, so the read and the update are one step
+    held = int(await tx.fetchval(
+        "SELECT coalesce(sum(held), 0) FROM campaign_numbers WHERE campaign_id = ? AND status = 'scheduled'",
+        campaign_id,
+    ))
+    await tx.execute(
+        "UPDATE campaign_numbers SET status = 'terminated', held = 0, lease_until = NULL, updated_at = ? "
+        "WHERE campaign_id = ? AND status = 'scheduled'",
+        now_ms(), campaign_id,
+    )
+    return held
+
+
+async def finished_messages(tx: Tx, limit: int) -> list[Row]:
+    """Numbers whose message is final: (number id, campaign id, state, cost)."""
+    return await tx.fetch(
+        "SELECT n.id, n.campaign_id, m.state, m.cost, m.error_reason FROM campaign_numbers n "
+        "JOIN messages m ON m.id = n.message_id WHERE n.status = 'running' "
+        "AND m.state IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired') LIMIT ?",
+        limit,
+    )
+
+
+async def settle(tx: Tx, rows: Sequence[tuple[str, int, str | None, int]]) -> None:
+    """(status, cost, error, number id): the number's outcome; what its message
+    finally cost is added to what the number consumed."""
+    now = now_ms()
+    await tx.executemany(
+        "UPDATE campaign_numbers SET status = ?, credit_consumed = credit_consumed + ?, error = ?, updated_at = ? "
+        "WHERE id = ? AND status = 'running'",
+        [(status, cost, error, now, nid) for status, cost, error, nid in rows],
+    )
+
+
+async def open_numbers(tx: Tx, campaign_id: int) -> int:
+    return int(await tx.fetchval(
+        "SELECT count(*) FROM campaign_numbers WHERE campaign_id = ? AND status IN ('scheduled', 'running')",
+        campaign_id,
+    ))
+
+
+async def add_ledger(tx: Tx, account_id: str, kind: str, amount: int, campaign_id: int, note: str) -> int | None:
+    """Move ``amount`` (signed) for a campaign; a negative amount only if the
+    balance covers it. The new balance, or None."""
+    balance = await tx.fetchval(
+        "UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance + ? >= 0 RETURNING balance",
+        amount, account_id, amount,
+    )
+    if balance is None:
+        return None
+    await tx.execute(
+        "INSERT INTO ledger (account_id, at, kind, amount, balance_after, campaign_id, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        account_id, now_ms(), kind, amount, balance, campaign_id, note,
+    )
+    return int(balance)
+
+
+# --- jobs ---
+
+
+async def insert_job(tx: Tx, account_id: str, kind: str, campaign_id: int | None, params: dict[str, Any]) -> int:
+    now = now_ms()
+    return int(await tx.fetchval(
+        "INSERT INTO jobs (account_id, kind, campaign_id, status, params, created_at, updated_at) "
+        "VALUES (?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
+        account_id, kind, campaign_id, json.dumps(params), now, now,
+    ))
+
+
+async def job(tx: Tx, job_id: int, account_id: str | None = None) -> dict[str, Any] | None:
+    sql, args = f"SELECT {JOB} FROM jobs WHERE id = ?", [job_id]
+    if account_id is not None:
+        sql += " AND account_id = ?"
+        args.append(account_id)
+    return _dict(await tx.fetchrow(sql, *args))
+
+
+async def claim_job(tx: Tx, now: int, lease_ms: int) -> dict[str, Any] | None:
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+    row = await tx.fetchrow(
+        f"SELECT {JOB} FROM jobs WHERE status IN ('queued', 'running') AND (lease_until IS NULL OR lease_until < ?) "
+        f"ORDER BY id LIMIT 1{lock}",
+        now,
+    )
+    if row is None:
+        return None
+    await tx.execute("UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ? WHERE id = ?",
+                     now + lease_ms, now, row["id"])
+    return dict(row)
+
+
+async def update_job(tx: Tx, job_id: int, fields: dict[str, Any]) -> None:
+    fields = {**fields, "updated_at": now_ms()}
+    await tx.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?", *fields.values(), job_id)
+
+
+async def put_file(tx: Tx, job_id: int, name: str, content_type: str, data: bytes) -> None:
+    await tx.execute("DELETE FROM job_files WHERE job_id = ? AND name = ?", job_id, name)
+    await tx.execute("INSERT INTO job_files (job_id, name, content_type, data) VALUES (?, ?, ?, ?)",
+                     job_id, name, content_type, data)
+
+
+async def get_file(tx: Tx, job_id: int, name: str) -> tuple[str, bytes] | None:
+    row = await tx.fetchrow("SELECT content_type, data FROM job_files WHERE job_id = ? AND name = ?", job_id, name)
+    return None if row is None else (row[0], bytes(row[1]))
+
+
+async def import_running(tx: Tx, campaign_id: int) -> bool:
+    return bool(await tx.fetchval(
+        "SELECT 1 FROM jobs WHERE campaign_id = ? AND kind = 'import' AND status IN ('queued', 'running') LIMIT 1",
+        campaign_id,
+    ))
+
+
+async def last_change(tx: Tx, campaign_id: int) -> int:
+    """When the campaign or any of its numbers last changed (epoch ms)."""
+    numbers_at = await tx.fetchval("SELECT max(updated_at) FROM campaign_numbers WHERE campaign_id = ?", campaign_id)
+    campaign_at = await tx.fetchval("SELECT updated_at FROM campaigns WHERE id = ?", campaign_id)
+    return int(max(numbers_at or 0, campaign_at or 0))
+
+
+async def latest_report(tx: Tx, campaign_id: int) -> dict[str, Any] | None:
+    return _dict(await tx.fetchrow(
+        f"SELECT {JOB} FROM jobs WHERE campaign_id = ? AND kind = 'report' ORDER BY id DESC LIMIT 1", campaign_id
+    ))
+
+
+async def account_time_zone(tx: Tx, account_id: str) -> str | None:
+    return await tx.fetchval("SELECT time_zone FROM accounts WHERE id = ?", account_id)
+
+
+async def set_time_zone(tx: Tx, account_id: str, zone: str | None) -> None:
+    await tx.execute("UPDATE accounts SET time_zone = ? WHERE id = ?", zone, account_id)
