@@ -1,5 +1,0 @@
-import sys
-
-from ujumbe.cli import main
-
-sys.exit(main())
