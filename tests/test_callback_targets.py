@@ -74,13 +74,13 @@ async def test_hostile_callback_urls_are_refused_at_accept_in_each_dialects_shap
             r = await api.post("/v1/messages", headers=auth(account), json={"to": "0708400000", "text": "x", "callback_url": url})
             assert r.status_code == 400, (url, why, r.text)
             # (a NUL is refused before the URL is even read: no text may carry one)
-        assert r.json()["error"]["code"] in ("private_callback_url", "invalid_callback_url", "invalid_character"), (url, r.text)
+            assert r.json()["error"]["code"] in ("private_callback_url", "invalid_callback_url", "invalid_character"), (url, r.text)
             assert _keeps_alive(r), url
 
             r = await api.put("/v1/account/callbacks", headers=auth(account), json={"dlr_url": url})
             assert r.status_code == 400, (url, why, r.text)
             # (a NUL is refused before the URL is even read: no text may carry one)
-        assert r.json()["error"]["code"] in ("private_callback_url", "invalid_callback_url", "invalid_character"), (url, r.text)
+            assert r.json()["error"]["code"] in ("private_callback_url", "invalid_callback_url", "invalid_character"), (url, r.text)
             assert _keeps_alive(r), url
 
             r = await api.post("/api/v2/engagement", headers=tingg, json=engagement(url, referenceID=f"hostile-{n}"))
