@@ -68,6 +68,8 @@ class Platform:
         self.router = Router(self.channels, store=self.store, box=self.routing.box)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # each supervised worker's state, for /readyz: "running", or why not
+        self.worker_states: dict[str, str] = {}
         self.role = "api"
         self.dispatcher: Dispatcher | None = None
         self.smpp: Any = None  # the SMPP server customers bind to (dialects.smpp.SmppGateway), in worker roles
@@ -155,13 +157,26 @@ class Platform:
 
     async def _supervise(self, name: str, worker: Any) -> None:
         """Restart a worker that crashed; the work it held is leased, not lost."""
-        while not self._stop.is_set():
-            try:
-                await worker.run(self._stop)
-                return
-            except Exception:
-                log.exception("worker %s crashed; restarting in 1 s", name)
-                await asyncio.sleep(1)
+        try:
+            while not self._stop.is_set():
+                self.worker_states[name] = "running"
+                try:
+                    await worker.run(self._stop)
+                    return
+                except Exception as exc:
+                    self.worker_states[name] = f"crashed ({type(exc).__name__}); restarting"
+                    log.exception("worker %s crashed; restarting in 1 s", name)
+                    await asyncio.sleep(1)
+        finally:
+            self.worker_states[name] = "stopped"
+
+    def workers_not_running(self) -> dict[str, str]:
+        """Supervised workers that are not running now, with why (for /readyz)."""
+        down = {name: state for name, state in self.worker_states.items() if state != "running"}
+        for task in self._tasks:
+            if task.done() and task.get_name() not in self.worker_states:
+                down[task.get_name()] = "stopped"
+        return down
 
     async def _replay_simulator(self) -> None:
         """A real SMSC keeps receipts it could not deliver and sends them after

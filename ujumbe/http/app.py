@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from ujumbe import dialects
 from ujumbe.dialects import native
 from ujumbe.http import admin
+from ujumbe.http import health as health_checks
 from ujumbe.http.common import JSON
 from ujumbe.http.openapi import docs_page
 from ujumbe.runtime import Platform
@@ -109,6 +110,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
 
     routes = [
         Route("/health", health),
+        *health_checks.routes(),  # /healthz and /readyz
         Route("/openapi.json", openapi),
         Route("/docs", docs_page),
         *(route for module in dialects.MODULES for route in module.routes()),
