@@ -171,7 +171,9 @@ def serve(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"ujumbe: {problem}", file=sys.stderr)
         return 1
-    logging.basicConfig(level=os.environ.get("UJUMBE_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ujumbe import logs
+
+    logs.configure()  # UJUMBE_LOG_LEVEL, UJUMBE_LOG_FORMAT (plain | json)
     platform = Platform(settings)
     where = settings.database_url.split("@")[-1] if settings.database_url else str(settings.data_dir / "ujumbe.db")
     logging.getLogger("ujumbe").info("starting role=%s store=%s", args.role, where)
@@ -224,7 +226,9 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
     # Forwarded headers only from UJUMBE_TRUSTED_PROXIES (uvicorn would trust
     # 127.0.0.1's): otherwise any local process could pose as any client.
     # The access log is ujumbe.http.app's own, which leaves out query strings.
+    # log_config=None: uvicorn's own lines go through ours (ujumbe.logs), JSON too.
     return uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                          log_config=None,
                           loop="auto", http="auto", proxy_headers=bool(settings.trusted_proxies),
                           forwarded_allow_ips=settings.trusted_proxies or None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,7 @@ from ujumbe.http import admin
 from ujumbe.http import health as health_checks
 from ujumbe.http.common import JSON
 from ujumbe.http.openapi import docs_page
+from ujumbe.logs import request_id_var
 from ujumbe.runtime import Platform
 
 
@@ -48,6 +50,8 @@ class RequestLog:
             return
         started = time.perf_counter()
         status = 500  # if the app fails before answering, the error handler outside answers 500
+        # every line logged while this request is handled carries its id (ujumbe.logs)
+        request_id_var.set(secrets.token_hex(8))
 
         async def send_status(message: Any) -> None:
             nonlocal status

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ujumbe.services import callbacks
+from ujumbe.logs import message_id_var
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import callbacks as callbacks_q
 from ujumbe.workers.webhook_client import HttpError, Resolver, WebhookClient, resolve
@@ -117,6 +118,7 @@ class CallbackSender:
         return await callbacks_q.claim(tx, self.owner, now_ms(), self.lease_ms, schemes, limit)
 
     async def _deliver(self, row: dict[str, Any]) -> None:
+        message_id_var.set(row["message_id"])  # this task's log lines name the message (ujumbe.logs)
         status: int | None = None
         body = ""
         ok = False
