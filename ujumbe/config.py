@@ -89,6 +89,10 @@ class Settings:
     # X-Forwarded-Proto are believed. None by default: any local process could
     # otherwise claim any client address (and so dodge per-address limits).
     trusted_proxies: str = field(default_factory=lambda: os.environ.get("UJUMBE_TRUSTED_PROXIES", "").strip())
+    # Final messages (and their events, parts, callback attempts) older than
+    # this many days are purged, their totals kept per day (workers/retention.py).
+    # 0, the default: kept forever.
+    retention_days: float = field(default_factory=lambda: float(os.environ.get("UJUMBE_RETENTION_DAYS", "0") or 0))
 
     def load_secret(self) -> str:
         """The server secret signs tokens and derives per-account keys.

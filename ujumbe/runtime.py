@@ -31,6 +31,7 @@ from ujumbe.services.verifications import Verifications
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
 from ujumbe.workers.dispatch import Dispatcher
+from ujumbe.workers.retention import Retention
 from ujumbe.workers.schedules import Sweeper
 
 log = logging.getLogger("ujumbe")
@@ -132,6 +133,8 @@ class Platform:
             ("callbacks", sender),
             ("sweeper", Sweeper(self.store)),
             ("routing", routing_watcher),
+            *((("retention", Retention(self.store, self.settings.retention_days)),)
+              if self.settings.retention_days > 0 else ()),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
         if self.simulator is not None:
