@@ -139,6 +139,17 @@ def admin_command(parser: argparse.ArgumentParser, fn: Callable[[Any, argparse.N
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before prometheus_client is imported (by the app, just below): every
+        # process then writes its metrics to files there, which /metrics adds up.
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="ujumbe-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        parent = os.getpid()
+        atexit.register(lambda: os.getpid() == parent and shutil.rmtree(folder, ignore_errors=True))
     from ujumbe.http.app import create_app
     from ujumbe.runtime import Platform
 

@@ -20,6 +20,7 @@ from ujumbe import dialects
 from ujumbe.dialects import native
 from ujumbe.http import admin
 from ujumbe.http import health as health_checks
+from ujumbe.http import metrics as metrics_http
 from ujumbe.http.common import JSON
 from ujumbe.http.openapi import docs_page
 from ujumbe.logs import request_id_var
@@ -115,6 +116,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
     routes = [
         Route("/health", health),
         *health_checks.routes(),  # /healthz and /readyz
+        *metrics_http.routes(),  # /metrics, behind the admin token
         Route("/openapi.json", openapi),
         Route("/docs", docs_page),
         *(route for module in dialects.MODULES for route in module.routes()),
@@ -123,7 +125,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
     app = Starlette(
         routes=hot_first(routes, HOT_PATHS),
         lifespan=lifespan,
-        middleware=[Middleware(RequestLog)],
+        middleware=[Middleware(RequestLog), Middleware(metrics_http.CountRequests)],
         exception_handlers={HTTPException: not_found, 500: server_error},
     )
     app.state.platform = platform

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ujumbe.services import callbacks
+from ujumbe import metrics
 from ujumbe.logs import message_id_var
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import callbacks as callbacks_q
@@ -122,6 +123,7 @@ class CallbackSender:
         status: int | None = None
         body = ""
         ok = False
+        started = time.perf_counter()
         transport = self.transports.get(row["url"].partition(":")[0])
         try:
             if transport is not None:
@@ -153,6 +155,7 @@ class CallbackSender:
         finally:
             self._in_flight -= 1
             self._slot_free.set()
+        metrics.callback_attempt(row["kind"], ok, time.perf_counter() - started)
         self._results.add((row, status, body, ok))
 
     def _recorded(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
+from ujumbe import metrics
 from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
 from ujumbe.core.states import State
 from ujumbe.core.timefmt import iso
@@ -208,6 +209,7 @@ class Dispatcher:
                     )
                     done.append(o.message_id)
         await writes.flush(tx)
+        metrics.dispatched(batch, msgs, now, self.max_attempts)
         if parts:
             await q.insert_parts(tx, parts)
         if retries:

@@ -1,0 +1,106 @@
+"""Prometheus metrics (the official prometheus-client).
+
+Counters and histograms live here; the code that does the work bumps them
+where it already handles a batch (dispatch outcomes, receipts, accepts per
+request), so the hot path pays a few dictionary look-ups. With ``serve
+--processes N`` the parent sets PROMETHEUS_MULTIPROC_DIR before forking (see
+cli.serve) and every process writes its figures to files there, which the
+process answering ``GET /metrics`` adds up. That variable must be set before
+prometheus_client is first imported: this module is imported lazily by
+nothing before ``serve`` has decided.
+
+Counts are taken as the work is recorded, inside its transaction: a batch
+the store rolls back and runs again (rare: PostgreSQL's group commit after a
+failing unit) counts twice. Queue figures are read from the store when
+scraped (http/metrics.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter as Tally
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+from prometheus_client.registry import REGISTRY
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+MESSAGES_ACCEPTED = Counter(
+    "ujumbe_messages_accepted", "Messages accepted (queued or rejected at accept)",
+    ["channel", "dialect", "network", "state"],
+)
+MESSAGES_SUBMITTED = Counter("ujumbe_messages_submitted", "Messages submitted to a connector", ["connector"])
+MESSAGES_FINAL = Counter(
+    "ujumbe_messages_final", "Messages reaching a final state", ["channel", "dialect", "connector", "network", "state"],
+)
+SEND_RETRIES = Counter("ujumbe_send_retries", "Sends failed transiently and queued again", ["connector"])
+SUBMIT_LATENCY = Histogram(
+    "ujumbe_submit_latency_seconds", "From accept to submitted", ["connector"], buckets=LATENCY_BUCKETS,
+)
+RECEIPT_LATENCY = Histogram(
+    "ujumbe_receipt_latency_seconds", "From submitted to a final state", ["connector"], buckets=LATENCY_BUCKETS,
+)
+CREDITS_CHARGED = Counter(
+    "ujumbe_credits_charged", "Credit reserved at accept, in units of the account's currency", ["channel"],
+)
+CALLBACKS = Counter("ujumbe_callbacks", "Callback attempts by outcome", ["kind", "outcome"])
+CALLBACK_LATENCY = Histogram(
+    "ujumbe_callback_latency_seconds", "One callback attempt", ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+HTTP_REQUESTS = Counter("ujumbe_http_requests", "HTTP requests by route template and status",
+                        ["method", "route", "status"])
+
+
+def accepted(channel: str, dialect: str, recipients: list[Any], cost: int) -> None:
+    tally = Tally((r.network or "", r.state) for r in recipients if r.message_id is not None)
+    for (network, state), n in tally.items():
+        MESSAGES_ACCEPTED.labels(channel, dialect, network, state).inc(n)
+    if cost:
+        CREDITS_CHARGED.labels(channel).inc(cost / 10_000)
+
+
+def final(msg: dict[str, Any], state: str, at: int) -> None:
+    connector = msg.get("connector") or ""
+    MESSAGES_FINAL.labels(msg["channel"], msg["dialect"], connector, msg.get("network") or "", state).inc()
+    if msg.get("submitted_at"):
+        RECEIPT_LATENCY.labels(connector).observe(max(0, at - msg["submitted_at"]) / 1000)
+
+
+def registry() -> Any:
+    """What a scrape reads: every process's files in multiprocess mode, else this process's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)
+        return reg
+    return REGISTRY
+
+
+def exposition(extra: str = "") -> bytes:
+    return generate_latest(registry()) + extra.encode()
+
+
+def dispatched(batch: list[Any], msgs: dict[int, dict[str, Any]], now: int, max_attempts: int) -> None:
+    """A recorded batch of send outcomes (workers/dispatch.py)."""
+    submitted: Tally[str] = Tally()
+    retried: Tally[str] = Tally()
+    for o in batch:
+        msg = msgs.get(o.message_id)
+        if msg is None:
+            continue
+        if o.submitted is not None:
+            submitted[o.channel] += 1
+            SUBMIT_LATENCY.labels(o.channel).observe(max(0, now - msg["created_at"]) / 1000)
+        elif o.error is not None and o.error.transient and o.attempts < max_attempts:
+            retried[o.channel] += 1
+    for connector, n in submitted.items():
+        MESSAGES_SUBMITTED.labels(connector).inc(n)
+    for connector, n in retried.items():
+        SEND_RETRIES.labels(connector).inc(n)
+
+
+def callback_attempt(kind: str, ok: bool, seconds: float) -> None:
+    CALLBACKS.labels(kind, "sent" if ok else "failed").inc()
+    CALLBACK_LATENCY.labels(kind).observe(seconds)
