@@ -25,6 +25,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client import multiprocess
 from prometheus_client.registry import REGISTRY
 
+# UJUMBE_METRICS=off: nothing is counted (and /metrics shows only the queue
+# figures), for measuring what counting costs (bench/RESULTS.md).
+ENABLED = os.environ.get("UJUMBE_METRICS", "on").strip().lower() not in ("0", "off", "no", "false")
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 MESSAGES_ACCEPTED = Counter(
@@ -55,6 +59,8 @@ HTTP_REQUESTS = Counter("ujumbe_http_requests", "HTTP requests by route template
 
 
 def accepted(channel: str, dialect: str, recipients: list[Any], cost: int) -> None:
+    if not ENABLED:
+        return
     tally = Tally((r.network or "", r.state) for r in recipients if r.message_id is not None)
     for (network, state), n in tally.items():
         MESSAGES_ACCEPTED.labels(channel, dialect, network, state).inc(n)
@@ -63,6 +69,8 @@ def accepted(channel: str, dialect: str, recipients: list[Any], cost: int) -> No
 
 
 def final(msg: dict[str, Any], state: str, at: int) -> None:
+    if not ENABLED:
+        return
     connector = msg.get("connector") or ""
     MESSAGES_FINAL.labels(msg["channel"], msg["dialect"], connector, msg.get("network") or "", state).inc()
     if msg.get("submitted_at"):
@@ -84,6 +92,8 @@ def exposition(extra: str = "") -> bytes:
 
 def dispatched(batch: list[Any], msgs: dict[int, dict[str, Any]], now: int, max_attempts: int) -> None:
     """A recorded batch of send outcomes (workers/dispatch.py)."""
+    if not ENABLED:
+        return
     submitted: Tally[str] = Tally()
     retried: Tally[str] = Tally()
     for o in batch:
@@ -102,5 +112,7 @@ def dispatched(batch: list[Any], msgs: dict[int, dict[str, Any]], now: int, max_
 
 
 def callback_attempt(kind: str, ok: bool, seconds: float) -> None:
+    if not ENABLED:
+        return
     CALLBACKS.labels(kind, "sent" if ok else "failed").inc()
     CALLBACK_LATENCY.labels(kind).observe(seconds)

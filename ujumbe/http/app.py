@@ -20,6 +20,8 @@ from ujumbe import dialects
 from ujumbe.dialects import native
 from ujumbe.http import admin
 from ujumbe.http import health as health_checks
+from ujumbe.http import exchanges  # noqa: F401  (registers GET /v1/messages/{id}/exchanges)
+from ujumbe import metrics
 from ujumbe.http import metrics as metrics_http
 from ujumbe.http.common import JSON
 from ujumbe.http.openapi import docs_page
@@ -125,7 +127,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
     app = Starlette(
         routes=hot_first(routes, HOT_PATHS),
         lifespan=lifespan,
-        middleware=[Middleware(RequestLog), Middleware(metrics_http.CountRequests)],
+        middleware=[Middleware(RequestLog), *([Middleware(metrics_http.CountRequests)] if metrics.ENABLED else [])],
         exception_handlers={HTTPException: not_found, 500: server_error},
     )
     app.state.platform = platform
