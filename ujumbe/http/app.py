@@ -41,14 +41,15 @@ class RequestLog:
     """One INFO line per request: client, method, path, status, milliseconds.
 
     The path only, never the query string (Tilil's ``api_key`` travels there)
-    nor any header. Pure ASGI and skipped entirely when INFO is off: the send
-    endpoints are the hot path."""
+    nor any header. It also counts the request for /metrics (ujumbe.metrics),
+    by route template and status. Pure ASGI and skipped entirely when INFO and
+    metrics are off: the send endpoints are the hot path."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http" or (not (logged := access_log.isEnabledFor(logging.INFO)) and not metrics.ENABLED):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -65,11 +66,14 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            client = scope.get("client")
-            raw = scope.get("raw_path")  # as sent (still %-encoded, so no line breaks), without the query
-            path = raw.decode("ascii", "backslashreplace") if raw else scope["path"]
-            access_log.info("%s %s %s %d %.1fms", client[0] if client else "-", scope["method"], path, status,
-                            (time.perf_counter() - started) * 1000)
+            if metrics.ENABLED:  # by route template (set by the router on a match), never the path
+                metrics.http_request(scope["method"], scope.get("route"), status)
+            if logged:
+                client = scope.get("client")
+                raw = scope.get("raw_path")  # as sent (still %-encoded, so no line breaks), without the query
+                path = raw.decode("ascii", "backslashreplace") if raw else scope["path"]
+                access_log.info("%s %s %s %d %.1fms", client[0] if client else "-", scope["method"], path, status,
+                                (time.perf_counter() - started) * 1000)
 
 
 def hot_first(routes: list[BaseRoute], paths: tuple[str, ...]) -> list[BaseRoute]:
@@ -127,7 +131,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
     app = Starlette(
         routes=hot_first(routes, HOT_PATHS),
         lifespan=lifespan,
-        middleware=[Middleware(RequestLog), *([Middleware(metrics_http.CountRequests)] if metrics.ENABLED else [])],
+        middleware=[Middleware(RequestLog)],
         exception_handlers={HTTPException: not_found, 500: server_error},
     )
     app.state.platform = platform

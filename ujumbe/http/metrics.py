@@ -59,30 +59,3 @@ async def scrape(request: Request) -> Response:
 def routes() -> list[Route]:
     return [Route("/metrics", scrape)]
 
-
-class CountRequests:
-    """HTTP requests by method, route template (never the path: ids would
-    make a series each) and status. Pure ASGI, one counter bump a request."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def send_status(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")  # set by Starlette's router on the match
-            metrics.HTTP_REQUESTS.labels(scope["method"], getattr(route, "path", "unmatched"), str(status)).inc()
-
-
