@@ -21,7 +21,7 @@ import os
 from collections import Counter as Tally
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.registry import REGISTRY
 
@@ -54,6 +54,13 @@ CALLBACK_LATENCY = Histogram(
     "ujumbe_callback_latency_seconds", "One callback attempt", ["kind"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# per operator connector, set by the workers' ConnectorGauges every few seconds
+# ("livesum": with several processes, the sum over those alive)
+CONNECTOR_BINDS_UP = Gauge("ujumbe_connector_binds_up", "Binds up", ["connector"], multiprocess_mode="livesum")
+CONNECTOR_IN_FLIGHT = Gauge("ujumbe_connector_in_flight", "Submits in flight (window in use)", ["connector"],
+                            multiprocess_mode="livesum")
+CONNECTOR_THROTTLES = Counter("ujumbe_connector_throttles", "Throttling answers from the SMSC", ["connector"])
+CONNECTOR_RECONNECTS = Counter("ujumbe_connector_reconnects", "Binds made again after the first", ["connector"])
 HTTP_REQUESTS = Counter("ujumbe_http_requests", "HTTP requests by route template and status",
                         ["method", "route", "status"])
 
@@ -138,3 +145,48 @@ def callback_attempt(kind: str, ok: bool, seconds: float) -> None:
         return
     child(CALLBACKS, kind, "sent" if ok else "failed").inc()
     child(CALLBACK_LATENCY, kind).observe(seconds)
+
+
+class ConnectorGauges:
+    """A worker (runtime.Platform supervises it) that copies what each running
+    operator connector knows into the connector metrics every ``every_s``:
+    binds up and in flight as gauges; throttles and rebinds, which the
+    connector counts itself, as counters moved by what changed."""
+
+    def __init__(self, router: Any, every_s: float = 5.0) -> None:
+        self.router = router
+        self.every_s = every_s
+        self._seen: dict[int, tuple[Any, int, int]] = {}  # id(channel) -> (channel, throttles, binds made)
+
+    def update(self) -> None:
+        if not ENABLED:
+            return
+        alive = set()
+        for name, channel in list(self.router.connectors.items()):
+            binds = getattr(channel, "binds", None)
+            if not isinstance(binds, list):
+                continue
+            alive.add(id(channel))
+            status = self.router.status(name) or {}
+            child(CONNECTOR_BINDS_UP, name).set(status.get("binds_up") or 0)
+            child(CONNECTOR_IN_FLIGHT, name).set(status.get("in_flight") or 0)
+            throttles = sum(getattr(getattr(b, "pacer", None), "throttle_events", 0) for b in binds)
+            made = sum(max(0, getattr(b, "binds", 0) - 1) for b in binds)
+            _, seen_throttles, seen_made = self._seen.get(id(channel), (channel, 0, 0))
+            if throttles > seen_throttles:
+                child(CONNECTOR_THROTTLES, name).inc(throttles - seen_throttles)
+            if made > seen_made:
+                child(CONNECTOR_RECONNECTS, name).inc(made - seen_made)
+            self._seen[id(channel)] = (channel, throttles, made)
+        for key in set(self._seen) - alive:
+            del self._seen[key]
+
+    async def run(self, stop: Any) -> None:
+        import asyncio
+
+        while not stop.is_set():
+            self.update()
+            try:
+                await asyncio.wait_for(stop.wait(), self.every_s)
+            except TimeoutError:
+                pass

@@ -28,6 +28,7 @@ from ujumbe.services.sealing import Box
 from ujumbe.services.senders import Senders
 from ujumbe.services.templates import Templates
 from ujumbe.services.verifications import Verifications
+from ujumbe.metrics import ConnectorGauges
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
 from ujumbe.workers.dispatch import Dispatcher
@@ -133,6 +134,7 @@ class Platform:
             ("callbacks", sender),
             ("sweeper", Sweeper(self.store)),
             ("routing", routing_watcher),
+            ("metrics", ConnectorGauges(self.router)),
             *((("retention", Retention(self.store, self.settings.retention_days)),)
               if self.settings.retention_days > 0 else ()),
         ):
