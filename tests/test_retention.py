@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from tests.conftest import auth, eventually, make_account
@@ -83,3 +85,24 @@ async def test_old_callback_attempts_go_but_pending_ones_stay(platform: Platform
     assert purged["callbacks"] == 2
     rows = await platform.store.read(lambda tx: tx.fetch("SELECT status, created_at FROM callbacks ORDER BY id"))
     assert [(r["status"], r["created_at"]) for r in rows] == [("pending", now), ("delivered", now + 5 * DAY_MS)]
+
+
+async def test_two_workers_purging_at_once_count_each_message_once(platform: Platform, api: httpx.AsyncClient) -> None:
+    account = await make_account(platform, credits="1000")
+    r = await api.post("/v1/messages", headers=auth(account),
+                       json={"to": [f"070860{i:02d}99" for i in range(30)], "text": "hello"})
+    assert r.status_code == 202, r.text
+
+    async def all_final() -> bool:
+        rows = await platform.store.read(lambda tx: tx.fetch("SELECT state FROM messages"))
+        return len(rows) == 30 and all(row["state"] in FINAL for row in rows)
+
+    await eventually(all_final, timeout=30)
+    await platform.store.run(lambda tx: tx.execute("UPDATE messages SET created_at = created_at - ?", 100 * DAY_MS))
+    # a cluster: two workers with the retention, on the same store, at the same moment
+    a, b = Retention(platform.store, days=90, batch=10), Retention(platform.store, days=90, batch=10)
+    results = await asyncio.gather(a.purge(), b.purge())
+    assert sum(p["messages"] for p in results) == 30
+    totals = await platform.store.read(lambda tx: retention_q.daily_totals(tx, account["account_id"]))
+    assert sum(t["messages"] for t in totals) == 30
+    assert await count(platform, "messages") == 0

@@ -37,7 +37,16 @@ async def purge_messages(tx: Tx, after_id: int, cutoff_ms: int, limit: int) -> t
         return 0, after_id, False
     old = [r for r in rows if r["created_at"] < cutoff_ms]
     more = bool(old) and len(rows) == limit
-    purge = [r for r in old if r["state"] in _FINAL]
+    candidates = [r["id"] for r in old if r["state"] in _FINAL]
+    purge: list[Any] = []
+    if candidates:
+        # The totals are made from what this statement deleted, not from what
+        # was read: two workers purging the same batch (a cluster) each count
+        # only the rows they removed (the second finds them gone).
+        purge = await tx.fetch(
+            f"DELETE FROM messages WHERE id IN ({_marks(len(candidates))}) AND state IN ({_marks(len(_FINAL))}) "
+            "RETURNING id, account_id, channel, network, state, parts, cost, created_at", *candidates, *_FINAL,
+        )
     if purge:
         totals: dict[tuple[str, str, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         for r in purge:
@@ -56,7 +65,6 @@ async def purge_messages(tx: Tx, after_id: int, cutoff_ms: int, limit: int) -> t
         marks = _marks(len(ids))
         for table in ("message_events", "message_parts", "outbox"):
             await tx.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", *ids)
-        await tx.execute(f"DELETE FROM messages WHERE id IN ({marks})", *ids)
     return len(purge), rows[-1]["id"], more
 
 
