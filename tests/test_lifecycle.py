@@ -15,7 +15,7 @@ from ujumbe.channels.base import Channel, Outbound, Receipt, SendError, Submitte
 from ujumbe.core.states import State
 from ujumbe.runtime import Platform
 from ujumbe.services.messaging import SendRequest
-from ujumbe.services.reports import Reports
+from ujumbe.services.reports import Reports, apply_receipts
 from ujumbe.store import Tx, now_ms
 from ujumbe.store import messages as q
 from ujumbe.workers.dispatch import Dispatcher, Outcome, Router
@@ -193,22 +193,28 @@ async def test_the_sweeper_applies_parked_receipts_whose_submit_another_worker_r
 
 
 async def test_a_receipt_held_for_its_submit_is_parked_when_the_worker_stops(idle: Platform) -> None:
-    """Receipts that match nothing yet wait in memory for a moment; stopping
-    must park them rather than drop them."""
+    """A receipt whose submit this process sent but has not recorded waits in
+    memory, unacknowledged; stopping must park it rather than drop it, and
+    only then answer the channel."""
     reports = Reports(idle.store, hold_s=3600)
+    reports.awaiting_record = lambda channel, op_id: (channel, op_id) == ("smsc-a", "op-later")
     stop = asyncio.Event()
     task = asyncio.create_task(reports.run(stop))
-    await reports.receipt(Receipt("smsc-a", "op-later", State.DELIVERED, now_ms(), raw="DELIVRD"))
+    answered = asyncio.create_task(reports.receipt(Receipt("smsc-a", "op-later", State.DELIVERED, now_ms(), raw="DELIVRD")))
 
     async def held() -> bool:
         return bool(reports._held)
 
     await eventually(held)
+    assert not answered.done()  # not committed anywhere yet: the SMSC must not be told we have it
     assert await idle.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts")) == 0
     stop.set()
     await task
+    await asyncio.wait_for(answered, 5)
     parked = await idle.store.read(lambda tx: tx.fetch("SELECT operator_id, state FROM early_receipts"))
     assert [(r["operator_id"], r["state"]) for r in parked] == [("op-later", "delivered")]
+    with pytest.raises(RuntimeError):  # stopped: a receipt now is refused, so it is not acknowledged
+        await reports.receipt(Receipt("smsc-a", "op-after", State.DELIVERED, now_ms(), raw="DELIVRD"))
 
 
 class SlowChannel(Channel):
@@ -237,3 +243,59 @@ async def test_a_stopping_worker_waits_for_sends_in_flight_without_burning_a_cor
     # the outcome was recorded before the worker stopped, and waiting for it was idle
     assert (await idle.messaging.message(msg["account_id"], msg["id"]))["state"] == "submitted"
     assert time.process_time() - cpu < 0.5
+
+
+async def test_a_receipt_moves_only_the_newest_part_with_its_id(idle: Platform) -> None:
+    """An SMSC that restarts reuses ids: the older part with the same id is
+    never moved, not by the receipt nor by a duplicate of it."""
+    old, new = await send_one(idle, to="0708400001"), await send_one(idle, to="0708400002")
+    await submit(idle, old, ["7"])
+    await submit(idle, new, ["7"])  # after the SMSC restarted
+    await receipt(idle, "7", State.DELIVERED)
+    await receipt(idle, "7", State.DELIVERED)  # the SMSC sends it again (our answer was lost)
+    m_old = await idle.messaging.message(old["account_id"], old["id"])
+    m_new = await idle.messaging.message(new["account_id"], new["id"])
+    assert m_new["state"] == "delivered" and m_old["state"] == "submitted"
+    assert [e["state"] for e in m_old["events"]] == ["accepted", "queued", "submitted"]
+    assert [e["state"] for e in m_new["events"]] == ["accepted", "queued", "submitted", "delivered", "delivered"]
+
+
+async def test_a_parked_receipt_is_never_given_to_a_part_sent_after_it_came(idle: Platform) -> None:
+    msg = await send_one(idle)
+    long_ago = now_ms() - 60_000
+    # a receipt for something we never recorded, a minute ago
+    orphan = Receipt("smsc-a", "42", State.DELIVERED, long_ago, raw="DELIVRD", received_at=long_ago)
+    await idle.store.run(lambda tx: idle.reports._apply(tx, [orphan], []))
+    await submit(idle, msg, ["42"])  # the SMSC restarted and gives the id to our new submit
+    after = await idle.messaging.message(msg["account_id"], msg["id"])
+    assert after["state"] == "submitted"
+    await idle.store.run(Sweeper(idle.store).match_early_receipts)
+    assert (await idle.messaging.message(msg["account_id"], msg["id"]))["state"] == "submitted"
+    assert await idle.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts")) == 1
+
+
+async def test_a_receipt_long_after_its_namesakes_validity_matches_nothing(idle: Platform) -> None:
+    msg = await send_one(idle, validity_s=60)
+    await submit(idle, msg, ["99"])
+    later = now_ms() + 2 * 3600 * 1000  # two hours after the validity ended
+    stale = Receipt("smsc-a", "99", State.DELIVERED, later, raw="DELIVRD", received_at=later)
+    assert await idle.store.run(lambda tx: apply_receipts(tx, [stale])) == [stale]
+    assert (await idle.messaging.message(msg["account_id"], msg["id"]))["state"] == "submitted"
+
+
+async def test_the_sweeper_leaves_a_parked_receipt_to_the_record_this_process_awaits(idle: Platform) -> None:
+    """A receipt parked while its submit's record was still pending here must
+    not be matched by the sweeper to an older part with the same id."""
+    old = await send_one(idle)
+    await submit(idle, old, ["5"])  # before the SMSC restarted its ids
+    await idle.store.run(lambda tx: idle.reports._apply(tx, [Receipt("smsc-a", "5", State.DELIVERED, now_ms(), raw="DELIVRD")], []))
+    assert (await idle.messaging.message(old["account_id"], old["id"]))["state"] == "delivered"  # nothing awaited: it is old's
+    older = await send_one(idle, to="0708400009")
+    await submit(idle, older, ["6"])
+    idle.reports.awaiting_record = lambda channel, op_id: op_id == "6"  # a new send got "6" and is not recorded yet
+    await idle.store.run(lambda tx: idle.reports._apply(tx, [Receipt("smsc-a", "6", State.DELIVERED, now_ms(), raw="DELIVRD")], []))
+    sweeper = Sweeper(idle.store)
+    sweeper.awaiting_record = idle.reports.awaiting_record  # as runtime wires it
+    await idle.store.run(sweeper.match_early_receipts)
+    assert (await idle.messaging.message(older["account_id"], older["id"]))["state"] == "submitted"
+    assert await idle.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts")) == 1

@@ -34,6 +34,7 @@ async def papi(pplatform: Platform) -> AsyncIterator[httpx.AsyncClient]:
 
 async def jokes_service(api: httpx.AsyncClient, platform: Platform, receiver: Receiver, **extra: Any) -> dict[str, Any]:
     account = await make_account(platform)
+    await platform.senders.assign_number(account["account_id"], "22948", dialect="tilil")  # the operator's grant
     r = await api.post("/v1/premium-services", headers=auth(account), json={
         "shortcode": "22948", "type": "subscription", "keywords": ["JOKES"], "service_id": 48, **extra})
     assert r.status_code == 201, r.text

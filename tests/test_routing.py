@@ -172,7 +172,11 @@ async def test_admin_api_has_its_own_openapi_document_matching_its_answers(
             ("DELETE", "/admin/v1/connectors/{name}"), ("POST", "/admin/v1/routes"),
             ("DELETE", "/admin/v1/routes/{id}")} <= ops
     assert doc["paths"]["/admin/v1/connectors"]["post"]["security"] == [{"bearer": []}]
-    assert "password" in doc["components"]["schemas"]["ConnectorBody"]["required"]
+    # a password is optional in the schema (an SMTP relay may need none); SMPP connectors are refused without one
+    assert "password" in doc["components"]["schemas"]["ConnectorBody"]["properties"]
+    no_password = {k: v for k, v in connector_body("op-nopw", smsc.port).items() if k != "password"}
+    r = await admin_api.post("/admin/v1/connectors", json=no_password, headers=ADMIN_AUTH)
+    assert r.status_code == 400 and "password" in r.json()["error"]["message"]
     assert "password" not in doc["components"]["schemas"]["ConnectorOut"]["properties"]
     tenants = (await admin_api.get("/openapi.json")).json()["paths"]
     assert not [p for p in tenants if p.startswith("/admin")] and "/v1/routes" in tenants
@@ -289,7 +293,7 @@ async def test_connector_and_routes_take_effect_without_restart(
     assert [p[0] for p in parts] == ["op-a", "op-a"]  # receipts matched by the connector's name
 
     # Without the default route there is no failover: disabled, op-a unbinds and
-    # its traffic waits with backoff instead of failing, and goes when it is back.
+    # its traffic waits for a bind instead of failing, and goes when it is back.
     default_id = [r["id"] for r in (await admin_api.get("/admin/v1/routes", headers=ADMIN_AUTH)).json()["data"]
                   if r["kind"] == "default"][0]
     assert (await admin_api.delete(f"/admin/v1/routes/{default_id}", headers=ADMIN_AUTH)).status_code == 204
@@ -297,7 +301,7 @@ async def test_connector_and_routes_take_effect_without_restart(
     assert r.status_code == 200
     await eventually(lambda: _not_running(platform, "op-a"))
     waiting = (await send(admin_api, account, "0712000021"))[0]
-    await eventually(lambda: _has_retry(platform, waiting))
+    await eventually(lambda: _has_event(platform, waiting, "waiting"))
     assert (await message(platform, waiting))["state"] == "queued"
     await admin_api.patch("/admin/v1/connectors/op-a", json={"enabled": True}, headers=ADMIN_AUTH)
     assert await eventually(lambda: delivered_via(platform, waiting), timeout=20) == "op-a"
@@ -328,9 +332,43 @@ async def test_the_operator_never_has_more_than_the_window_outstanding(
         await slow.stop()
 
 
+async def test_a_window_of_four_never_has_a_fifth_submit_outstanding(
+    platform: Platform, admin_api: httpx.AsyncClient
+) -> None:
+    """A contracted window below the old floor of 32 is honoured exactly, though
+    the dispatcher claims several windows ahead, and shown as configured."""
+    slow = SmscSimulator("127.0.0.1", 0, system_id="ujumbe", password="s3cret", latency_ms=40, receipt_delay_ms=20)
+    await slow.start()
+    try:
+        account = await make_account(platform, credits="1000")
+        r = await admin_api.post("/admin/v1/connectors", json=connector_body("op-4", slow.port, window=4),
+                                 headers=ADMIN_AUTH)
+        assert r.status_code == 201 and r.json()["window"] == 4
+        await admin_api.post("/admin/v1/routes", json={"kind": "default", "connector": "op-4"}, headers=ADMIN_AUTH)
+        await eventually(lambda: _binds_up(admin_api, "op-4"))
+        assert platform.router.connectors["op-4"].max_in_flight == 4
+        ids = await send(admin_api, account, [f"0712{i:04d}29" for i in range(60)])
+        ids += await send(admin_api, account, [f"0713{i:04d}29" for i in range(5)], text="y" * 400)  # 3 parts each
+
+        async def all_delivered() -> bool:
+            return all([await delivered_via(platform, mid) == "op-4" for mid in ids])
+
+        await eventually(all_delivered, timeout=30)
+        assert len(slow.submitted) == 60 + 5 * 3
+        assert slow.max_in_flight == 4  # four unanswered at the operator, never a fifth
+        listed = (await admin_api.get("/admin/v1/connectors", headers=ADMIN_AUTH)).json()["data"]
+        assert [c["window"] for c in listed if c["name"] == "op-4"] == [4]
+    finally:
+        await slow.stop()
+
+
 async def _has_retry(platform: Platform, mid: int) -> bool:
+    return await _has_event(platform, mid, "retry")
+
+
+async def _has_event(platform: Platform, mid: int, state: str) -> bool:
     return bool(await platform.store.read(
-        lambda tx: tx.fetchval("SELECT count(*) FROM message_events WHERE message_id = ? AND state = 'retry'", mid)
+        lambda tx: tx.fetchval("SELECT count(*) FROM message_events WHERE message_id = ? AND state = ?", mid, state)
     ))
 
 

@@ -69,7 +69,8 @@ async def test_another_accounts_name_can_be_neither_claimed_nor_used_in_any_dial
     assert row["status_code"] == "1000", row
     assert (await native_send(api, alpha, "AlphaCo")).status_code == 202
 
-    # an account's short code is its own too
+    # an account's short code is its own too (granted by the operator, then its service registered)
+    await platform.senders.assign_number(alpha["account_id"], "22915", dialect="tilil")
     r = await api.post("/v1/premium-services", headers=auth(alpha), json={"shortcode": "22915", "type": "on-demand"})
     assert r.status_code == 201, r.text
     r = await api.post("/v1/senders", headers=auth(thief), json={"name": "22915"})
@@ -187,3 +188,21 @@ def test_cli_lists_approves_and_rejects_requests(tmp_path: Path, capsys: pytest.
     assert json.loads(capsys.readouterr().out) == []
     assert cli.main([*data, "senders", "approve", account_id, "Nobody"]) == 1
     assert "sender_not_found" in capsys.readouterr().err
+
+
+async def test_an_account_cannot_take_a_short_code_the_operator_did_not_grant(
+    platform: Platform, api: httpx.AsyncClient
+) -> None:
+    """Short codes are granted, not taken: a tenant registers a premium service
+    only on one the operator gave it; the operator's own command needs no grant."""
+    a, _, _ = await customer(platform, api)
+    r = await api.post("/v1/premium-services", headers=auth(a), json={"shortcode": "40404", "type": "on-demand"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "shortcode_not_granted", r.text
+    assert "ujumbe numbers add" in r.json()["error"]["message"]
+    assert not await platform.senders.owns_number(a["account_id"], "40404")
+    await platform.senders.assign_number(a["account_id"], "40404", dialect="tilil")
+    r = await api.post("/v1/premium-services", headers=auth(a), json={"shortcode": "40404", "type": "on-demand"})
+    assert r.status_code == 201, r.text
+    # the operator's path (ujumbe services add) claims an ungranted code itself
+    service = await platform.premium.create(a["account_id"], shortcode="40405", kind="on-demand")
+    assert service.shortcode == "40405" and await platform.senders.owns_number(a["account_id"], "40405")

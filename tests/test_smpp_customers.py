@@ -426,6 +426,9 @@ async def test_schedule_validity_and_query_sm(platform: Platform, api: httpx.Asy
 
         # another account's message reads as unknown; a non-numeric id is invalid
         assert (await query("12ab")).status == P.ESME_RINVMSGID
+        # past what the store holds (2^63 and up) is invalid too, not a system error
+        for too_big in ("9223372036854775808", "9" * 64):
+            assert (await query(too_big)).status == P.ESME_RINVMSGID, too_big
         seq = stranger.client.query_message(message_id=sent_id, source_addr="Duka").sequence
         failed: dict[int, Any] = {}
         stranger.client.set_query_resp_handler(lambda pdu, **kw: failed.__setitem__(pdu.sequence, pdu))

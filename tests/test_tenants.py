@@ -360,6 +360,7 @@ async def alpha_owns_one_of_everything(w: World, receiver: Receiver) -> None:
     assert r.status_code == 200, r.text
     w.tingg_request_id = r.json()["transactionID"]
     await p.senders.add(a["account_id"], "AlphaCo")
+    await p.senders.assign_number(a["account_id"], "22915", dialect="tilil")
     r = await api.post("/v1/premium-services", headers=h, json={"shortcode": "22915", "type": "subscription",
                                                                 "keywords": ["GAME"], "service_id": 44})
     assert r.status_code == 201, r.text

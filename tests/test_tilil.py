@@ -205,7 +205,11 @@ def same_shape(got: dict[str, Any], sample: dict[str, Any]) -> None:
         assert type(got[key]) is type(value), (key, got[key], value)
 
 
-async def premium_service(api: httpx.AsyncClient, account: dict[str, Any], **body: Any) -> dict[str, Any]:
+async def premium_service(
+    api: httpx.AsyncClient, account: dict[str, Any], platform: Platform, **body: Any
+) -> dict[str, Any]:
+    # the operator grants the short code; the account then registers its service on it
+    await platform.senders.assign_number(account["account_id"], body["shortcode"], dialect="tilil")
     r = await api.post("/v1/premium-services", headers=auth(account), json=body)
     assert r.status_code == 201, r.text
     return r.json()
@@ -384,7 +388,7 @@ async def test_dlr_push_both_spellings_retried_until_ok(tplatform: Platform, tap
 
 async def test_premium_send_needs_a_subscription_and_subscribermanage(tplatform: Platform, tapi: httpx.AsyncClient) -> None:
     account = await tilil_account(tapi, tplatform)
-    svc = await premium_service(tapi, account, shortcode="22915", type="subscription", keywords=["game"],
+    svc = await premium_service(tapi, account, tplatform, shortcode="22915", type="subscription", keywords=["game"],
                                 service_id=44, api_token="23627367236232ghgge23g22gh2gh2")
     assert (svc["service_id"], svc["keywords"], svc["api_token_set"]) == (44, ["GAME"], True)
     send = lambda **kw: tapi.post("/sms/v3/sendsms", json=with_key(SAMPLE_PREMIUM, account, **kw))  # noqa: E731
@@ -440,7 +444,7 @@ async def test_inbound_forwarded_and_result_message_replied_with_link_id(
     tplatform: Platform, tapi: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     account = await tilil_account(tapi, tplatform)
-    await premium_service(tapi, account, shortcode="70700", type="on-demand", keywords=["NEWS"], service_id=32,
+    await premium_service(tapi, account, tplatform, shortcode="70700", type="on-demand", keywords=["NEWS"], service_id=32,
                           api_token=SAMPLE_INBOUND["api_token"])
     await tapi.put("/v1/account/callbacks", headers=auth(account), json={"inbound_url": receiver.url + "/mo"})
     receiver.answer = json.dumps(SAMPLE_INBOUND_ANSWER)
@@ -485,7 +489,7 @@ async def test_subscription_keyword_stop_and_network_notice_pushed_with_reply(
     tplatform: Platform, tapi: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     account = await tilil_account(tapi, tplatform)
-    await premium_service(tapi, account, shortcode="22915", type="subscription", keywords=["GAME"], service_id=44,
+    await premium_service(tapi, account, tplatform, shortcode="22915", type="subscription", keywords=["GAME"], service_id=44,
                           api_token=SAMPLE_SUBSCRIPTION["api_token"])
     await tapi.put("/v1/account/callbacks", headers=auth(account),
                    json={"subscription_url": receiver.url + "/subs", "inbound_url": receiver.url + "/mo"})
@@ -535,7 +539,7 @@ async def test_failed_subscription_push_is_retried_three_times(
     tplatform: Platform, tapi: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     account = await tilil_account(tapi, tplatform)
-    await premium_service(tapi, account, shortcode="22915", type="subscription", keywords=["GAME"], service_id=44)
+    await premium_service(tapi, account, tplatform, shortcode="22915", type="subscription", keywords=["GAME"], service_id=44)
     await tapi.put("/v1/account/callbacks", headers=auth(account), json={"subscription_url": receiver.url + "/subs"})
     receiver.answer = json.dumps({"result_code": 0, "result_desc": "FAILED", "result_message": "no"})
     assert tplatform.simulator is not None

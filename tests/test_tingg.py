@@ -375,10 +375,10 @@ async def test_insufficient_credit_is_402_and_sends_nothing(platform: Platform, 
     assert await platform.messaging.messages(account["account_id"], limit=10) == []
 
 
-async def test_email_channel_is_not_configured(platform: Platform, api: httpx.AsyncClient) -> None:
+async def test_unknown_channel_is_refused_whole(platform: Platform, api: httpx.AsyncClient) -> None:
     account, h = await tingg_account(platform, api)
     email_dto = {"email": ["jane@example.com"], "message": "Test message ${placeholder}", "params": {"placeholder": "v"}}
-    for channels in (["EMAIL"], ["SMS", "EMAIL"], ["WHATSAPP"]):
+    for channels in (["WHATSAPP"], ["SMS", "WHATSAPP"]):
         body = engagement(channels=channels, emailDto=email_dto)
         r = await api.post("/api/v2/engagement", headers=h, json=body)
         assert r.status_code == 422, r.text
@@ -396,3 +396,42 @@ def test_sample_callback_matches_the_formats_used_here() -> None:
     # the patterns above are the document's own sample's
     assert ISO.match(SAMPLE_CALLBACK["timestamp"]) and STAMP.match(SAMPLE_CALLBACK["receivedDateTime"])
     assert STAMP.match(SAMPLE_CALLBACK["submitDateTime"])
+
+
+async def test_sms_and_email_in_one_request(platform: Platform, api: httpx.AsyncClient, receiver: Receiver) -> None:
+    account, h = await tingg_account(platform, api)
+    await platform.domains.add(account["account_id"], "duka.co.ke")
+    # the notificationType's email template, with its subject
+    r = await api.put("/v1/templates/SMS_TEST", headers=auth(account), json={
+        "channel": "email", "subject": "Oda ${placeholder}", "body": "Barua: ${placeholder}"})
+    assert r.status_code in (200, 201), r.text
+    body = engagement(receiver.url + "/tingg", msisdn=["254773301164"], channels=["SMS", "EMAIL"],
+                      emailDto={"email": ["jane@example.com", "bounce@example.com", "not-an-address"],
+                                "params": {"placeholder": "value"}})
+    r = await api.post("/api/v2/engagement", headers=h, json=body)
+    assert r.status_code == 200, r.text
+    assert "not-an-address" in r.json()["message"]  # refused alone, named in the answer
+    transaction = r.json()["transactionID"]
+    sms = await messages_of(platform, account, transaction)
+    assert [m["channel"] for m in sms] == ["sms"] and sms[0]["body"] == "Test message value"
+    # each recipient of each channel is called back in Tingg's shape
+    calls = await receiver.wait_for(7)
+    assert by_status(calls) == {"254773301164": [103, 104], "jane@example.com": [103, 104],
+                                "bounce@example.com": [103, 129], "not-an-address": [102]}
+    emails = [c.json() for c in calls if c.json().get("channel") == "EMAIL"]
+    assert {p["email"] for p in emails} == {"jane@example.com", "bounce@example.com", "not-an-address"}
+    assert all(set(p) == set(SAMPLE_CALLBACK) | {"email", "channel"} for p in emails)
+    mail = next(m for m in await platform.messaging.messages(account["account_id"], limit=10, recipient="jane@example.com"))
+    assert mail["body"] == "Barua: value" and mail["sender"] == "no-reply@duka.co.ke"
+    # the same referenceID again: a duplicate, nothing new on either channel
+    r = await api.post("/api/v2/engagement", headers=h, json=body)
+    assert r.json()["transactionID"] == transaction and "Duplicate" in r.json()["message"]
+    assert len(await platform.messaging.messages(account["account_id"], limit=20)) == 4
+
+
+async def test_email_without_a_sending_domain_sends_nothing(platform: Platform, api: httpx.AsyncClient) -> None:
+    account, h = await tingg_account(platform, api)
+    body = engagement(channels=["SMS", "EMAIL"], emailDto={"email": ["jane@example.com"], "subject": "Hi"})
+    r = await api.post("/api/v2/engagement", headers=h, json=body)
+    assert r.status_code == 400 and "sending domain" in r.json()["message"]
+    assert await platform.messaging.messages(account["account_id"], limit=10) == []  # not even the SMS

@@ -158,6 +158,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     settings.host, settings.port, settings.role = args.host, args.port, args.role
+    if args.smtp:
+        settings.smtp_url = os.environ["UJUMBE_SMTP_URL"] = args.smtp  # the environment: for --processes children too
     try:
         settings.smpp_port = smpp_port_from_env(SMPP_DEFAULT_PORT)  # serve listens for SMPP customers by default
     except ValueError:
@@ -188,6 +190,9 @@ def serve(args: argparse.Namespace) -> int:
     platform = Platform(settings)
     where = settings.database_url.split("@")[-1] if settings.database_url else str(settings.data_dir / "ujumbe.db")
     logging.getLogger("ujumbe").info("starting role=%s store=%s", args.role, where)
+    if args.role != "worker":
+        logging.getLogger("ujumbe").info("dashboard on http://%s:%s/dashboard (API docs at /docs)",
+                                         settings.host, settings.port)
     if args.role == "worker":
         return run_worker(platform)
     assert http_sock is not None
@@ -438,17 +443,8 @@ async def _set_price(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _add_number(platform: Any, args: argparse.Namespace) -> Any:
-    from ujumbe.store import now_ms
-
     await platform.accounts.get(args.account)
-    await platform.store.run(
-        lambda tx: tx.execute(
-            "INSERT INTO numbers (number, account_id, kind, dialect, created_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (number) DO UPDATE SET account_id = excluded.account_id, kind = excluded.kind, "
-            "dialect = excluded.dialect",
-            args.number, args.account, args.kind, args.dialect, now_ms(),
-        )
-    )
+    await platform.senders.assign_number(args.account, args.number, kind=args.kind, dialect=args.dialect)
     return {"number": args.number, "account_id": args.account, "kind": args.kind, "dialect": args.dialect}
 
 
@@ -473,8 +469,13 @@ def _connector_password(args: argparse.Namespace) -> str | None:
 def _connector_fields(args: argparse.Namespace) -> dict[str, Any]:
     names = {"host": "host", "port": "port", "system_id": "system_id", "system_type": "system_type",
              "bind": "bind_mode", "binds": "binds", "window": "window_size", "tps": "tps", "tls": "tls",
-             "data_coding": "data_coding", "long_messages": "long_messages", "enabled": "enabled"}
-    return {column: getattr(args, attr) for attr, column in names.items() if getattr(args, attr, None) is not None}
+             "data_coding": "data_coding", "long_messages": "long_messages", "enabled": "enabled", "kind": "kind",
+             "username": "system_id"}
+    fields = {column: getattr(args, attr) for attr, column in names.items() if getattr(args, attr, None) is not None}
+    options = {k: v for k in ("starttls", "verify", "bounce_domain") if (v := getattr(args, k, None)) is not None}
+    if options:
+        fields["options"] = options
+    return fields
 
 
 async def _add_connector(platform: Any, args: argparse.Namespace) -> Any:
@@ -496,6 +497,25 @@ async def _list_connectors(platform: Any, args: argparse.Namespace) -> Any:
 async def _remove_connector(platform: Any, args: argparse.Namespace) -> Any:
     await platform.routing.remove_connector(args.name)
     return {"removed": args.name}
+
+
+async def _add_domain(platform: Any, args: argparse.Namespace) -> Any:
+    return await platform.domains.add(args.account, args.domain, selector=args.selector)
+
+
+async def _list_domains(platform: Any, args: argparse.Namespace) -> Any:
+    return await platform.domains.list(args.account)
+
+
+async def _domain_dns(platform: Any, args: argparse.Namespace) -> Any:
+    d = await platform.domains.get(args.domain)
+    print(f'{d["dns_name"]}. IN TXT "{d["dns_txt"]}"')
+    return None
+
+
+async def _remove_domain(platform: Any, args: argparse.Namespace) -> Any:
+    await platform.domains.remove(args.domain)
+    return {"removed": args.domain}
 
 
 async def _add_route(platform: Any, args: argparse.Namespace) -> Any:
@@ -631,6 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
     _store_options(p)
     p.add_argument("--role", choices=("all", "api", "worker"), default="all",
                    help="api and worker processes can run apart: on PostgreSQL, or on one machine's embedded database")
+    p.add_argument("--smtp", metavar="URL", help="send the embedded default's email through this relay instead of "
+                   "the email simulator: smtp://user:pass@host:587 or smtps://host:465 (UJUMBE_SMTP_URL)")
     p.add_argument("--processes", type=int, default=int(os.environ.get("UJUMBE_PROCESSES", "1")), metavar="N",
                    help="run N processes, one per core (default 1): they serve the API on one port; with "
                         "--role all one of them runs the workers instead")
@@ -706,8 +728,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name")
         p.add_argument("--host", required=creating)
         p.add_argument("--port", type=int, required=creating)
-        p.add_argument("--system-id", required=creating)
-        _secret_options(p, "password", "SMPP password (else UJUMBE_CONNECTOR_PASSWORD, else asked)")
+        p.add_argument("--kind", choices=("smpp", "smtp"), help="smpp (default) or smtp (an email relay)")
+        p.add_argument("--system-id", help="SMPP system_id (required for smpp)")
+        p.add_argument("--username", help="smtp: the relay's AUTH username (none: no AUTH)")
+        p.add_argument("--starttls", action=argparse.BooleanOptionalAction, default=None, help="smtp: upgrade with STARTTLS")
+        p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
+                       help="smtp: check the relay's certificate (default on)")
+        p.add_argument("--bounce-domain", help="smtp: the domain of VERP return paths (default: the sender's)")
+        _secret_options(p, "password", "SMPP or SMTP password (else UJUMBE_CONNECTOR_PASSWORD, else asked)")
         p.add_argument("--system-type")
         p.add_argument("--bind", choices=("transceiver", "transmitter", "receiver"))
         p.add_argument("--binds", type=int, help="connections to keep bound (default 1)")
@@ -718,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--long-messages", choices=("udh", "udh16", "payload", "sar"))
         p.add_argument("--enabled", action=argparse.BooleanOptionalAction, default=None)
 
-    p = admin_command(connectors.add_parser("add", help="add an SMPP connector; running workers bind it within seconds"), _add_connector)
+    p = admin_command(connectors.add_parser("add", help="add an SMPP (or --kind smtp) connector; running workers start it within seconds"), _add_connector)
     connector_options(p, True)
     p = admin_command(connectors.add_parser("set", help="change a connector (only the options given); it rebinds"), _set_connector)
     connector_options(p, False)
@@ -738,6 +766,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--account", help="only this account's own routes: id, username or email")
     p = admin_command(routes.add_parser("remove", help="remove a route"), _remove_route)
     p.add_argument("id", type=int)
+
+    domains = sub.add_parser("domains", help="email sending domains and their DKIM keys").add_subparsers(dest="action", required=True)
+    p = admin_command(domains.add_parser("add", help="give an account a sending domain; generates its DKIM key and prints the DNS record"), _add_domain)
+    p.add_argument("account")
+    p.add_argument("domain")
+    p.add_argument("--selector", help="the DKIM selector (default ujYYYYMM)")
+    p = admin_command(domains.add_parser("list", help="an account's sending domains with their DNS records"), _list_domains)
+    p.add_argument("account")
+    p = admin_command(domains.add_parser("dns", help="print the DKIM TXT record to publish for a domain"), _domain_dns)
+    p.add_argument("domain")
+    p = admin_command(domains.add_parser("remove", help="remove a sending domain and its key"), _remove_domain)
+    p.add_argument("domain")
 
     senders = sub.add_parser("senders", help="sender names").add_subparsers(dest="action", required=True)
     p = admin_command(senders.add_parser("add", help="allow an account a sender name (again: replaces its networks)"), _add_sender)

@@ -9,6 +9,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def _flag(name: str) -> bool:
@@ -89,10 +90,35 @@ class Settings:
     # X-Forwarded-Proto are believed. None by default: any local process could
     # otherwise claim any client address (and so dodge per-address limits).
     trusted_proxies: str = field(default_factory=lambda: os.environ.get("UJUMBE_TRUSTED_PROXIES", "").strip())
+    # Dispatch. A try is a real refusal by an operator: a transient one is tried
+    # again after retry_base_ms x 2^(try-1) (capped at retry_cap_ms, with jitter),
+    # up to max_attempts. While no bind of a message's route is up it waits
+    # instead, not counting tries, until its validity ends; it is looked at again
+    # at once when a bind comes up (or the routes change), and otherwise every
+    # bind_wait_recheck_s: long, as each look at a large backlog is a write per message.
+    retry_base_ms: int = field(default_factory=lambda: _number("UJUMBE_RETRY_BASE_MS", 1000))
+    retry_cap_ms: int = field(default_factory=lambda: _number("UJUMBE_RETRY_CAP_MS", 300_000))
+    max_attempts: int = field(default_factory=lambda: _number("UJUMBE_MAX_ATTEMPTS", 10))
+    bind_wait_recheck_s: float = field(default_factory=lambda: _number("UJUMBE_BIND_WAIT_RECHECK_S", 300.0))
+    # An operator connector that lost its bind tries again after 1 s, doubling up to this.
+    smpp_rebind_max_s: float = field(default_factory=lambda: _number("UJUMBE_SMPP_REBIND_MAX_S", 10.0))
+    # Each dispatch worker beats this often; one whose beat has not moved for
+    # worker_dead_s is taken for dead and another worker sends what it held.
+    worker_heartbeat_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_HEARTBEAT_S", 1.0))
+    worker_dead_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_DEAD_S", 5.0))
+    # Email (docs/email.md). A relay for the embedded default's email instead of
+    # the email simulator: smtp://user:pass@host:587 (STARTTLS when offered),
+    # smtps://... (implicit TLS); ?verify=0 skips certificate checks.
+    smtp_url: str = field(default_factory=lambda: os.environ.get("UJUMBE_SMTP_URL", ""))
+    # The bounce (DSN) listener: off unless a port is given (0 = any free port).
+    bounce_port: int | None = field(default_factory=lambda: _port_or_none(os.environ.get("UJUMBE_BOUNCE_PORT", "")))
+    bounce_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_HOST", "127.0.0.1"))
+    # The domain of VERP return paths (bounce+...@DOMAIN); unset: the sender's domain.
+    bounce_domain: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_DOMAIN", ""))
     # Final messages (and their events, parts, callback attempts) older than
     # this many days are purged, their totals kept per day (workers/retention.py).
     # 0, the default: kept forever.
-    retention_days: float = field(default_factory=lambda: float(os.environ.get("UJUMBE_RETENTION_DAYS", "0") or 0))
+    retention_days: float = field(default_factory=lambda: _number("UJUMBE_RETENTION_DAYS", 0.0))
 
     def load_secret(self) -> str:
         """The server secret signs tokens and derives per-account keys.
@@ -147,6 +173,22 @@ def _program() -> str:
             return "ujumbe"
         return argv0
     return f"{sys.executable} -m ujumbe"
+
+
+def _number(name: str, default: int | float) -> Any:
+    """A number from the environment, of the default's type; unset or empty gives the default."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+
+
+def _port_or_none(raw: str) -> int | None:
+    raw = raw.strip().lower()
+    return None if raw in ("", "off", "no", "none", "false") else int(raw)
 
 
 def _range(text: str) -> tuple[int, int]:

@@ -132,12 +132,19 @@ def dispatched(batch: list[Any], msgs: dict[int, dict[str, Any]], now: int, max_
         if o.submitted is not None:
             submitted[o.channel] += 1
             child(SUBMIT_LATENCY, o.channel).observe(max(0, now - msg["created_at"]) / 1000)
-        elif o.error is not None and o.error.transient and o.attempts < max_attempts:
+        elif o.error is not None and o.error.transient and o.attempts < max_attempts and not _waits_for_bind(o.error):
             retried[o.channel] += 1
     for connector, n in submitted.items():
         MESSAGES_SUBMITTED.labels(connector).inc(n)
     for connector, n in retried.items():
         SEND_RETRIES.labels(connector).inc(n)
+
+
+def _waits_for_bind(error: Any) -> bool:
+    """A send held back while no bind is up waits, it is not a retry (workers/dispatch.py)."""
+    from ujumbe.workers import dispatch
+
+    return error.code in getattr(dispatch, "NO_BIND", ())
 
 
 def callback_attempt(kind: str, ok: bool, seconds: float) -> None:

@@ -15,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from ujumbe.channels.base import Channel
+from ujumbe.channels.email.sim import EmailSimulator
+from ujumbe.channels.email.smtp import smtp_from_url
 from ujumbe.channels.simulator import Simulator
 from ujumbe.config import Settings, private_dir
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.credits import Credits
+from ujumbe.services.emails import SendingDomains
+from ujumbe.services.dashboard import Dashboard, WebSessions
 from ujumbe.services.messaging import Messaging
 from ujumbe.services.premium import Premium
 from ujumbe.services.reports import Reports
@@ -31,7 +35,8 @@ from ujumbe.services.verifications import Verifications
 from ujumbe.metrics import ConnectorGauges
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
-from ujumbe.workers.dispatch import Dispatcher
+from ujumbe.store.messages import insert_events, outbox_take_back, worker_unregister
+from ujumbe.workers.dispatch import TAKEN_OVER, Dispatcher
 from ujumbe.workers.retention import Retention
 from ujumbe.workers.schedules import Sweeper
 
@@ -52,22 +57,38 @@ class Platform:
         self.credits = Credits(self.store)
         self.callback_log = CallbackLog(self.store)
         self.reports = Reports(self.store)
+        self.web_sessions = WebSessions(self.store, secret)  # the web dashboard's logins
+        self.dashboard = Dashboard(self.store)
         self.simulator: Simulator | None = None
         chans = list(channels or [])
         if settings.simulator and not any(c.kind == "sms" for c in chans):
             self.simulator = Simulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
             chans.append(self.simulator)
+        # Email: sending domains and their DKIM keys; a relay (UJUMBE_SMTP_URL) or the email simulator
+        self.domains = SendingDomains(self.store, Box(secret, "dkim-keys"))
+        self.email_simulator: EmailSimulator | None = None
+        if not any(c.kind == "email" for c in chans):
+            if settings.smtp_url:
+                chans.append(smtp_from_url(settings.smtp_url, keys=self.domains.key,
+                                           bounce_domain=settings.bounce_domain or None))
+            elif settings.simulator:
+                self.email_simulator = EmailSimulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
+                chans.append(self.email_simulator)
         self.channels = {c.name: c for c in chans}
         # texts with one-time codes are kept encrypted until the dispatcher sends them
         self.sealed_texts = Box(secret, "sealed-texts")
         self.messaging = Messaging(
-            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} or {"sms"},
-            seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls,
+            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email"},
+            seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls, domains=self.domains,
         )
         self.verifications = Verifications(self.store, self.messaging, secret)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
-        self.router = Router(self.channels, store=self.store, box=self.routing.box)
+        self.router = Router(self.channels, store=self.store, box=self.routing.box,
+                             connector_options={"rebind_max_s": settings.smpp_rebind_max_s})
+        self.router.email_keys = self.domains.key
+        self.router.bounce_domain = settings.bounce_domain or None
+        self.bounces: Any = None  # the DSN listener (channels.email.bounces), when its port is set
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # each supervised worker's state, for /readyz: "running", or why not
@@ -112,16 +133,23 @@ class Platform:
         if self.store.dialect == "sqlite" and self.role == "all":
             # This process owns the embedded store (see lock_data_dir): any lease
             # left behind is from a run that died, so its messages are due now.
-            await self.store.run(
-                lambda tx: tx.execute(
-                    "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE lease_owner IS NOT NULL", now_ms()
-                )
-            )
+            await self.store.run(self._take_back_leases)
         for channel in self.channels.values():
-            await channel.start(self.reports)
+            await channel.start(self.router.counted(self.reports))  # receipts counted for the operator's board
         routing_watcher = RoutingWatcher(self.store, self.router, poll_s=self.settings.routing_poll_s)
         await self.router.start(self.reports)  # before dispatch: the first sends must see the routes
-        self.dispatcher = Dispatcher(self.store, self.router, unseal=self.sealed_texts.open)
+        st = self.settings
+        self.dispatcher = Dispatcher(
+            self.store, self.router, max_attempts=st.max_attempts, retry_base_ms=st.retry_base_ms,
+            retry_cap_ms=st.retry_cap_ms, wait_recheck_s=st.bind_wait_recheck_s, heartbeat_s=st.worker_heartbeat_s,
+            dead_s=st.worker_dead_s, unseal=self.sealed_texts.open,
+        )
+        # A receipt for a send not recorded yet waits for that record, rather
+        # than match an older part with the same id (SMSCs reuse ids).
+        self.reports.awaiting_record = self.dispatcher.awaiting_record
+        self.dispatcher.on_recorded.append(self.reports.submits_recorded)
+        sweeper = Sweeper(self.store)
+        sweeper.awaiting_record = self.dispatcher.awaiting_record
         transports = await self._start_smpp()
         sender = CallbackSender(
             self.store, self._webhook_secret, services=self, allow_private=self.settings.allow_private_callbacks,
@@ -132,7 +160,7 @@ class Platform:
             ("dispatch", self.dispatcher),
             ("reports", self.reports),
             ("callbacks", sender),
-            ("sweeper", Sweeper(self.store)),
+            ("sweeper", sweeper),
             ("routing", routing_watcher),
             ("metrics", ConnectorGauges(self.router)),
             *((("retention", Retention(self.store, self.settings.retention_days)),)
@@ -141,6 +169,27 @@ class Platform:
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
         if self.simulator is not None:
             await self._replay_simulator()
+        if self.email_simulator is not None:
+            await self._replay_simulator(self.email_simulator)
+        if self.settings.bounce_port is not None:
+            from ujumbe.channels.email.bounces import BounceListener
+
+            self.bounces = BounceListener(self.store, self.reports, self.settings.bounce_host, self.settings.bounce_port)
+            try:
+                await self.bounces.start()
+            except OSError as exc:
+                log.error("bounce listener not started on %s:%s: %s", self.settings.bounce_host,
+                          self.settings.bounce_port, exc)
+                self.bounces = None
+
+    @staticmethod
+    async def _take_back_leases(tx: Any) -> None:
+        ids = await outbox_take_back(tx, now_ms())
+        await worker_unregister(tx)  # every worker that registered before is gone
+        at = now_ms()
+        await insert_events(tx, [(mid, at, "retry", f"{TAKEN_OVER} (a restart)") for mid in ids])
+        if ids:
+            log.warning("took back %d messages leased by the previous run; they may repeat if they were in flight", len(ids))
 
     def lock_data_dir(self, role: str) -> None:
         """A role-``all`` server owns the embedded database alone: it takes
@@ -183,10 +232,10 @@ class Platform:
                 down[task.get_name()] = "stopped"
         return down
 
-    async def _replay_simulator(self) -> None:
+    async def _replay_simulator(self, sim: Any = None) -> None:
         """A real SMSC keeps receipts it could not deliver and sends them after
         a rebind; the in-process simulator does the same after a restart."""
-        sim = self.simulator
+        sim = sim or self.simulator
         assert sim is not None
         rows = await self.store.read(
             lambda tx: tx.fetch(
@@ -204,6 +253,8 @@ class Platform:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.smpp is not None:
             await self.smpp.stop()
+        if self.bounces is not None:
+            await self.bounces.stop()
         await self.router.close()
         for channel in self.channels.values():
             await channel.stop()

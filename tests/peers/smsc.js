@@ -12,7 +12,8 @@
 //   SMSC_LOG=1            print one JSON line per submit_sm ({"event": "submit", ...})
 //   SMSC_CONTROL=1        read JSON commands on stdin, one a line:
 //                         {"mo": {"source_addr": "2547...", "destination_addr": "22141", "short_message": "hi"}}
-//                         sends a mobile-originated deliver_sm on a receiver bind
+//                         sends a mobile-originated deliver_sm on a receiver bind; prints
+//                         {"event": "mo", "ok": true|false, "short_message": ...} when answered
 const fs = require('fs');
 const smpp = require('smpp');
 const env = process.env;
@@ -138,7 +139,7 @@ if (env.SMSC_CONTROL === '1') {
       if (cmd.mo) {
         const s = receivers.values().next().value;
         if (!s) { out({ event: 'mo', ok: false, reason: 'no receiver bind' }); continue; }
-        s.deliver_sm({ esm_class: 0, ...cmd.mo }, (resp) => out({ event: 'mo', ok: resp.command_status === 0 }));
+        s.deliver_sm({ esm_class: 0, ...cmd.mo }, (resp) => out({ event: 'mo', ok: resp.command_status === 0, short_message: cmd.mo.short_message }));
       }
     }
   });

@@ -86,9 +86,19 @@ async def test_window_keeps_many_outstanding(connect: ConnectorFactory) -> None:
         await sim.stop()
 
 
-async def test_window_never_below_32(sim: SmscSimulator, connect: ConnectorFactory) -> None:
-    c = await connect(sim.port, window=4)
-    assert c.window == 32
+async def test_a_small_window_is_a_hard_limit(connect: ConnectorFactory) -> None:
+    """An operator's contracted window of 4 means four submits unanswered, never a fifth."""
+    sim = SmscSimulator("127.0.0.1", 0, latency_ms=30, receipts=False)
+    await sim.start()
+    try:
+        c = await connect(sim.port, window=4)
+        assert c.window == 4 and c.max_in_flight == 4
+        texts = ["short"] * 30 + ["x" * 400] * 5  # multi-part sends take one window slot per part
+        results = await asyncio.gather(*(c.send(outbound(t, message_id=str(i))) for i, t in enumerate(texts)))
+        assert len(results) == 35
+        assert sim.max_in_flight == 4  # the window was used, and never exceeded
+    finally:
+        await sim.stop()
 
 
 async def test_throttling_is_transient_slows_the_bind_then_succeeds(connect: ConnectorFactory) -> None:

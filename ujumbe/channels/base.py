@@ -59,15 +59,24 @@ class SendError(Exception):
         self.state = state
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 @dataclass(slots=True)
 class Receipt:
     channel: str
     operator_id: str
     state: State
-    at: int  # epoch milliseconds
+    # epoch ms: the operator's own time for the outcome (an SMPP receipt's done
+    # date) or, when it gives none, ``received_at``. Data only: SMSC clocks
+    # differ from ours, so events are timed by when Ujumbe records them.
+    at: int
     error_code: str = ""
     reason: str = ""  # normalized reason word, e.g. "absent_subscriber"
     raw: str = ""
+    # epoch ms, when Ujumbe received it: a receipt belongs only to a part sent before
+    received_at: int = field(default_factory=_now_ms)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 class UjumbeError(Exception):
     code = "error"
-    kind = "invalid"  # invalid | unauthorized | forbidden | not_found | conflict | payment | rate_limited | unavailable | down
+    kind = "invalid"  # invalid | too_large | unauthorized | forbidden | not_found | conflict | payment | rate_limited | unavailable | down
 
     def __init__(self, message: str, *, code: str | None = None, **details: object) -> None:
         super().__init__(message)
@@ -20,9 +20,23 @@ class Invalid(UjumbeError):
     code = "invalid_request"
 
 
+class TooLarge(UjumbeError):
+    """A request body over the size an entry point reads."""
+
+    code = "body_too_large"
+    kind = "too_large"
+
+
 class Unauthorized(UjumbeError):
     code = "unauthorized"
     kind = "unauthorized"
+
+
+class Forbidden(UjumbeError):
+    """Known, but not this caller's to do (e.g. a short code the operator has not granted it)."""
+
+    code = "forbidden"
+    kind = "forbidden"
 
 
 class NotFound(UjumbeError):

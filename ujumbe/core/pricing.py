@@ -44,5 +44,9 @@ class PriceTable:
                 return price
         return self._prices.get(("*", channel), self.default)
 
+    def items(self) -> list[tuple[tuple[str, str], int]]:
+        """Every price set: ((network, channel), price per part)."""
+        return list(self._prices.items())
+
     def cost(self, network: str | None, parts: int, channel: str = "sms") -> int:
         return self.per_part(network, channel) * parts

@@ -8,17 +8,21 @@ access token from ``/v1/auth/token``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ujumbe.core import emails
 from ujumbe.core.errors import Conflict, Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
 from ujumbe.core.timefmt import iso
-from ujumbe.http.common import JSON, bearer, client_address, error_status, handles_errors, read_json, services
+from ujumbe.http.common import (
+    JSON, bearer, client_address, decode_json, error_status, handles_errors, parse_id, path_id, read_body, read_json,
+    services,
+)
 from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks, reports
 from ujumbe.services.accounts import Account
@@ -57,10 +61,15 @@ class SendBody(msgspec.Struct, forbid_unknown_fields=True):
     reference: str | None = None
     callback_url: str | None = None
     send_at: dt.datetime | None = None
-    validity: int | None = None  # seconds
+    # seconds; at most 99 days, the longest an SMPP relative validity says
+    validity: Annotated[int, msgspec.Meta(ge=1, le=99 * 86400)] | None = None
     unicode: bool = False
-    channel: str = "sms"
+    channel: str | None = None  # "sms" | "email"; by default email when every "to" is an address
     meta: dict[str, Any] | None = None
+    subject: str | None = None  # email
+    html: str | None = None  # email: the HTML alternative of the text
+    from_: str | None = msgspec.field(default=None, name="from")  # email: an address at a sending domain
+    unsubscribe_url: str | None = None  # email: RFC 8058 one-click unsubscribe (https)
 
 
 class RecipientOut(msgspec.Struct):
@@ -110,6 +119,7 @@ class MessageOut(msgspec.Struct):
     submitted_at: str | None
     done_at: str | None
     events: list[EventOut] | None = None
+    subject: str | None = None  # email
 
 
 class MessagePage(msgspec.Struct):
@@ -118,9 +128,9 @@ class MessagePage(msgspec.Struct):
 
 
 class TemplateBody(msgspec.Struct, forbid_unknown_fields=True):
-    body: str
+    body: Annotated[str, msgspec.Meta(max_length=65_536)]  # far past any SMS; a long email fits
     channel: str = "sms"
-    subject: str | None = None
+    subject: Annotated[str, msgspec.Meta(max_length=998)] | None = None  # an email header line's limit
 
 
 class TemplateOut(msgspec.Struct):
@@ -192,7 +202,7 @@ class WebhookSecret(msgspec.Struct):
 
 
 class ApiKeyBody(msgspec.Struct):
-    label: str = ""
+    label: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
 class ApiKeyOut(msgspec.Struct):
@@ -259,12 +269,9 @@ def int_param(request: Request, name: str, default: int | None, *, low: int = 1,
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid(f"'{name}' must be a whole number", code="invalid_parameter") from None
-    if not low <= value <= high:
-        raise Invalid(f"'{name}' must be between {low} and {high}", code="invalid_parameter")
+    value = parse_id(raw)  # ASCII digits only: int() would take "٣" or " 5"
+    if value is None or not low <= value <= high:
+        raise Invalid(f"'{name}' must be a whole number from {low} to {high}", code="invalid_parameter")
     return value
 
 
@@ -297,7 +304,15 @@ def message_out(m: dict[str, Any]) -> MessageOut:
         error={"code": m["error_code"], "message": m["error_reason"]} if m["error_code"] or m["error_reason"] else None,
         created_at=iso(m["created_at"]) or "", submitted_at=iso(m["submitted_at"]), done_at=iso(m["done_at"]),
         events=[EventOut(e["state"], iso(e["at"]) or "", e["detail"]) for e in m["events"]] if "events" in m else None,
+        subject=_email_meta(m).get("subject"),
     )
+
+
+def _email_meta(m: dict[str, Any]) -> dict[str, Any]:
+    if m.get("channel") != "email" or not m.get("meta"):
+        return {}
+    meta = m["meta"] if isinstance(m["meta"], dict) else msgspec.json.decode(m["meta"])
+    return meta if isinstance(meta, dict) else {}
 
 
 def route(method: str, path: str, **kw: Any) -> Any:
@@ -333,7 +348,7 @@ async def refresh_token(request: Request) -> Response:
        response=ApiKeyOut, status=201)
 async def create_api_key(request: Request) -> Response:
     account = await account_of(request)
-    body = await read_json(request, ApiKeyBody) if await request.body() else ApiKeyBody()
+    body = await read_json(request, ApiKeyBody) if await read_body(request) else ApiKeyBody()
     return JSON({"api_key": await services(request).accounts.new_api_key(account.id, body.label)}, 201)
 
 
@@ -341,31 +356,37 @@ async def create_api_key(request: Request) -> Response:
 
 
 @route("POST", "/v1/messages", summary="Send a message to one or many recipients", tag="messages",
-       body=SendBody, response=SendResponse, status=202)
+       body=SendBody, response=SendResponse, status=202,
+       also={200: "A reference sent before: the original request's answer (duplicate: true); nothing is sent"})
 async def send_messages(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, SendBody)
     platform = services(request)
     if body.callback_url:
         await platform.check_callback_url(body.callback_url)
+    to = [body.to] if isinstance(body.to, str) else body.to
+    channel = body.channel or ("email" if to and all(emails.looks_like_email(str(t)) for t in to) else "sms")
+    if channel != "email" and (body.subject or body.html or body.from_ or body.unsubscribe_url):
+        raise Invalid("subject, html, from and unsubscribe_url are for channel email", code="invalid_request")
     result = await platform.messaging.send(
         account,
         SendRequest(
-            recipients=[body.to] if isinstance(body.to, str) else body.to,
-            text=body.text, template_key=body.template, params=body.params, sender=body.sender,
-            reference=body.reference, callback_url=body.callback_url, channel=body.channel,
+            recipients=to,
+            text=body.text, template_key=body.template, params=body.params, sender=body.from_ or body.sender,
+            reference=body.reference, callback_url=body.callback_url, channel=channel,
             send_at=int(body.send_at.timestamp() * 1000) if body.send_at else None,
             validity_s=body.validity, meta=body.meta, unicode=body.unicode,
+            subject=body.subject, html=body.html, unsubscribe_url=body.unsubscribe_url,
         ),
     )
     return JSON(send_response(result), 200 if result.duplicate else 202)
 
 
-@route("GET", "/v1/messages/{id:int}", summary="A message with every event of its life", tag="messages",
+@route("GET", "/v1/messages/{id:id}", summary="A message with every event of its life", tag="messages",
        response=MessageOut)
 async def get_message(request: Request) -> Response:
     account = await account_of(request)
-    msg = await services(request).messaging.message(account.id, request.path_params["id"])
+    msg = await services(request).messaging.message(account.id, path_id(request, "message"))
     return JSON(message_out(msg))
 
 
@@ -463,11 +484,8 @@ async def get_callbacks(request: Request) -> Response:
        response=CallbackSettings)
 async def put_callbacks(request: Request) -> Response:
     account = await account_of(request)
-    raw = await request.body()
-    try:
-        given = msgspec.json.decode(raw or b"{}")
-    except msgspec.DecodeError:
-        raise Invalid("The body is not valid JSON", code="invalid_json") from None
+    raw = await read_body(request)
+    given = decode_json(raw, Any) if raw.strip() else {}
     if not isinstance(given, dict):
         raise Invalid("A JSON object was expected", code="invalid_json")
     unknown = set(given) - {"dlr_url", "inbound_url", "subscription_url"}
@@ -527,11 +545,11 @@ async def list_callbacks(request: Request) -> Response:
     return JSON(CallbackPage(data, str(rows[-1]["id"]) if len(rows) == limit else None))
 
 
-@route("POST", "/v1/callbacks/{id:int}/retry", summary="Send a callback again (e.g. one that failed)",
+@route("POST", "/v1/callbacks/{id:id}/retry", summary="Send a callback again (e.g. one that failed)",
        tag="callbacks", status=202)
 async def retry_callback(request: Request) -> Response:
     account = await account_of(request)
-    await services(request).callback_log.retry(account.id, request.path_params["id"])
+    await services(request).callback_log.retry(account.id, path_id(request, "callback"))
     return JSON({"status": "pending"}, 202)
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ujumbe.core.errors import Invalid
 from ujumbe.dialects.native import account_of, iso, route
-from ujumbe.http.common import JSON, read_json, services
+from ujumbe.http.common import JSON, path_id, read_json, services
 from ujumbe.services.premium import Service, Subscription
 from ujumbe.services.senders import Sender
 
@@ -113,64 +113,68 @@ async def list_services(request: Request) -> Response:
     return JSON([service_out(s) for s in await services(request).premium.list(account.id)])
 
 
-@route("POST", "/v1/premium-services", summary="Register a premium service on a short code (claims the "
-       "short code for inbound messages)", tag="premium", body=ServiceBody, response=ServiceOut, status=201)
+@route("POST", "/v1/premium-services", summary="Register a premium service on a short code the operator "
+       "granted this account (`ujumbe numbers add`); its inbound messages come here", tag="premium", body=ServiceBody, response=ServiceOut, status=201)
 async def create_service(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, ServiceBody)
     service = await services(request).premium.create(
         account.id, shortcode=body.shortcode, kind=body.type, keywords=body.keywords, name=body.name,
-        api_token=body.api_token, service_id=body.service_id,
+        api_token=body.api_token, service_id=body.service_id, granted_only=True,
     )
     return JSON(service_out(service), 201)
 
 
-@route("GET", "/v1/premium-services/{id:int}", summary="One premium service", tag="premium", response=ServiceOut)
+@route("GET", "/v1/premium-services/{id:id}", summary="One premium service", tag="premium", response=ServiceOut)
 async def get_service(request: Request) -> Response:
     account = await account_of(request)
-    return JSON(service_out(await services(request).premium.get(account.id, request.path_params["id"])))
+    return JSON(service_out(await services(request).premium.get(account.id, _service_id(request))))
 
 
-@route("PATCH", "/v1/premium-services/{id:int}", summary="Change a service's keywords, name or api_token "
+@route("PATCH", "/v1/premium-services/{id:id}", summary="Change a service's keywords, name or api_token "
        "(an empty api_token clears it)", tag="premium", body=ServicePatch, response=ServiceOut)
 async def patch_service(request: Request) -> Response:
     account = await account_of(request)
     body = await read_json(request, ServicePatch)
     service = await services(request).premium.update(
-        account.id, request.path_params["id"], keywords=body.keywords, name=body.name,
+        account.id, _service_id(request), keywords=body.keywords, name=body.name,
         api_token=body.api_token or None, clear_token=body.api_token == "",
     )
     return JSON(service_out(service))
 
 
-@route("GET", "/v1/premium-services/{id:int}/subscribers", summary="Subscribers of a service",
+@route("GET", "/v1/premium-services/{id:id}/subscribers", summary="Subscribers of a service",
        tag="premium", response=list[SubscriberOut], query={"all": "1 to include deactivated subscribers"})
 async def list_subscribers(request: Request) -> Response:
     account = await account_of(request)
     everyone = request.query_params.get("all") in ("1", "true")
-    subs = await services(request).premium.subscribers(account.id, request.path_params["id"],
+    subs = await services(request).premium.subscribers(account.id, _service_id(request),
                                                               active_only=not everyone)
     return JSON([subscriber_out(s) for s in subs])
 
 
-@route("PUT", "/v1/premium-services/{id:int}/subscribers/{mobile}", summary="Activate a subscriber",
+@route("PUT", "/v1/premium-services/{id:id}/subscribers/{mobile}", summary="Activate a subscriber",
        tag="premium", response=SubscriberOut)
 async def activate_subscriber(request: Request) -> Response:
     account = await account_of(request)
     sub, _ = await services(request).premium.subscribe(
-        account.id, request.path_params["id"], _mobile(request), region=account.region
+        account.id, _service_id(request), _mobile(request), region=account.region
     )
     return JSON(subscriber_out(sub))
 
 
-@route("DELETE", "/v1/premium-services/{id:int}/subscribers/{mobile}", summary="Deactivate a subscriber",
+@route("DELETE", "/v1/premium-services/{id:id}/subscribers/{mobile}", summary="Deactivate a subscriber",
        tag="premium", status=204)
 async def deactivate_subscriber(request: Request) -> Response:
     account = await account_of(request)
     await services(request).premium.unsubscribe(
-        account.id, request.path_params["id"], _mobile(request), region=account.region
+        account.id, _service_id(request), _mobile(request), region=account.region
     )
     return Response(status_code=204)
+
+
+def _service_id(request: Request) -> int:
+    return path_id(request, "premium service", code="service_not_found")
 
 
 def _mobile(request: Request) -> str:

@@ -119,8 +119,10 @@ async def start_verification(request: Request) -> Response:
        "too_many_attempts", tag="verifications", body=CheckBody, response=CheckOut)
 async def check_verification(request: Request) -> Response:
     account = await account_of(request)
+    verifications = services(request).verifications
+    await verifications.get(account, request.path_params["id"])  # an unknown id is a 404 whatever the body
     body = await read_json(request, CheckBody)
-    checked = await services(request).verifications.check(account, request.path_params["id"], body.code)
+    checked = await verifications.check(account, request.path_params["id"], body.code)
     v = checked.verification
     return JSON(CheckOut(v["id"], checked.result, checked.result == "approved", v["status"], checked.attempts_left))
 

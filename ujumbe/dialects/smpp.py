@@ -456,7 +456,8 @@ class SmppGateway:
 
     async def _query(self, customer: Customer, pdu: Pdu) -> Pdu:
         message_id = str(pdu.fields.get("message_id") or "").strip()
-        if not message_id.isdigit():
+        # ASCII digits below 2^63, what the store holds (larger ones failed there: RSYSERR)
+        if not (message_id.isascii() and message_id.isdigit()) or len(message_id) > 19 or int(message_id) >= 2**63:
             return pdu.response(ESME_RINVMSGID)
         try:
             msg = await self.platform.messaging.message(customer.id, int(message_id), with_events=False)

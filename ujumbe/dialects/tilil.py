@@ -17,7 +17,6 @@ import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -26,7 +25,7 @@ from ujumbe.core import numbers
 from ujumbe.core.errors import InsufficientCredit, NotFound, RateLimited, StoreUnavailable, UjumbeError, Unauthorized
 from ujumbe.core.pricing import display
 from ujumbe.core.states import TILIL_DELIVERY, State, tilil_delivery_code
-from ujumbe.http.common import JSON, client_address, services
+from ujumbe.http.common import JSON, MAX_ID, client_address, decode_json, parse_id, read_body, services
 from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
 from ujumbe.services.messaging import Recipient, SendRequest, SendResult
@@ -115,11 +114,14 @@ def delivery_code(state: State, *reasons: str | None) -> tuple[int, str]:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
     try:
-        data = msgspec.json.decode(raw) if raw else None
-    except msgspec.DecodeError:
-        data = None
+        raw = await read_body(request)
+        data = decode_json(raw, Any) if raw.strip() else None
+    except UjumbeError as exc:  # too large, not JSON, nested too deep, NUL characters
+        if exc.code in ("invalid_json", "validation_error"):
+            data = None
+        else:
+            raise TililError("1009", f"unsupported data type: {exc.message}") from None
     if not isinstance(data, dict):
         raise TililError("1009", "unsupported data type: send a JSON object")
     return data
@@ -151,16 +153,22 @@ async def _account(request: Request, api_key: Any) -> Account:
 
 
 def _service_id(data: dict[str, Any]) -> int:
+    """The service_id asked for (0: none); one above any stored id is kept
+    as ``NO_SUCH_SERVICE``, which no lookup finds."""
     raw = _text(data, "service_id")
     if raw in (None, ""):
         return 0
-    try:
-        value = int(raw)  # type: ignore[arg-type]
-    except ValueError:
-        raise TililError("1009", f"unsupported data type: service_id '{raw}' is not a number") from None
-    if value < 0:
+    value = parse_id(raw or "")  # ASCII digits only: int() would take "٣"
+    if value is None:
+        if raw and raw.isascii() and raw.isdigit():
+            return NO_SUCH_SERVICE
         raise TililError("1009", f"unsupported data type: service_id '{raw}' is not a number")
     return value
+
+
+# Any service_id past what the store holds (2^63 and up): like an unknown
+# one it names no service, and it is never looked up.
+NO_SUCH_SERVICE = MAX_ID + 1
 
 
 def _respond(rows: list[dict[str, Any]] | dict[str, Any], response_type: str) -> Response:
@@ -301,6 +309,8 @@ async def _send_premium(
     premium = services(request).premium
     sid = _service_id(data)
     try:
+        if sid == NO_SUCH_SERVICE:
+            raise NotFound("no such service")
         service: Service = await premium.get(account.id, sid)
     except NotFound:
         raise TililError("1010", f"unsupported request type: no service_id {sid} on this account") from None
@@ -335,10 +345,11 @@ async def getdlr(request: Request) -> Response:
     try:
         account = await _account(request, request.query_params.get("api_key"))
         raw = (request.query_params.get("messageId") or request.query_params.get("message_id") or "").strip()
-        if not raw.isdigit():
+        message_id = parse_id(raw)  # ASCII digits up to 2^63-1: "²" and "٣" pass str.isdigit
+        if message_id is None:
             raise TililError("1009", "No dlr")
         try:
-            msg = await services(request).messaging.message(account.id, int(raw), with_events=False)
+            msg = await services(request).messaging.message(account.id, message_id, with_events=False)
         except NotFound:
             raise TililError("1009", "No dlr") from None
         state = State(msg["state"])
@@ -375,6 +386,8 @@ async def subscribermanage(request: Request) -> Response:
         premium = services(request).premium
         sid = _service_id(data)
         try:
+            if sid == NO_SUCH_SERVICE:
+                raise NotFound("no such service", code="service_not_found")
             if option == "activation":
                 _, number = await premium.subscribe(account.id, sid, mobile, region=account.region)
             else:

@@ -21,7 +21,9 @@ from starlette.responses import Response
 
 from ujumbe.core.errors import ChannelUnavailable, Invalid, UjumbeError
 from ujumbe.core.states import State, tingg_status
-from ujumbe.http.common import Handler, JSON, bearer, client_address, decode_json, error_status, handles_errors, services
+from ujumbe.http.common import (
+    Handler, JSON, bearer, client_address, check_value, decode_json, error_status, handles_errors, read_body, services,
+)
 from ujumbe.http.openapi import Api
 from ujumbe.services import callbacks
 from ujumbe.services.messaging import SendRequest, SendResult
@@ -133,7 +135,7 @@ def route(
 @route("POST", "/api/v1/cas/authenticate", cas_error, summary="Get a bearer token", tag="tingg",
        body=AuthBody, response=Tokens, auth=False)
 async def authenticate(request: Request) -> Response:
-    body = decode_json(await request.body(), AuthBody)
+    body = decode_json(await read_body(request), AuthBody)
     if not body.username.strip() or not body.password:
         raise Invalid("username and password are required", code="missing_login")
     accounts = services(request).accounts
@@ -144,10 +146,11 @@ async def authenticate(request: Request) -> Response:
 @route("POST", "/api/v1/cas/refresh", cas_error, summary="Trade a refresh token for new tokens (works once)",
        tag="tingg", body=RefreshBody, response=Tokens, auth=False)
 async def refresh(request: Request) -> Response:
-    raw = await request.body()
+    raw = await read_body(request)
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         # the OAuth 2.0 form: grant_type=refresh_token&refresh_token=...
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+        check_value(form)
         if not form.get("refresh_token"):
             raise Invalid("refresh_token is required", code="missing_refresh_token")
         body = RefreshBody(form["refresh_token"], form.get("grant_type"))
@@ -174,10 +177,13 @@ def _channels(given: list[str] | None) -> list[str]:
     return kinds or ["sms"]
 
 
-def _reply(result: SendResult) -> Response:
-    rejected = [r for r in result.recipients if r.message_id is None or r.state == State.REJECTED.value]
+def _reply(results: list[SendResult]) -> Response:
+    # one answer for every channel of the request, under the first one's transactionID
+    result = results[0]
+    everyone = [r for res in results for r in res.recipients]
+    rejected = [r for r in everyone if r.message_id is None or r.state == State.REJECTED.value]
     detail = "; ".join(f"{r.input}: {r.error}" for r in rejected[:10])
-    if not result.accepted:
+    if not any(res.accepted for res in results):
         return JSON(Envelope(result.request_id, 400, f"No message was queued: {detail}"), status_code=400)
     if result.duplicate:
         text = "Duplicate referenceID: this request was already received; nothing new was sent."
@@ -191,7 +197,7 @@ def _reply(result: SendResult) -> Response:
 async def engagement(request: Request) -> Response:
     platform = services(request)
     account = await platform.accounts.authenticate_bearer(bearer(request), client_address(request))
-    body = decode_json(await request.body(), EngagementBody)
+    body = decode_json(await read_body(request), EngagementBody)
     reference = body.referenceID.strip()
     if not reference:
         raise Invalid("referenceID is required and must not be empty", code="missing_reference")
@@ -213,6 +219,7 @@ async def engagement(request: Request) -> Response:
     sends: list[SendRequest] = []
     for kind in kinds:
         meta: dict[str, Any]
+        subject = None
         if kind == "sms":
             sms = body.smsDto
             if sms is None:
@@ -227,18 +234,22 @@ async def engagement(request: Request) -> Response:
             if not to:
                 raise Invalid("emailDto.email must list at least one recipient", code="missing_recipients")
             text, params, meta = mail.message, mail.params, {"extraData": mail.extraData}
+            subject = mail.subject
         meta = {"notificationType": notification, **{k: v for k, v in meta.items() if v is not None}}
         sends.append(SendRequest(
             recipients=to, text=text, template_key=notification, params=params,
             # one referenceID covers the whole request; each further channel is
             # its own stored request, so it gets a derived reference
             reference=reference if not sends else f"{reference}#{kind.upper()}",
-            callback_url=callback_url, channel=kind, dialect="tingg", meta=meta,
+            callback_url=callback_url, channel=kind, dialect="tingg", meta=meta, subject=subject,
             # an OTP's code is in its params: kept masked at rest, never shown
             conceal=kind == "sms" and (meta.get("smsType") or "").upper() == "OTP" and bool(params),
         ))
+    if len(sends) > 1 and any(r.channel == "email" for r in sends):
+        # an email that cannot have a From must not leave the SMS half sent
+        await platform.domains.sender_for(account.id, None)
     results = [await platform.messaging.send(account, req) for req in sends]
-    return _reply(results[0])
+    return _reply(results)
 
 
 # --- callbacks ---
@@ -261,16 +272,20 @@ def dlr_payload(msg: dict[str, Any], event: callbacks.Event) -> dict[str, Any] |
     code, description = tingg_status(state, reached_operator=bool(msg.get("submitted_at")))
     if event.reason and state.final and state != State.DELIVERED:
         description = f"{description}: {event.reason}"  # "check description to determine what is wrong"
-    return {
+    out = {
         "refId": f"{msg['request_id']}_{msg['id']}",
         "status": code,
-        "msisdn": msg["recipient"],
+        "msisdn": msg["recipient"],  # "the recipient address": an email's address too
         "statusDescription": description,
         "timestamp": _iso(event.at),
         "receivedDateTime": _stamp(msg["created_at"]),
         "submitDateTime": _stamp(msg.get("submitted_at")),
         "doneDateTime": _stamp(msg.get("done_at")) if state.final else None,
     }
+    if msg.get("channel") == "email":
+        out["email"] = msg["recipient"]
+        out["channel"] = "EMAIL"
+    return out
 
 
 callbacks.register("tingg", callbacks.Format(dlr=dlr_payload))

@@ -24,8 +24,9 @@ from ujumbe.dialects.native import (
     Injected, InboundBody, SubscriptionNoticeBody, error_response, inject_notice, injected, int_param, iso,
 )
 from ujumbe.dialects.native import route as native_route
-from ujumbe.http.common import Handler, JSON, bearer, client_address, handles_errors, read_json, services
-from ujumbe.http.common import decode_json as read_body
+from ujumbe.http.common import (
+    Handler, JSON, bearer, client_address, decode_json, handles_errors, path_id, read_body, read_json, services,
+)
 from ujumbe.http.openapi import Api
 from ujumbe.services import reports
 from ujumbe.services.routing import ROUTE_KINDS
@@ -45,8 +46,10 @@ class ConnectorBody(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     host: str
     port: int
-    system_id: str
-    password: str
+    system_id: str = ""  # SMPP system_id; an SMTP connector's AUTH username (empty: no AUTH)
+    password: str | None = None  # required for SMPP
+    kind: str = "smpp"  # smpp | smtp
+    options: dict[str, Any] | None = None  # smtp: starttls, verify, bounce_domain
     system_type: str = ""
     bind: str = "transceiver"
     binds: int = 1
@@ -72,6 +75,7 @@ class ConnectorPatch(msgspec.Struct, forbid_unknown_fields=True):
     data_coding: str | msgspec.UnsetType = msgspec.UNSET
     long_messages: str | msgspec.UnsetType = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    options: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ConnectorStatus(msgspec.Struct):
@@ -99,6 +103,25 @@ class ConnectorOut(msgspec.Struct):
     created_at: str | None
     updated_at: str | None
     status: ConnectorStatus | None  # null when this process does not run the connector (an API-only process)
+    options: dict[str, Any] | None = None
+
+
+class DomainBody(msgspec.Struct, forbid_unknown_fields=True):
+    domain: str
+    selector: str | None = None
+
+
+class DomainOut(msgspec.Struct):
+    domain: str
+    account_id: str
+    selector: str
+    dns_name: str  # publish a TXT record here ...
+    dns_txt: str  # ... with this value
+    created_at: int
+
+
+class DomainList(msgspec.Struct):
+    data: list[DomainOut]
 
 
 class ConnectorList(msgspec.Struct):
@@ -210,10 +233,7 @@ async def admin_only(request: Request) -> None:
 
 
 def _route_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise NotFound(f"No route {raw}", code="route_not_found")
-    return int(raw)
+    return path_id(request, "route", code="route_not_found")
 
 
 def admin_route(method: str, path: str, **kw: Any) -> Any:
@@ -283,6 +303,33 @@ async def delete_connector(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# --- /admin/v1/accounts/{id}/domains: email sending domains ---
+
+
+@admin_route("POST", "/admin/v1/accounts/{account_id}/domains",
+             summary="Give an account an email sending domain; generates its DKIM key (publish dns_txt at dns_name)",
+             tag="email", body=DomainBody, response=DomainOut, status=201)
+async def add_domain(request: Request) -> Response:
+    await admin_only(request)
+    body = await read_json(request, DomainBody)
+    return JSON(await services(request).domains.add(request.path_params["account_id"], body.domain, selector=body.selector), 201)
+
+
+@admin_route("GET", "/admin/v1/accounts/{account_id}/domains", summary="An account's sending domains", tag="email",
+             response=DomainList)
+async def list_domains(request: Request) -> Response:
+    await admin_only(request)
+    return JSON({"data": await services(request).domains.list(request.path_params["account_id"])})
+
+
+@admin_route("DELETE", "/admin/v1/domains/{domain}", summary="Remove a sending domain and its key", tag="email",
+             status=204)
+async def delete_domain(request: Request) -> Response:
+    await admin_only(request)
+    await services(request).domains.remove(request.path_params["domain"])
+    return Response(status_code=204)
+
+
 # --- /admin/v1/routes ---
 
 
@@ -305,7 +352,7 @@ async def create_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
-@admin_route("DELETE", "/admin/v1/routes/{id}", summary="Remove a route", tag="routes", status=204)
+@admin_route("DELETE", "/admin/v1/routes/{id:id}", summary="Remove a route", tag="routes", status=204)
 async def delete_route(request: Request) -> Response:
     await admin_only(request)
     await services(request).routing.remove_route(_route_id(request))
@@ -355,8 +402,8 @@ async def approve_sender(request: Request) -> Response:
 async def reject_sender(request: Request) -> Response:
     await admin_only(request)
     p = request.path_params
-    raw = await request.body()
-    body = read_body(raw, SenderRejectBody) if raw.strip() else SenderRejectBody()
+    raw = await read_body(request)
+    body = decode_json(raw, SenderRejectBody) if raw.strip() else SenderRejectBody()
     return JSON(sender_out(await services(request).senders.reject(p["account_id"], p["name"], body.reason)))
 
 
@@ -430,7 +477,7 @@ async def create_account_route(request: Request) -> Response:
     return JSON(route_out(route), 201)
 
 
-@native_route("DELETE", "/v1/routes/{id}", summary="Remove one of this account's routes", tag="routes", status=204)
+@native_route("DELETE", "/v1/routes/{id:id}", summary="Remove one of this account's routes", tag="routes", status=204)
 async def delete_account_route(request: Request) -> Response:
     account_id = await _account_id(request)
     await services(request).routing.remove_route(_route_id(request), account_id=account_id)

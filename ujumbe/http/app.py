@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from ujumbe import dialects
 from ujumbe.dialects import native
-from ujumbe.http import admin
+from ujumbe.http import admin, dashboard
 from ujumbe.http import health as health_checks
 from ujumbe.http import exchanges  # noqa: F401  (registers GET /v1/messages/{id}/exchanges)
 from ujumbe import metrics
@@ -127,6 +127,7 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
         Route("/docs", docs_page),
         *(route for module in dialects.MODULES for route in module.routes()),
         *admin.routes(),  # platform admin (/admin/v1)
+        *dashboard.routes(),  # the web dashboard (/dashboard)
     ]
     app = Starlette(
         routes=hot_first(routes, HOT_PATHS),

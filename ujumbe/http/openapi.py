@@ -30,6 +30,7 @@ class Operation:
     status: int = 200
     query: dict[str, str] = field(default_factory=dict)
     auth: bool = True
+    also: dict[int, str] = field(default_factory=dict)  # other success statuses (same body), and when
 
 
 class Api:
@@ -44,11 +45,11 @@ class Api:
 
     def route(
         self, method: str, path: str, *, summary: str, tag: str, body: Any = None, response: Any = None,
-        status: int = 200, query: dict[str, str] | None = None, auth: bool = True,
+        status: int = 200, query: dict[str, str] | None = None, auth: bool = True, also: dict[int, str] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
-                Operation(method, path, handler, summary, tag, body, response, status, query or {}, auth)
+                Operation(method, path, handler, summary, tag, body, response, status, query or {}, auth, also or {})
             )
             return handler
 
@@ -71,8 +72,8 @@ class Api:
         for op in self.operations:
             item: dict[str, Any] = {"summary": op.summary, "tags": [op.tag], "operationId": op.handler.__name__}
             params = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in _path_params(op.path)
+                {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(kind, {"type": "string"})}
+                for name, kind in _path_params(op.path)
             ]
             params += [
                 {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": desc}
@@ -87,6 +88,7 @@ class Api:
                 ok["content"] = {"application/json": {"schema": ref[id(op.response)]}}
             item["responses"] = {
                 str(op.status): ok,
+                **{str(code): {**ok, "description": why} for code, why in op.also.items()},
                 "4XX": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             }
             if op.auth:
@@ -129,8 +131,15 @@ def _dispatch(handlers: dict[str, Handler]) -> Handler:
     return endpoint
 
 
-def _path_params(path: str) -> list[str]:
-    return [seg[1:-1].split(":")[0] for seg in path.split("/") if seg.startswith("{")]
+# ``{id:id}`` (see ujumbe.http.common.IdConvertor): an id as the store keeps it.
+_PATH_SCHEMAS = {"id": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}}
+
+
+def _path_params(path: str) -> list[tuple[str, str]]:
+    """(name, convertor) of each ``{name:convertor}`` in ``path``."""
+    return [
+        (name, kind) for name, _, kind in (seg[1:-1].partition(":") for seg in path.split("/") if seg.startswith("{"))
+    ]
 
 
 def _openapi_path(path: str) -> str:

@@ -340,6 +340,11 @@ class Accounts:
             self._key_cache.popitem(last=False)
         return account
 
+    def forget_cached_keys(self) -> None:
+        """Drop the key cache, so a key just revoked (or an account just
+        suspended) is refused at once in this process, not after the TTL."""
+        self._key_cache.clear()
+
     async def authenticate_api_key(self, api_key: str, client: str = "") -> Account:
         """The active account holding this key; unknown keys and disabled
         accounts are told apart by the error code (some dialects need that).

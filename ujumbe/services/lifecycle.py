@@ -113,11 +113,12 @@ async def transition(
 
 
 async def _settle(tx: Tx, msg: dict[str, Any], final: State) -> tuple[str, int]:
-    """What the operator took we pay for; what never reached it is refunded.
+    """What the operator took we pay for; what never reached it is refunded
+    (also a message that expired before it could be sent: an outage).
     Returns the charge state and the message's new cost: what it finally cost
     the account (the price stays in the ledger's charge row), so every answer
     and callback that shows a message's cost shows what was charged."""
-    if final.reached_operator or msg.get("submitted_at"):
+    if msg.get("submitted_at") or (final.reached_operator and final != State.EXPIRED):
         return "settled", msg["cost"]
     if msg["cost"]:
         await accounts_q.add_ledger(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ujumbe import metrics
-from ujumbe.core import encoding, numbers, templates
+from ujumbe.core import emails, encoding, numbers, templates
 from ujumbe.core.errors import ChannelUnavailable, InsufficientCredit, Invalid, NotFound
 from ujumbe.core.pricing import PriceTable, display
 from ujumbe.core.states import State
@@ -68,6 +68,11 @@ class SendRequest:
     # ``masked_text``) and reaches the dispatcher sealed (SEALED_BODY).
     conceal: bool = False
     masked_text: str | None = None
+    # Email: the subject (a template's wins), an HTML alternative, and the
+    # RFC 8058 one-click unsubscribe URL for bulk sends.
+    subject: str | None = None
+    html: str | None = None
+    unsubscribe_url: str | None = None
     # Per-recipient policy (sender name networks, premium subscriptions): an
     # (error_code, reason) rejects that recipient alone; None lets it through.
     check: Callable[[numbers.PhoneNumber], Awaitable[tuple[str, str] | None]] | None = None
@@ -109,8 +114,10 @@ class Messaging:
     def __init__(
         self, store: Store, *, validity_s: int = 48 * 3600, channels: set[str] | None = None,
         seal: Callable[[str], str] | None = None, senders: Senders | None = None, urls: CallbackUrls | None = None,
+        domains: Any = None,
     ) -> None:
         self.store = store
+        self.domains = domains  # services.emails.SendingDomains: email From addresses
         self.seal = seal  # encrypts concealed texts at rest (services/sealing.py)
         # who holds which sender name: no account sends as another's
         self.senders = senders if senders is not None else Senders(store)
@@ -136,13 +143,13 @@ class Messaging:
         """The text to send: the account's template for the key, else the
         request's own text; placeholders filled only if the sender asked (a
         template, or ``params``)."""
-        body, subject, templated = req.text, None, False
+        body, subject, templated = req.text, req.subject, False
         if req.template_key:
             tpl = await self.store.read(
                 lambda tx: accounts_q.get_template(tx, account.id, req.template_key, req.channel)  # type: ignore[arg-type]
             )
             if tpl is not None:
-                body, subject, templated = tpl["body"], tpl["subject"], True
+                body, subject, templated = tpl["body"], tpl["subject"] or req.subject, True
         if body is None or body == "":
             if req.template_key:
                 raise Invalid(
@@ -186,6 +193,10 @@ class Messaging:
         if req.sender:
             await self.senders.check_use(account.id, req.sender)
         body, subject = await self.resolve_text(account, req)
+        email = req.channel == "email"
+        html = None
+        if email:
+            html = await self._check_email(account, req, body, subject)
         stored_body, sealed = body, None
         if req.conceal:
             if self.seal is None:
@@ -197,17 +208,20 @@ class Messaging:
                     account, dataclasses.replace(req, params={k: masked(v) for k, v in req.params.items()})
                 )
             sealed = self.seal(body)
-        try:
-            encoding.check_length(body, account.max_chars)
-        except encoding.MessageTooLong as exc:
-            raise Invalid(
-                f"The message has {exc.length} characters; the limit is {exc.limit}", code="message_too_long"
-            ) from None
-        enc, parts = (
-            (encoding.UCS2, len(encoding.segment(body, force=encoding.UCS2).parts))
-            if req.unicode
-            else encoding.count_parts(body)
-        )
+        if email:
+            enc, parts = "utf-8", 1  # one message whatever its size or script
+        else:
+            try:
+                encoding.check_length(body, account.max_chars)
+            except encoding.MessageTooLong as exc:
+                raise Invalid(
+                    f"The message has {exc.length} characters; the limit is {exc.limit}", code="message_too_long"
+                ) from None
+            enc, parts = (
+                (encoding.UCS2, len(encoding.segment(body, force=encoding.UCS2).parts))
+                if req.unicode
+                else encoding.count_parts(body)
+            )
         prices = await self.prices()
         now = now_ms()
         validity = req.validity_s or self.validity_s
@@ -218,6 +232,22 @@ class Messaging:
         total = 0
         for raw in req.recipients:
             raw = str(raw).strip()
+            if email:
+                try:
+                    address = emails.normalize(raw).address
+                except emails.InvalidAddress as exc:
+                    recipients.append(Recipient(raw, raw, None, State.REJECTED.value, error_code="invalid_address",
+                                                error=exc.reason))
+                    continue
+                if address in seen:
+                    recipients.append(Recipient(raw, address, None, State.REJECTED.value, error_code="duplicate_recipient",
+                                                error=f"{address} appears twice in this request"))
+                    continue
+                seen.add(address)
+                cost = prices.cost(None, parts, req.channel)
+                total += cost
+                recipients.append(Recipient(raw, address, None, State.QUEUED.value, None, parts, cost))
+                continue
             try:
                 number = numbers.normalize(raw, account.region)
             except numbers.InvalidNumber as exc:
@@ -248,6 +278,10 @@ class Messaging:
             message_meta[SEALED_BODY] = sealed
         if subject:
             message_meta["subject"] = subject
+        if html:
+            message_meta["html"] = html
+        if email and req.unsubscribe_url:
+            message_meta["unsubscribe_url"] = req.unsubscribe_url
         msg_meta = json.dumps(message_meta) if message_meta else None
         initial = State.QUEUED if start == now else State.ACCEPTED
         accepted = [r for r in recipients if r.state == State.QUEUED.value]
@@ -318,6 +352,33 @@ class Messaging:
             assert found is not None
             return found
         return result
+
+    async def _check_email(self, account: Account, req: SendRequest, body: str, subject: str | None) -> str | None:
+        """Checks an email's parts and sets its From; returns the HTML alternative (filled like the text)."""
+        if self.domains is None:
+            raise ChannelUnavailable("The email channel is not configured on this server")
+        if not subject or not subject.strip():
+            raise Invalid("An email needs a subject (in the request or the template)", code="missing_subject")
+        if len(subject) > emails.MAX_SUBJECT or "\n" in subject or "\r" in subject:
+            raise Invalid(f"The subject must be one line of at most {emails.MAX_SUBJECT} characters",
+                          code="invalid_subject")
+        if len(body) > emails.MAX_TEXT:
+            raise Invalid(f"The text is longer than {emails.MAX_TEXT} characters", code="message_too_long")
+        html = req.html
+        if html is not None:
+            if len(html) > emails.MAX_HTML:
+                raise Invalid(f"The HTML is longer than {emails.MAX_HTML} characters", code="message_too_long")
+            if req.params:
+                try:
+                    html = templates.render(html, req.params)
+                except templates.TemplateError as exc:
+                    raise Invalid(f"The message needs values for: {', '.join(exc.missing)}",
+                                  code="missing_params", missing=exc.missing) from None
+        url = req.unsubscribe_url
+        if url is not None and (not url.startswith("https://") or len(url) > 2000 or any(c in url for c in "<> \r\n")):
+            raise Invalid("unsubscribe_url must be an https URL (RFC 8058 one-click)", code="invalid_unsubscribe_url")
+        req.sender = await self.domains.sender_for(account.id, req.sender)
+        return html
 
     async def request_by_reference(self, account_id: str, reference: str) -> SendResult | None:
         async def unit(tx: Tx) -> SendResult | None:

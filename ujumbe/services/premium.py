@@ -24,7 +24,7 @@ from typing import Any
 from cryptography.fernet import InvalidToken
 
 from ujumbe.core import numbers
-from ujumbe.core.errors import Conflict, Invalid, NotFound
+from ujumbe.core.errors import Conflict, Forbidden, Invalid, NotFound
 from ujumbe.core.numbers import PhoneNumber
 from ujumbe.services import callbacks, reports
 from ujumbe.store import Store, Tx, now_ms
@@ -164,9 +164,11 @@ class Premium:
     async def create(
         self, account_id: str, *, shortcode: str, kind: str, keywords: list[str] | None = None,
         name: str | None = None, api_token: str | None = None, service_id: int | None = None,
-        dialect: str = "tilil",
+        dialect: str = "tilil", granted_only: bool = False,
     ) -> Service:
-        """Register a service and claim its short code for the account."""
+        """Register a service and claim its short code for the account. With
+        ``granted_only`` (an account asking for itself) the short code must be
+        one the operator already gave it: short codes are granted, not taken."""
         shortcode = shortcode.strip()
         if not re.fullmatch(r"[0-9]{3,8}", shortcode):
             raise Invalid(f"'{shortcode}' is not a short code (3-8 digits)", code="invalid_shortcode")
@@ -183,6 +185,12 @@ class Premium:
             owner = await q.number_owner(tx, shortcode)
             if owner is not None and owner != account_id:
                 raise Conflict(f"Short code {shortcode} belongs to another account", code="shortcode_taken")
+            if owner is None and granted_only:
+                raise Forbidden(
+                    f"Short code {shortcode} is not yours yet: the operator grants short codes "
+                    f"(`ujumbe numbers add ACCOUNT {shortcode}`, or `ujumbe services add`)",
+                    code="shortcode_not_granted",
+                )
             taken = await q.keywords_on(tx, shortcode) & set(words)
             if taken:
                 raise Conflict(

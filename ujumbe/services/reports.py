@@ -1,10 +1,19 @@
 """What channels tell us after a send: receipts and inbound messages.
 
 Channels call ``receipt`` and ``inbound`` from their own tasks; both are
-buffered and applied in batches, so a burst of receipts costs one commit.
-A receipt whose submit has not been recorded yet is held for a moment and
-tried again, then parked in ``early_receipts`` and applied when the submit
-is recorded.
+buffered and applied in batches, so a burst of receipts costs one commit, and
+each call returns only once what it handed over is committed: a channel
+acknowledges to the operator after that (an SMSC resends what we did not
+acknowledge, so a crash loses nothing it was told we have).
+
+A receipt moves exactly one part: the newest part with its operator id on its
+connector that was sent before the receipt came and whose validity has not
+long ended (SMSCs that restart count their ids from 1 again, so older parts
+may share the id). When that part is already final the receipt is a duplicate
+and only kept as an event. A receipt whose submit has not been recorded yet
+(its id is among this process's unrecorded sends, or it matches nothing) is
+held for a moment and tried again, then parked in ``early_receipts`` and
+applied when the submit is recorded; one that never matches is dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,75 +41,137 @@ from ujumbe.aio import wait_any
 
 log = logging.getLogger("ujumbe.reports")
 
+# A receipt is a part's only if it came after the part was sent; the host that
+# sent and the one that received may disagree on the time by this much.
+CLOCK_SLACK_MS = 2_000
+# An SMSC expires a message on its own clock and reports it; a receipt this
+# long after its message's validity ended is still its (kept as an event).
+LATE_GRACE_MS = 3_600_000
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def receipt_detail(r: Receipt) -> str:
+    """The event detail: the receipt as the operator wrote it, with the
+    operator's own time for the outcome when it differs from when it came."""
+    when = f" (operator's time {_iso(r.at)})" if abs(r.at - r.received_at) >= 1000 else ""
+    return f"receipt {r.operator_id}{when}: {r.raw or r.state.value}"[:300]
+
 
 async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
     """Apply receipts in the order they came; returns those that match no
     submitted part (yet). Parts, messages and part states are looked up for
     the whole batch at once rather than receipt by receipt."""
+    now = now_ms()
     by_connector: dict[str, list[Receipt]] = {}
     for r in receipts:
         by_connector.setdefault(r.channel, []).append(r)
-    hits: dict[int, list[tuple[int, int]]] = {}  # id(receipt) -> its (message, part)s
+    hits: dict[int, tuple[int, int]] = {}  # id(receipt) -> its (message, part)
     for connector, rs in by_connector.items():
+        valid_after = min(r.received_at for r in rs) - LATE_GRACE_MS
         # The id as the receipt spells it first: an SMSC mostly writes receipts
         # the way it answered submit_sm, and one lookup per receipt is cheaper
         # than one per spelling. Only those not found are tried in every spelling.
-        found: dict[str, list[tuple[int, int]]] = {}
+        found: dict[str, list[tuple[int, int, int, int]]] = {}  # id -> (sent_at, message, part, expires_at)
         exact = sorted({r.operator_id.strip() for r in rs})
-        for message_id, part, op_id in await q.parts_by_operator_ids(tx, connector, exact):
-            found.setdefault(op_id, []).append((message_id, part))
+        for message_id, part, op_id, sent, expires in await q.parts_by_operator_ids(tx, connector, exact, valid_after):
+            found.setdefault(op_id, []).append((sent, message_id, part, expires))
         rest = [r for r in rs if r.operator_id.strip() not in found]
         variants = sorted({v for r in rest for v in id_variants(r.operator_id)} - set(exact))
         if variants:
-            for message_id, part, op_id in await q.parts_by_operator_ids(tx, connector, variants):
-                found.setdefault(op_id, []).append((message_id, part))
+            for message_id, part, op_id, sent, expires in await q.parts_by_operator_ids(tx, connector, variants, valid_after):
+                found.setdefault(op_id, []).append((sent, message_id, part, expires))
         for r in rs:
             op_id = r.operator_id.strip()
             spellings = [op_id] if op_id in found else id_variants(op_id)
-            matches = {m for v in spellings for m in found.get(v, ())}
-            if matches:
-                hits[id(r)] = sorted(matches)
-    ids = sorted({mid for matches in hits.values() for mid, _ in matches})
+            best: tuple[int, int, int, int] | None = None
+            for v in spellings:
+                for c in found.get(v, ()):
+                    sent, _, _, expires = c
+                    if sent > r.received_at + CLOCK_SLACK_MS or expires + LATE_GRACE_MS < r.received_at:
+                        continue  # sent after this receipt came, or long out of its validity: not its
+                    if best is None or c[:3] > best[:3]:
+                        best = c
+            if best is not None:
+                hits[id(r)] = (best[1], best[2])
+    ids = sorted({mid for mid, _ in hits.values()})
     msgs = {m["id"]: m for m in await q.messages_by_ids(tx, ids)}
     states = await q.part_states_of(tx, ids)
     unmatched = []
     writes = Writes()
     for r in receipts:
-        matches = hits.get(id(r))
-        if not matches:
+        hit = hits.get(id(r))
+        if hit is None:
             unmatched.append(r)
             continue
-        detail = f"receipt {r.operator_id}: {r.raw or r.state.value}"[:300]
-        for message_id, part in matches:
-            msg = msgs.get(message_id)
-            if msg is None:
-                continue
-            await apply_part_state(
-                tx, msg, part, r.state, r.at, detail=detail, error_code=r.error_code or None,
-                reason=r.reason or None, parts=states.setdefault(message_id, {}), writes=writes,
-            )
+        message_id, part = hit
+        msg = msgs.get(message_id)
+        if msg is None:
+            continue
+        # Timed by when we record it, never before what we recorded last: an
+        # SMSC's clock may put its done date before our submit.
+        at = max(now, msg["updated_at"] or 0)
+        await apply_part_state(
+            tx, msg, part, r.state, at, detail=receipt_detail(r), error_code=r.error_code or None,
+            reason=r.reason or None, parts=states.setdefault(message_id, {}), writes=writes,
+        )
     await writes.flush(tx)
     return unmatched
 
 
-async def apply_early_receipts(tx: Tx, connector: str, operator_ids: list[str]) -> None:
+def awaits_record(check: Callable[[str, str], bool] | None, r: Receipt) -> bool:
+    """Whether ``check`` (a dispatcher's ``awaiting_record``) says this
+    receipt's submit is sent here and not recorded yet, in any spelling."""
+    if check is None:
+        return False
+    op_id = r.operator_id.strip()
+    return check(r.channel, op_id) or any(check(r.channel, v) for v in id_variants(op_id)[1:])
+
+
+def park_rows(receipts: list[Receipt]) -> list[tuple[str, str, str, int, str, str, int]]:
+    return [(r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, r.received_at) for r in receipts]
+
+
+async def apply_early_receipts(tx: Tx, connector: str, operator_ids: list[str], sent_since: int = 0) -> None:
+    """Apply parked receipts for parts just recorded, sent since ``sent_since``:
+    a receipt parked before that belongs to something else (an older namesake
+    we never recorded) and stays parked."""
     variants = [v for op in operator_ids for v in id_variants(op)]
     early = [
-        Receipt(connector, row["operator_id"], State(row["state"]), row["at"], row["error_code"] or "", row["reason"] or "")
-        for row in await q.take_early_receipts(tx, connector, variants)
+        Receipt(row["connector"], row["operator_id"], State(row["state"]), row["at"], row["error_code"] or "",
+                row["reason"] or "", received_at=row["received_at"])
+        for row in await q.take_early_receipts(tx, connector, variants, sent_since - CLOCK_SLACK_MS)
     ]
     if early:
-        await apply_receipts(tx, sorted(early, key=lambda r: r.at))
+        unmatched = await apply_receipts(tx, sorted(early, key=lambda r: r.received_at))
+        await q.insert_early_receipts(tx, park_rows(unmatched))
 
 
 # A receipt usually comes a moment after its submit_sm_resp, often before the
-# dispatcher's batch has recorded that submit. Such a receipt is held this long
-# and tried once more before it is parked in ``early_receipts``: parking and
-# taking it back costs two writes and a second round of lookups per message.
-# The dispatcher lets up to MAX_UNRECORDED outcomes wait to be recorded, about
-# half a second at full speed: held 0.25 s, two busy workers on PostgreSQL
-# parked over half their receipts and its CPU per message doubled.
+# dispatcher's batch has recorded that submit. One whose id this process sent
+# and has not recorded is held until that record commits; one that matches
+# nothing at all (its submit may be another worker's) is held this long. Then
+# it is parked in ``early_receipts``: parking and taking it back costs two
+# writes and a second round of lookups per message. Held receipts are not yet
+# acknowledged to the operator, so the hold is short.
 HOLD_S = 1.0
+
+
+class _Pending:
+    """A receipt or inbound message waiting to be committed, and its caller."""
+
+    __slots__ = ("item", "done", "until")
+
+    def __init__(self, item: Any, done: asyncio.Future[None] | None, until: float) -> None:
+        self.item = item
+        self.done = done
+        self.until = until  # loop time after which a receipt is parked rather than held
+
+    def resolve(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
 
 
 class Reports:
@@ -107,66 +179,123 @@ class Reports:
         self.store = store
         self.batch = batch
         self.hold_s = hold_s
-        self._receipts: list[Receipt] = []
-        self._inbound: list[Inbound] = []
-        self._held: list[tuple[float, Receipt]] = []  # (when to try again, receipt), oldest first
+        self._receipts: list[_Pending] = []
+        self._inbound: list[_Pending] = []
+        self._held: list[_Pending] = []
         self._wake = asyncio.Event()
+        self._recorded = False
+        self._closed = False
+        self._waiting: set[int] = set()  # id() of held receipts whose submit is not recorded here yet
+        # Set by the process that also sends (runtime): whether a submit with
+        # this id on this connector was sent here and is not recorded yet. Such
+        # a receipt is never matched before the record: an older part with
+        # the same id (an SMSC that restarted its ids) would take it.
+        self.awaiting_record: Callable[[str, str], bool] | None = None
 
-    # ChannelEvents
-    async def receipt(self, receipt: Receipt) -> None:
-        self._receipts.append(receipt)
+    def submits_recorded(self) -> None:
+        """The dispatcher committed a batch of submits: held receipts may match now."""
+        self._recorded = True
         self._wake.set()
+
+    # ChannelEvents: each returns once its item is committed (applied or parked)
+    async def receipt(self, receipt: Receipt) -> None:
+        await self._add(self._receipts, receipt)
 
     async def inbound(self, message: Inbound) -> None:
-        self._inbound.append(message)
+        await self._add(self._inbound, message)
+
+    async def _add(self, queue: list[_Pending], item: Any) -> None:
+        if self._closed:
+            # Stopped: the caller must not acknowledge what was not stored.
+            raise RuntimeError("receipts and inbound messages are no longer recorded here")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        queue.append(_Pending(item, done, loop.time() + self.hold_s))
         self._wake.set()
+        await asyncio.shield(done)
+
+    def _awaited(self, r: Receipt) -> bool:
+        return awaits_record(self.awaiting_record, r)
 
     async def run(self, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
+        self._closed = False
+        await self._run(stop, asyncio.get_running_loop())
+        # stopped with nothing left: from now on nothing is taken (a crash
+        # instead is restarted by the supervisor, its queue intact)
+        self._closed = True
+
+    async def _run(self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
         while not (stop.is_set() and not self._receipts and not self._inbound and not self._held):
             now = loop.time()
-            due = 0
-            while due < len(self._held) and (self._held[due][0] <= now or stop.is_set()):
-                due += 1
-            if not self._receipts and not self._inbound and not due:
+            recorded, self._recorded = self._recorded, False
+            retry: list[_Pending] = []
+            if self._held:
+                keep = []
+                for h in self._held:
+                    # one that waits for this process's record is tried when a
+                    # record commits; one that matched nothing, when its hold ends
+                    if stop.is_set() or h.until <= now or (
+                        recorded and id(h.item) in self._waiting and not self._awaited(h.item)
+                    ):
+                        retry.append(h)
+                        self._waiting.discard(id(h.item))
+                    else:
+                        keep.append(h)
+                self._held = keep
+            if not self._receipts and not self._inbound and not retry:
                 self._wake.clear()
-                timeout = min(1.0, self._held[0][0] - now) if self._held else 1.0
+                timeout = min(1.0, max(0.0, min(h.until for h in self._held) - now)) if self._held else 1.0
                 await wait_any(self._wake, stop, timeout=timeout)
                 continue
             # held receipts first: they came before anything still waiting
-            retry = [r for _, r in self._held[:due]]
-            del self._held[:due]
             fresh, self._receipts = self._receipts[: self.batch], self._receipts[self.batch :]
             inbound, self._inbound = self._inbound[: self.batch], self._inbound[self.batch :]
             receipts = retry + fresh
-            holdable = set() if stop.is_set() else {id(r) for r in fresh}
+            holdable = set() if stop.is_set() else {id(p) for p in receipts if p.until > now}
             try:
-                hold = await self.store.run(lambda tx: self._apply(tx, receipts, inbound, holdable))
+                hold = await self.store.run(lambda tx: self._apply_pending(tx, receipts, inbound, holdable))
             except Exception:
                 log.exception("applying %d receipts and %d inbound failed; one at a time", len(receipts), len(inbound))
                 await self._apply_singly(receipts, inbound)
-            else:
-                again = loop.time() + self.hold_s
-                self._held.extend((again, r) for r in hold)
+                continue
+            held = {id(p) for p in hold}
+            for p in receipts:
+                if id(p) not in held:
+                    p.resolve()
+            for p in inbound:
+                p.resolve()
+            self._held.extend(hold)
 
-    async def _apply_singly(self, receipts: list[Receipt], inbound: list[Inbound]) -> None:
+    async def _apply_pending(
+        self, tx: Tx, receipts: list[_Pending], inbound: list[_Pending], holdable: set[int],
+    ) -> list[_Pending]:
+        by_receipt = {id(p.item): p for p in receipts}
+        hold = await self._apply(
+            tx, [p.item for p in receipts], [p.item for p in inbound],
+            {id(p.item) for p in receipts if id(p) in holdable},
+        )
+        return [by_receipt[id(r)] for r in hold]
+
+    async def _apply_singly(self, receipts: list[_Pending], inbound: list[_Pending]) -> None:
         """One bad item must not hold up the others, and nothing is dropped: a
         receipt that cannot be applied is parked, an inbound message whose
         hooks fail is stored and forwarded without them."""
-        for r in receipts:
+        for p in receipts:
+            r = p.item
             try:
                 await self.store.run(lambda tx, r=r: self._apply(tx, [r], []))
             except Exception:
                 log.exception("receipt %s on %s failed; parked", r.operator_id, r.channel)
-                await self._retry_later(lambda tx, r=r: q.insert_early_receipts(
-                    tx, [(r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now_ms())]
-                ))
-        for m in inbound:
+                await self._retry_later(lambda tx, r=r: q.insert_early_receipts(tx, park_rows([r])))
+            p.resolve()
+        for p in inbound:
+            m = p.item
             try:
                 await self.store.run(lambda tx, m=m: record_inbound(tx, m))
             except Exception:
                 log.exception("inbound from %s to %s failed in its hooks; kept without them", m.sender, m.recipient)
                 await self._retry_later(lambda tx, m=m: record_inbound(tx, m, hooks=False))
+            p.resolve()
 
     async def _retry_later(self, unit: Any) -> None:
         # only the store itself failing lands here: keep trying, never drop
@@ -183,16 +312,23 @@ class Reports:
     ) -> list[Receipt]:
         """Apply receipts and store inbound messages. Receipts that match no
         part yet are parked, except those in ``holdable`` (by id()), which are
-        returned for the caller to hold and try once more."""
-        now = now_ms()
+        returned for the caller to hold and try once more. A receipt whose
+        submit this process has sent but not recorded is not matched at all."""
         hold: list[Receipt] = []
-        park: list[tuple[str, str, str, int, str, str, int]] = []
-        for r in await apply_receipts(tx, receipts):
-            if holdable and id(r) in holdable:
-                hold.append(r)
+        park: list[Receipt] = []
+        ready: list[Receipt] = []
+        for r in receipts:
+            if self._awaited(r):
+                if holdable and id(r) in holdable:
+                    hold.append(r)
+                    self._waiting.add(id(r))
+                else:
+                    park.append(r)
             else:
-                park.append((r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, now))
-        await q.insert_early_receipts(tx, park)
+                ready.append(r)
+        for r in await apply_receipts(tx, ready) if ready else []:
+            (hold if holdable and id(r) in holdable else park).append(r)
+        await q.insert_early_receipts(tx, park_rows(park))
         for m in inbound:
             await record_inbound(tx, m)
         return hold

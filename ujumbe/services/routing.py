@@ -14,8 +14,10 @@ The rules, in order:
    ``priority`` (lower first);
 3. the first of those whose connector has a bind up carries the message: the
    next one is the failover;
-4. no route matches at all: any configured connector (by name), or, when no
-   connector is configured, the built-in channels (the simulator);
+4. no route matches at all: any configured connector of the message's kind
+   (SMPP for SMS, SMTP for email; by name), or, when none of that kind is
+   configured, the built-in channel of that kind (a simulator); routes only
+   take messages of their connector's kind;
 5. candidates exist but none is up: a transient ``SendError``, so the message
    waits with backoff instead of failing.
 """
@@ -30,6 +32,7 @@ import hmac
 import logging
 import re
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +47,7 @@ from ujumbe.store.accounts import account_exists
 
 log = logging.getLogger("ujumbe.routing")
 
-BUILTIN_NAMES = frozenset({"simulator"})  # routes may name the built-in simulator; connectors may not take it
+BUILTIN_NAMES = frozenset({"simulator", "email-simulator", "smtp-relay"})  # routes may name the built-in simulator; connectors may not take it
 ROUTE_KINDS = ("prefix", "network", "default")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -53,14 +56,15 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "long_messages": ("udh", "udh16", "payload", "sar"),
 }
 CONNECTOR_DEFAULTS: dict[str, Any] = {
-    "kind": "smpp", "system_type": "", "bind_mode": "transceiver", "binds": 1, "window_size": 64, "tps": None,
+    "kind": "smpp", "system_id": "", "system_type": "", "bind_mode": "transceiver", "binds": 1, "window_size": 64, "tps": None,
     "tls": False, "data_coding": "gsm7", "long_messages": "udh", "enabled": True,
 }
 # What a connector is made of; a change to any of these restarts it.
 _CONFIG_FIELDS = (
     "host", "port", "system_id", "password_enc", "system_type", "bind_mode", "binds", "window_size", "tps", "tls",
-    "data_coding", "long_messages",
+    "data_coding", "long_messages", "kind", "options",
 )
+CHANNEL_KINDS = {"smpp": "sms", "smtp": "email"}  # connector kind -> the channel kind it carries
 
 
 class PasswordBox:
@@ -93,8 +97,12 @@ def _check_connector(c: dict[str, Any]) -> None:
         raise Invalid("A connector name is 1-64 letters, digits, '.', '_' or '-'", code="invalid_connector")
     if c["name"].lower() in BUILTIN_NAMES:
         raise Invalid(f"'{c['name']}' is the built-in simulator's name", code="invalid_connector")
+    if c.get("kind", "smpp") == "smtp":
+        from ujumbe.services.emails import check_smtp_connector
+
+        return check_smtp_connector(c)
     if c.get("kind", "smpp") != "smpp":
-        raise Invalid("Only 'smpp' connectors exist so far", code="invalid_connector")
+        raise Invalid("A connector's kind is 'smpp' or 'smtp'", code="invalid_connector")
     if not isinstance(c.get("host"), str) or not c["host"].strip() or len(c["host"]) > 255:
         raise Invalid("'host' is required", code="invalid_connector")
     if not isinstance(c.get("port"), int) or not 1 <= c["port"] <= 65535:
@@ -115,7 +123,11 @@ def _check_connector(c: dict[str, Any]) -> None:
         raise Invalid("'tps' must be a positive number (or null for no limit)", code="invalid_connector")
 
 
-def _check_password(password: Any) -> str:
+def _check_password(password: Any, kind: str = "smpp") -> str:
+    if kind == "smtp":  # SMTP AUTH has no length limit; a relay may need none (allowed by address)
+        if password is not None and (not isinstance(password, str) or len(password) > 1024):
+            raise Invalid("'password' is at most 1024 characters", code="invalid_connector")
+        return password or ""
     if not isinstance(password, str) or not 1 <= len(password) <= 8:
         # SMPP 3.4 carries at most 8 characters; a longer one would be cut at the operator.
         raise Invalid("'password' is required, 1-8 characters (SMPP 3.4)", code="invalid_connector")
@@ -144,7 +156,7 @@ class Routing:
     async def add_connector(self, fields: dict[str, Any]) -> dict[str, Any]:
         c = {**CONNECTOR_DEFAULTS, **{k: v for k, v in fields.items() if v is not None}}
         _check_connector(c)
-        c["password_enc"] = self.box.seal(_check_password(fields.get("password")))
+        c["password_enc"] = self.box.seal(_check_password(fields.get("password"), c["kind"]))
         c.pop("password", None)
         c["created_at"] = c["updated_at"] = now_ms()
 
@@ -163,18 +175,19 @@ class Routing:
         """Change the given fields (``enabled``, ``tps``, ``password`` ...); the rest stay."""
         changes = dict(changes)
         changes.pop("name", None)
-        sealed = self.box.seal(_check_password(changes.pop("password"))) if changes.get("password") is not None else None
-        changes.pop("password", None)
+        password = changes.pop("password", None)
 
         async def unit(tx: Tx) -> dict[str, Any]:
             row = await q.get_connector(tx, name)
             if row is None:
                 raise NotFound(f"No connector named '{name}'", code="connector_not_found")
+            if "options" in changes:  # the options given change, the others stay
+                changes["options"] = {**(row.get("options") or {}), **(changes["options"] or {})}
             merged = {**row, **changes}
             _check_connector(merged)
             fields = dict(changes)
-            if sealed is not None:
-                fields["password_enc"] = sealed
+            if password is not None:
+                fields["password_enc"] = self.box.seal(_check_password(password, merged["kind"]))
             fields["updated_at"] = now_ms()
             await q.update_connector(tx, name, fields)
             await q.bump_version(tx)
@@ -277,6 +290,64 @@ class Rule:
         return (0 if self.account_id else 1, tier, -len(self.value) if self.kind == "prefix" else 0, self.priority, self.id)
 
 
+class _Rate:
+    """Events per second over the last 10 whole seconds, in a ring of
+    one-second counters (constant memory whatever the rate)."""
+
+    __slots__ = ("secs", "counts", "total")
+
+    def __init__(self) -> None:
+        self.secs = [0] * 11
+        self.counts = [0] * 11
+        self.total = 0
+
+    def add(self, now_s: int) -> None:
+        i = now_s % 11
+        if self.secs[i] != now_s:
+            self.secs[i], self.counts[i] = now_s, 0
+        self.counts[i] += 1
+        self.total += 1
+
+    def per_s(self, now_s: int) -> float:
+        return sum(c for t, c in zip(self.secs, self.counts) if now_s - 10 <= t < now_s) / 10
+
+
+class Meter:
+    """What one channel did in this process, for the operator's board:
+    submits, receipts and send errors, with the last error."""
+
+    def __init__(self) -> None:
+        self.submits = _Rate()
+        self.receipts = _Rate()
+        self.errors = _Rate()
+        self.last_error: str | None = None
+        self.last_error_at: int | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        now_s = int(time.time())
+        return {
+            "submits": self.submits.total, "submits_per_s": self.submits.per_s(now_s),
+            "receipts": self.receipts.total, "receipts_per_s": self.receipts.per_s(now_s),
+            "errors": self.errors.total, "errors_per_s": self.errors.per_s(now_s),
+            "last_error": self.last_error, "last_error_at": self.last_error_at,
+        }
+
+
+class _CountedEvents:
+    """The channels' events, counting each receipt on its channel's meter."""
+
+    def __init__(self, events: ChannelEvents, meter: Any) -> None:
+        self.events = events
+        self.meter = meter
+
+    async def receipt(self, receipt: Any) -> None:
+        self.meter(receipt.channel).receipts.add(int(time.time()))
+        await self.events.receipt(receipt)
+
+    async def inbound(self, message: Any) -> None:
+        await self.events.inbound(message)
+
+
 def _sendable(channel: Channel) -> bool:
     return getattr(channel, "bind_mode", "") != "receiver"
 
@@ -297,15 +368,20 @@ class Router:
         self.store = store
         self.box = box
         self.connector_options = connector_options or {}
+        self.email_keys: Any = None  # DKIM key lookup for SMTP connectors (services.emails.SendingDomains.key)
+        self.bounce_domain: str | None = None  # the VERP domain of SMTP connectors without their own
         self.drain_s = drain_s
         self.connectors: dict[str, Channel] = {}
         self.rules: list[Rule] = []
         self.version = -1
-        self.configured = False  # any enabled connector in the database
+        self.configured = False  # any enabled SMPP connector in the database
+        self.kinds: dict[str, str] = {}  # enabled connector name -> the channel kind it carries
+        self.route_kinds: dict[str, str] = {}  # the same for every connector, enabled or not
         self._configs: dict[str, tuple[Any, ...]] = {}
         self._in_flight: dict[Channel, int] = {}
         self._idle: dict[Channel, asyncio.Event] = {}
         self._events: ChannelEvents | None = None
+        self._meters: dict[str, Meter] = {}
         self._lock = asyncio.Lock()
 
     @property
@@ -316,13 +392,19 @@ class Router:
 
     def candidates(self, msg: dict[str, Any]) -> list[str]:
         recipient, network, account = msg["recipient"], msg.get("network"), msg["account_id"]
+        kind = msg.get("channel") or "sms"
+        builtin = {n: c.kind for n, c in self.builtin.items()}
         names = [
             r.connector for r in self.rules
             if (r.account_id is None or r.account_id == account) and r.matches(recipient, network)
+            # an SMS connector's route never takes email (unknown names are SMS, as before email existed)
+            and (self.route_kinds.get(r.connector) or builtin.get(r.connector) or "sms") == kind
         ]
         if not names:
-            pool = self.connectors if self.configured else self.builtin
-            names = sorted(pool)
+            # connectors of the message's kind if any is configured, else the built-in channel of that kind
+            configured = sorted({n for n, k in self.kinds.items() if k == kind}
+                                | {n for n, c in self.connectors.items() if c.kind == kind})
+            names = configured or sorted(n for n, c in self.builtin.items() if c.kind == kind)
         return list(dict.fromkeys(names))
 
     def route(self, msg: dict[str, Any]) -> Channel:
@@ -345,8 +427,15 @@ class Router:
         """Count a send in flight on ``channel``, so a connector being removed
         can let it finish before it unbinds."""
         self._in_flight[channel] = self._in_flight.get(channel, 0) + 1
+        meter = self.meter(channel.name)
         try:
             yield
+        except SendError as exc:
+            meter.errors.add(int(time.time()))
+            meter.last_error, meter.last_error_at = str(exc), now_ms()
+            raise
+        else:
+            meter.submits.add(int(time.time()))
         finally:
             left = self._in_flight[channel] = self._in_flight[channel] - 1
             if left <= 0:
@@ -354,6 +443,21 @@ class Router:
                 idle = self._idle.pop(channel, None)
                 if idle is not None:
                     idle.set()
+
+    def meter(self, name: str) -> Meter:
+        """The channel's counters in this process (kept across a connector's restarts)."""
+        found = self._meters.get(name)
+        if found is None:
+            found = self._meters[name] = Meter()
+        return found
+
+    def counted(self, events: ChannelEvents) -> ChannelEvents:
+        """``events`` counting receipts per channel, for a channel to start with."""
+        return _CountedEvents(events, self.meter)
+
+    def in_flight(self, channel: Channel) -> int:
+        """Sends on ``channel`` not yet answered."""
+        return self._in_flight.get(channel, 0)
 
     def status(self, name: str) -> dict[str, Any] | None:
         """What this process knows of a connector it runs (None: not running here)."""
@@ -367,7 +471,7 @@ class Router:
 
     async def start(self, events: ChannelEvents) -> None:
         """Load the database's connectors and routes and start the connectors."""
-        self._events = events
+        self._events = self.counted(events)
         await self.reload()
 
     async def reload(self) -> bool:
@@ -387,8 +491,10 @@ class Router:
                 (Rule(r["id"], r["account_id"], r["kind"], r["value"], r["connector"], r["priority"]) for r in routes),
                 key=Rule.order,
             )
-            wanted = {c["name"]: c for c in connectors if c["enabled"] and c["kind"] == "smpp"}
-            self.configured = bool(wanted)
+            wanted = {c["name"]: c for c in connectors if c["enabled"] and c["kind"] in CHANNEL_KINDS}
+            self.kinds = {n: CHANNEL_KINDS[c["kind"]] for n, c in wanted.items()}
+            self.route_kinds = {c["name"]: CHANNEL_KINDS.get(c["kind"], "sms") for c in connectors}
+            self.configured = "sms" in self.kinds.values()
             work = []
             for name in list(self._configs):
                 if name not in wanted:
@@ -426,6 +532,18 @@ class Router:
                  getattr(channel, "binds_up", 0))
 
     def _build(self, row: dict[str, Any]) -> Channel:
+        if row["kind"] == "smtp":
+            from ujumbe.channels.email.smtp import SmtpConnector
+
+            assert self.box is not None
+            opts = row.get("options") or {}
+            return SmtpConnector(
+                row["host"], int(row["port"]), name=row["name"], username=row["system_id"] or None,
+                password=self.box.open(row["password_enc"]) or None, tls=bool(row["tls"]),
+                starttls=bool(opts.get("starttls")), verify=opts.get("verify", True), pool=int(row["binds"]),
+                concurrency=int(row["window_size"]), tps=float(row["tps"]) if row["tps"] else None,
+                keys=self.email_keys, bounce_domain=opts.get("bounce_domain") or self.bounce_domain,
+            )
         from ujumbe.channels.smpp.client import SmppConnector
 
         assert self.box is not None

@@ -255,6 +255,16 @@ class Senders:
     # Short codes and long numbers the account owns (they receive its inbound
     # messages) may also originate its messages.
 
+    async def assign_number(self, account_id: str, number: str, *, kind: str = "shortcode",
+                            dialect: str = "native") -> None:
+        """The operator gives an account a short code or long number: it
+        receives the account's inbound messages and may carry its services."""
+        number = number.strip()
+        if not re.fullmatch(r"\+?[0-9]{3,15}", number):
+            raise Invalid(f"'{number}' is not a short code or number (3-15 digits)", code="invalid_number")
+        await self.store.run(lambda tx: q.assign_number(tx, number, account_id, kind, dialect, now_ms()))
+        self._changed()
+
     async def owns_number(self, account_id: str, number: str) -> bool:
         return await self.store.read(lambda tx: q.number_owned(tx, account_id, number.strip()))
 

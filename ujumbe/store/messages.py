@@ -224,17 +224,18 @@ async def update_messages(tx: Tx, updates: dict[int, dict[str, Any]]) -> None:
 # --- outbox ---
 
 
-async def claim(tx: Tx, owner: str, now: int, lease_ms: int, limit: int) -> list[tuple[int, int]]:
-    """Lease up to ``limit`` due messages; (message_id, attempts) pairs."""
+async def claim(tx: Tx, owner: str, now: int, lease_ms: int, limit: int) -> list[tuple[int, int, int | None]]:
+    """Lease up to ``limit`` due messages; (message_id, attempts, waiting_since) rows.
+    The committed lease is the durable record that these may be in flight."""
     await tx.plan_for_keys()
     lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
     rows = await tx.fetch(
         "UPDATE outbox SET due_at = ?, lease_owner = ?, attempts = attempts + 1 WHERE message_id IN "
         f"(SELECT message_id FROM outbox WHERE due_at <= ? ORDER BY due_at LIMIT ?{lock}) "
-        "RETURNING message_id, attempts",
+        "RETURNING message_id, attempts, waiting_since",
         now + lease_ms, owner, now, limit,
     )
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 async def outbox_done(tx: Tx, message_ids: Sequence[int]) -> None:
@@ -244,9 +245,28 @@ async def outbox_done(tx: Tx, message_ids: Sequence[int]) -> None:
 
 async def outbox_retries(tx: Tx, rows: list[tuple[int, int]]) -> None:
     """(due_at, message_id) rows: try these again later, by any worker."""
-    await many(tx, "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE message_id = ?", rows,
-               f"UPDATE outbox AS o SET due_at = v.d, lease_owner = NULL FROM {unnest('bigint', 'bigint')} AS v(d, m) "
-               "WHERE o.message_id = v.m")
+    await many(tx, "UPDATE outbox SET due_at = ?, lease_owner = NULL, waiting_since = NULL WHERE message_id = ?", rows,
+               "UPDATE outbox AS o SET due_at = v.d, lease_owner = NULL, waiting_since = NULL "
+               f"FROM {unnest('bigint', 'bigint')} AS v(d, m) WHERE o.message_id = v.m")
+
+
+async def outbox_waits(tx: Tx, rows: list[tuple[int, int | None, int]]) -> None:
+    """(due_at, waiting_since, message_id) rows: sends that found no bind up.
+    Not a try: the claim's count is given back."""
+    await many(
+        tx, "UPDATE outbox SET due_at = ?, waiting_since = ?, lease_owner = NULL, attempts = attempts - 1 "
+        "WHERE message_id = ?", rows,
+        "UPDATE outbox AS o SET due_at = v.d, waiting_since = v.w, lease_owner = NULL, attempts = o.attempts - 1 "
+        f"FROM {unnest('bigint', 'bigint', 'bigint')} AS v(d, w, m) WHERE o.message_id = v.m",
+    )
+
+
+async def outbox_wake_waiting(tx: Tx, now: int) -> None:
+    """A bind came up: every message waiting for one is due now."""
+    await tx.execute(
+        "UPDATE outbox SET due_at = ? WHERE waiting_since IS NOT NULL AND due_at > ? AND lease_owner IS NULL", now, now
+    )
+    tx.notify("outbox")
 
 
 async def outbox_release(tx: Tx, owner: str) -> None:
@@ -254,32 +274,98 @@ async def outbox_release(tx: Tx, owner: str) -> None:
     await tx.execute("UPDATE outbox SET due_at = 0, lease_owner = NULL WHERE lease_owner = ?", owner)
 
 
+async def outbox_take_back(tx: Tx, now: int, owner: str | None = None) -> list[int]:
+    """Leases of a worker that died (``owner``; None: of every worker), due
+    now for another; the ids of their messages."""
+    if owner is None:
+        rows = await tx.fetch(
+            "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE lease_owner IS NOT NULL RETURNING message_id", now
+        )
+    else:
+        rows = await tx.fetch(
+            "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE lease_owner = ? RETURNING message_id", now, owner
+        )
+    if rows:
+        tx.notify("outbox")
+    return [r[0] for r in rows]
+
+
+# --- dispatch workers' heartbeats ---
+
+
+async def worker_register(tx: Tx, owner: str, now: int) -> None:
+    await tx.execute("INSERT INTO dispatch_workers (owner, started_at, beat_at) VALUES (?, ?, ?)", owner, now, now)
+
+
+async def worker_beat(tx: Tx, owner: str, beat: int) -> bool:
+    """Say ``owner`` is alive; False when another worker already took it for dead."""
+    row = await tx.fetchrow("UPDATE dispatch_workers SET beat_at = ? WHERE owner = ? RETURNING owner", beat, owner)
+    return row is not None
+
+
+async def workers(tx: Tx) -> list[tuple[str, int]]:
+    """(owner, beat_at) of every registered dispatch worker."""
+    return [(r[0], r[1]) for r in await tx.fetch("SELECT owner, beat_at FROM dispatch_workers")]
+
+
+async def worker_declare_dead(tx: Tx, owner: str, beat: int) -> bool:
+    """Remove ``owner`` if its beat is still ``beat`` (it did not come back meanwhile)."""
+    row = await tx.fetchrow(
+        "DELETE FROM dispatch_workers WHERE owner = ? AND beat_at = ? RETURNING owner", owner, beat
+    )
+    return row is not None
+
+
+async def worker_unregister(tx: Tx, owner: str | None = None) -> None:
+    """Remove one worker (a clean stop), or (None) all: only the embedded
+    store's sole server, which knows every other worker is gone."""
+    if owner is None:
+        await tx.execute("DELETE FROM dispatch_workers")
+    else:
+        await tx.execute("DELETE FROM dispatch_workers WHERE owner = ?", owner)
+
+
 # --- parts and receipts ---
 
 
-async def insert_parts(tx: Tx, rows: list[tuple[int, int, str, str, str, int]]) -> None:
-    """(message_id, part, operator_id, connector, state, updated_at) rows; the
-    last one of a part wins (one statement may not touch a row twice)."""
-    last = list({(r[0], r[1]): r for r in rows}.values())
+async def insert_parts(tx: Tx, rows: Sequence[Sequence[Any]]) -> None:
+    """(message_id, part, operator_id, connector, state, updated_at, sent_at,
+    expires_at) rows (without the last two, sent_at is updated_at and expires_at
+    unknown); the last one of a part wins (one statement may not touch a row twice)."""
+    full = [tuple(r) if len(r) == 8 else (*r, r[5], None) for r in rows]
+    last = list({(r[0], r[1]): r for r in full}.values())
     upsert = (" ON CONFLICT (message_id, part) DO UPDATE SET operator_id = excluded.operator_id, "
-              "connector = excluded.connector, state = excluded.state, updated_at = excluded.updated_at")
-    columns = "INSERT INTO message_parts (message_id, part, operator_id, connector, state, updated_at) "
+              "connector = excluded.connector, state = excluded.state, updated_at = excluded.updated_at, "
+              "sent_at = excluded.sent_at, expires_at = excluded.expires_at")
+    columns = "INSERT INTO message_parts (message_id, part, operator_id, connector, state, updated_at, sent_at, expires_at) "
     await many(
-        tx, columns + "VALUES (?, ?, ?, ?, ?, ?)" + upsert, last,
-        columns + f"SELECT * FROM {unnest('bigint', 'int', 'text', 'text', 'text', 'bigint')}" + upsert,
+        tx, columns + "VALUES (?, ?, ?, ?, ?, ?, ?, ?)" + upsert, last,
+        columns + f"SELECT * FROM {unnest('bigint', 'int', 'text', 'text', 'text', 'bigint', 'bigint', 'bigint')}" + upsert,
     )
 
 
-async def parts_by_operator_ids(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[tuple[int, int, str]]:
-    """(message_id, part, operator_id) for every part with one of these ids."""
+# Parts written before migration 0007 have no sent_at/expires_at: read them as
+# sent when last updated, valid for the default 48 h after.
+_SENT = "COALESCE(sent_at, updated_at)"
+_EXPIRES = "COALESCE(expires_at, updated_at + 172800000)"
+
+
+async def parts_by_operator_ids(
+    tx: Tx, connector: str, operator_ids: Sequence[str], valid_after: int = 0,
+) -> list[tuple[int, int, str, int, int]]:
+    """(message_id, part, operator_id, sent_at, expires_at) for every part on
+    ``connector`` with one of these ids whose validity ends after ``valid_after``:
+    an SMSC that restarts reuses ids, and the namesakes of older runs whose
+    validity is long over are not candidates (nor read)."""
     await tx.plan_for_keys()
-    out: list[tuple[int, int, str]] = []
+    out: list[tuple[int, int, str, int, int]] = []
     for chunk in chunks(tx, operator_ids, 400):
         where, args = is_in(tx, "operator_id", chunk, "text")
         rows = await tx.fetch(
-            f"SELECT message_id, part, operator_id FROM message_parts WHERE {where} AND connector = ?", *args, connector
+            f"SELECT message_id, part, operator_id, {_SENT}, {_EXPIRES} FROM message_parts "
+            f"WHERE {where} AND connector = ? AND {_EXPIRES} >= ?", *args, connector, valid_after,
         )
-        out.extend((r[0], r[1], r[2]) for r in rows)
+        out.extend((r[0], r[1], r[2], r[3], r[4]) for r in rows)
     return out
 
 
@@ -345,19 +431,27 @@ async def unpark_receipts(tx: Tx, keys: Sequence[tuple[str, str, int]]) -> None:
         )
 
 
-async def forget_parked_receipts(tx: Tx, before: int) -> None:
-    await tx.execute("DELETE FROM early_receipts WHERE received_at < ?", before)
+async def forget_parked_receipts(tx: Tx, before: int) -> list[Any]:
+    """Drop parked receipts received before ``before``; (connector, operator_id,
+    state) of each, for the log."""
+    return await tx.fetch(
+        "DELETE FROM early_receipts WHERE received_at < ? RETURNING connector, operator_id, state", before
+    )
 
 
-async def take_early_receipts(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[dict[str, Any]]:
+async def take_early_receipts(
+    tx: Tx, connector: str, operator_ids: Sequence[str], received_since: int = 0,
+) -> list[dict[str, Any]]:
+    """Take (delete and return) parked receipts with these ids received since
+    ``received_since``: one received before its namesake was sent is not its."""
     await tx.plan_for_keys()
     out: list[dict[str, Any]] = []
     for chunk in chunks(tx, operator_ids, 900):
         where, args = is_in(tx, "operator_id", chunk, "text")
         rows = await tx.fetch(
-            f"DELETE FROM early_receipts WHERE connector = ? AND {where} "
-            "RETURNING operator_id, connector, state, at, error_code, reason",
-            connector, *args,
+            f"DELETE FROM early_receipts WHERE connector = ? AND {where} AND received_at >= ? "
+            "RETURNING operator_id, connector, state, at, error_code, reason, received_at",
+            connector, *args, received_since,
         )
         out.extend(dicts(rows))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ujumbe.store.accounts import as_dict
@@ -9,7 +10,7 @@ from ujumbe.store.base import Tx
 
 CONNECTOR_COLUMNS = (
     "name", "kind", "host", "port", "system_id", "password_enc", "system_type", "bind_mode", "binds",
-    "window_size", "tps", "tls", "data_coding", "long_messages", "enabled", "created_at", "updated_at",
+    "window_size", "tps", "tls", "data_coding", "long_messages", "enabled", "created_at", "updated_at", "options",
 )
 _SELECT_CONNECTORS = f"SELECT {', '.join(CONNECTOR_COLUMNS)} FROM connectors"
 ROUTE_COLUMNS = ("id", "account_id", "kind", "value", "connector", "priority", "created_at")
@@ -21,6 +22,7 @@ def _connector(row: Any) -> dict[str, Any]:
     assert d is not None
     d["enabled"] = bool(d["enabled"])
     d["tls"] = bool(d["tls"])
+    d["options"] = json.loads(d["options"]) if d.get("options") else {}
     return d
 
 
@@ -57,6 +59,8 @@ async def delete_connector(tx: Tx, name: str) -> bool:
 
 
 def _db_value(v: Any) -> Any:
+    if isinstance(v, dict):
+        return json.dumps(v) if v else None
     return int(v) if isinstance(v, bool) else v
 
 

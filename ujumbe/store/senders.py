@@ -63,6 +63,16 @@ async def delete(tx: Tx, account_id: str, name: str) -> bool:
     return row is not None
 
 
+async def assign_number(tx: Tx, number: str, account_id: str, kind: str, dialect: str, now: int) -> None:
+    """Give ``account_id`` a short code or long number (the operator's act)."""
+    await tx.execute(
+        "INSERT INTO numbers (number, account_id, kind, dialect, created_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (number) DO UPDATE SET account_id = excluded.account_id, kind = excluded.kind, "
+        "dialect = excluded.dialect",
+        number, account_id, kind, dialect, now,
+    )
+
+
 async def number_owned(tx: Tx, account_id: str, number: str) -> bool:
     return bool(await tx.fetchval("SELECT 1 FROM numbers WHERE number = ? AND account_id = ?", number, account_id))
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from ujumbe.core.states import State
 from ujumbe.channels.base import Receipt
 from ujumbe.services.lifecycle import Writes, transition
-from ujumbe.services.reports import apply_receipts
+from ujumbe.services.reports import apply_receipts, awaits_record
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import messages as q
 
 log = logging.getLogger("ujumbe.schedules")
 
-EARLY_RECEIPT_TTL_MS = 7 * 86400 * 1000
 EARLY_MATCH_WINDOW_MS = 10 * 60 * 1000
+# A parked receipt still unmatched after the match window is dropped (and logged):
+# it belongs to nothing we sent, and must never be guessed onto a later namesake.
+EARLY_RECEIPT_TTL_MS = EARLY_MATCH_WINDOW_MS + 60 * 1000
 
 
 class Sweeper:
@@ -25,6 +28,9 @@ class Sweeper:
         self.every_s = every_s
         self.expire_every_s = expire_every_s
         self.batch = batch
+        # as Reports.awaiting_record: a parked receipt whose submit this process
+        # sent and has not recorded is left for that record, not matched here
+        self.awaiting_record: Callable[[str, str], bool] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         last_expiry = 0.0
@@ -51,11 +57,18 @@ class Sweeper:
         in two transactions that never see each other; this pass catches them.
         """
         # The race it mends lasts milliseconds; a receipt still unmatched after
-        # ten minutes belongs to nothing we sent and is only kept for the record.
+        # ten minutes belongs to nothing we sent (``forget_orphans`` drops it).
         rows = await q.parked_receipts(tx, now_ms() - EARLY_MATCH_WINDOW_MS, self.batch)
         if not rows:
             return
-        receipts = [Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "") for row in rows]
+        pairs = [
+            (row, Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "", received_at=row[6]))
+            for row in rows
+        ]
+        pairs = [(row, r) for row, r in pairs if not awaits_record(self.awaiting_record, r)]
+        rows, receipts = [row for row, _ in pairs], [r for _, r in pairs]
+        if not receipts:
+            return
         # all at once, in the order they came; those still unmatched stay parked
         unmatched = {id(r) for r in await apply_receipts(tx, receipts)}
         matched = [(row[0], row[1], row[6]) for row, r in zip(rows, receipts) if id(r) not in unmatched]
@@ -67,12 +80,17 @@ class Sweeper:
         ids = await q.overdue(tx, now, self.batch)
         writes = Writes()
         for msg in await q.messages_by_ids(tx, ids):
-            await transition(
-                tx, msg, State.EXPIRED, now, detail="no final receipt within the validity period", writes=writes
-            )
+            # never sent (an outage outlasted it): that is what to say, and it is refunded
+            detail = ("no final receipt within the validity period" if msg["submitted_at"]
+                      else "validity period ended before sending")
+            await transition(tx, msg, State.EXPIRED, now, detail=detail, writes=writes)
         await writes.flush(tx)
         await q.outbox_done(tx, ids)
         return len(ids)
 
     async def forget_orphans(self, tx: Tx) -> None:
-        await q.forget_parked_receipts(tx, now_ms() - EARLY_RECEIPT_TTL_MS)
+        dropped = await q.forget_parked_receipts(tx, now_ms() - EARLY_RECEIPT_TTL_MS)
+        for connector, operator_id, state in dropped[:20]:
+            log.warning("receipt %s (%s) on %s matched no message we sent; dropped", operator_id, state, connector)
+        if len(dropped) > 20:
+            log.warning("%d more unmatched receipts dropped", len(dropped) - 20)

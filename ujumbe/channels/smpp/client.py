@@ -19,7 +19,9 @@ Failure rules the dispatcher relies on:
   retry re-sends every part (the SMSC has no "resume" for concatenation).
 
 Receipts are always handed to ``events.receipt``; ordering against the
-submit_sm_resp being stored is the store's job, not ours.
+submit_sm_resp being stored is the store's job, not ours. A deliver_sm/data_sm
+is answered once ``events`` has committed what it carried (ESME_RX_T_APPN if
+that failed), never before.
 """
 
 from __future__ import annotations
@@ -208,7 +210,11 @@ class SmppConnector(Channel):
         self.password = password
         self.system_type = system_type
         self.bind_mode = bind
-        self.window = max(32, window)
+        if not isinstance(window, int) or window < 1:
+            raise ValueError("window must be 1 or more")
+        # The operator's contracted window is a hard limit: exactly this many
+        # requests outstanding per bind, never more (and never silently more).
+        self.window = window
         self.tps = tps
         self.tls = tls
         self.enquire_link_s = enquire_link_s
@@ -232,6 +238,10 @@ class SmppConnector(Channel):
         self._ref8 = random.randrange(256)
         self._ref16 = random.randrange(65536)
         self._mo: dict[tuple[str, str, int, int], _Partial] = {}
+        # Operator ids of parts answered while the rest of their message is
+        # still being submitted: a receipt for one may come before the send
+        # returns, and must wait for its record (see Dispatcher.awaiting_record).
+        self.answering: dict[str, int] = {}
         self._housekeeper: asyncio.Task[None] | None = None
 
     # --- life cycle ------------------------------------------------------------------
@@ -365,6 +375,17 @@ class SmppConnector(Channel):
         pdus = self.build_pdus(msg)
         b = await self._pick()
         ids: list[str] = []
+        try:
+            return await self._submit_all(b, pdus, ids)
+        finally:
+            for op_id in ids:  # the send has ended: its caller records what came of it
+                n = self.answering.get(op_id, 0) - 1
+                if n > 0:
+                    self.answering[op_id] = n
+                else:
+                    self.answering.pop(op_id, None)
+
+    async def _submit_all(self, b: _Bind, pdus: list[Pdu], ids: list[str]) -> Submitted:
         for pdu in pdus:
             await b.pacer.acquire()
             sess = b.session
@@ -380,7 +401,9 @@ class SmppConnector(Channel):
                 raise SendError(f"{self.name}: unreadable response: {exc}", transient=True, code="badresp") from None
             status = resp.status
             if status == ESME_ROK and resp.command_id != GENERIC_NACK:
-                ids.append(resp.get("message_id"))
+                op_id = resp.get("message_id")
+                ids.append(op_id)
+                self.answering[op_id] = self.answering.get(op_id, 0) + 1
                 b.pacer.accepted()
                 continue
             code = f"0x{status:08X}"
@@ -474,13 +497,15 @@ class SmppConnector(Channel):
     async def _on_request(self, sess: SmppSession, pdu: Pdu) -> Pdu | None:
         cid = pdu.command_id
         if cid in (DELIVER_SM, DATA_SM):
-            # Answer first: the SMSC's window must not wait on our database.
-            sess.send(pdu.response(ESME_ROK, message_id=""))
+            # Answer only once the receipt or message is committed: an SMSC
+            # resends what we did not acknowledge, so a crash loses nothing.
+            # Receipts are committed in groups, so the SMSC's window stays full.
             try:
                 await self._incoming(pdu)
             except Exception:
-                log.exception("%s: handling %s failed", self.name, pdu.name)
-            return None
+                log.exception("%s: handling %s failed; not acknowledged", self.name, pdu.name)
+                return pdu.response(ESME_RX_T_APPN)  # temporary: the SMSC tries again later
+            return pdu.response(ESME_ROK, message_id="")
         if cid in (OUTBIND, ALERT_NOTIFICATION):
             return None  # we bind on our own schedule; alerts carry nothing we use
         return Pdu(GENERIC_NACK, pdu.sequence, 0x03)
@@ -488,8 +513,7 @@ class SmppConnector(Channel):
     async def _incoming(self, pdu: Pdu) -> None:
         events = self.events
         if events is None:
-            log.error("%s: %s before start(); dropped", self.name, pdu.name)
-            return
+            raise RuntimeError(f"{self.name}: {pdu.name} before start()")
         if is_receipt(pdu):
             r = receipt_from_pdu(pdu, self.name, utc_offset_s=self.utc_offset_s)
             if r is None:

@@ -138,11 +138,12 @@ def receipt_from_pdu(
         code = int.from_bytes(nec[1:], "big")
         if code:
             err = f"{nec[0]}:{code}"  # network type (1 ANSI-136, 2 IS-95, 3 GSM) : code
+    received = now_ms if now_ms is not None else int(time.time() * 1000)
     at = None
     if "done_date" in f:
         at = parse_smpp_date(f["done_date"], utc_offset_s)
     if at is None:
-        at = now_ms if now_ms is not None else int(time.time() * 1000)
+        at = received
     return Receipt(
         channel=channel,
         operator_id=str(op_id),
@@ -150,6 +151,7 @@ def receipt_from_pdu(
         at=at,
         error_code=err if err.strip("0") else ("" if state == State.DELIVERED else err),
         raw=text,
+        received_at=received,
     )
 
 

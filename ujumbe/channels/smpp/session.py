@@ -55,7 +55,6 @@ from .pdu import (
 
 log = logging.getLogger("ujumbe.smpp")
 
-MIN_WINDOW = 32  # below this a 20 ms link cannot reach the throughput we promise
 BIND_COMMANDS = {
     "transmitter": BIND_TRANSMITTER,
     "receiver": BIND_RECEIVER,
@@ -85,7 +84,7 @@ class SmppSession(asyncio.Protocol):
         on_close: Callable[[SmppSession], None] | None = None,
     ) -> None:
         self.handler = handler
-        self.window = max(MIN_WINDOW, window)
+        self.window = max(1, window)  # the peer's limit, as given: a small one is honoured
         self.request_timeout = request_timeout
         self.enquire_link_s = enquire_link_s
         self.name = name

@@ -88,6 +88,8 @@ class SmscSimulator:
         max_binds: int = 10,
         window: int = 64,
         seed: int | None = None,
+        first_id: int | None = None,
+        clock_offset_ms: int = 0,
     ) -> None:
         self.system_id = system_id
         self.password = password
@@ -102,7 +104,9 @@ class SmscSimulator:
         self.tps = tps
         self.max_binds = max_binds
         self.rng = random.Random(seed)
-        self._ids = itertools.count(0x10000000 + (seed or 0))
+        self.first_id = first_id if first_id is not None else 0x10000000 + (seed or 0)
+        self._ids = itertools.count(self.first_id)
+        self.clock_offset_ms = clock_offset_ms
         self._ref = itertools.count(1)
         self.submitted: list[Pdu] = []  # every accepted submit, for tests
         self.keep_submitted = True
@@ -134,6 +138,10 @@ class SmscSimulator:
             return None
         self.last_account = system_id
         return SimAccount(system_id, self.max_binds, self.tps)
+
+    def restart_ids(self) -> None:
+        """Count message ids from the first one again, as an SMSC restarted."""
+        self._ids = itertools.count(self.first_id)
 
     def _make_id(self, n: int, style: str) -> str:
         return format(n, "x") if style == "hex" else str(n)
@@ -169,7 +177,8 @@ class SmscSimulator:
                     state,
                     source_addr=dest,
                     destination_addr=pdu.get("source_addr"),
-                    submit_at_ms=int(time.time() * 1000),
+                    submit_at_ms=int(time.time() * 1000) + self.clock_offset_ms,
+                    done_at_ms=int(time.time() * 1000) + self.clock_offset_ms,
                     err=err,
                     text=_preview(pdu),
                 )
@@ -240,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-binds", type=int, default=10)
     p.add_argument("--window", type=int, default=64, help="outstanding deliver_sm per bind")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--first-id", type=int, default=None, help="the first message id (default 0x10000000 + seed)")
+    p.add_argument("--clock-offset-s", type=float, default=0.0, help="receipt dates this far from our clock")
     p.add_argument("--uvloop", action="store_true", help="run on uvloop when installed")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -263,6 +274,8 @@ async def _serve(args: argparse.Namespace) -> None:
         max_binds=args.max_binds,
         window=args.window,
         seed=args.seed,
+        first_id=args.first_id,
+        clock_offset_ms=int(args.clock_offset_s * 1000),
     )
     sim.keep_submitted = False  # a long-running sim must not grow without bound
     await sim.start()
@@ -274,6 +287,10 @@ async def _serve(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    try:  # SIGHUP: count ids from --first-id again, as a restarted SMSC
+        loop.add_signal_handler(signal.SIGHUP, sim.restart_ids)
+    except (NotImplementedError, RuntimeError, AttributeError):
+        pass
     await stop.wait()
     await sim.stop()
 

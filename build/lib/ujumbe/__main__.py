@@ -1,0 +1,5 @@
+import sys
+
+from ujumbe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,7 @@
+"""API dialects: one module per provider, translating wire formats to
+services and back. Each module exposes ``routes()``; importing it registers
+its callback formats. Add a dialect by listing its module here."""
+
+from ujumbe.dialects import messangi, native, native_premium, native_verify, smpp, tilil, tingg  # noqa: F401  (native_premium and native_verify add /v1 routes)
+
+MODULES = [native, tingg, smpp, tilil, messangi]

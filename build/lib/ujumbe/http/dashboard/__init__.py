@@ -1,0 +1,621 @@
+"""The web dashboard, served from the same Starlette app at ``/dashboard``.
+
+Server-rendered pages (Jinja2) with htmx for the live parts and uPlot for the
+chart, both vendored in ``static/``: nothing to build, nothing from a CDN.
+An adapter like the dialects: it calls the services and holds no SQL.
+
+Security: server-side sessions in an HttpOnly, SameSite=Strict cookie
+(Secure over TLS); a CSRF token on every form and htmx request; a
+Content-Security-Policy with no inline script; logins throttled by the
+Accounts service's limiter, as the API's; every page reads through the logged
+in account's id; the operator's pages need the admin token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ujumbe.core.errors import Invalid, NotFound, RateLimited, UjumbeError, Unauthorized
+from ujumbe.core.pricing import display
+from ujumbe.core.states import State
+from ujumbe.http.common import client_address, services
+from ujumbe.services import dashboard as svc
+from ujumbe.services.accounts import Account
+from ujumbe.services.messaging import SendRequest
+
+COOKIE = "ujumbe_session"
+LOGIN_COOKIE = "ujumbe_login"  # double-submit token for the login forms, before there is a session
+PREFIX = "/dashboard"
+PAGE_SIZE = 50
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "cache-control": "no-store",
+}
+
+env = Environment(loader=PackageLoader("ujumbe.http.dashboard", "templates"), autoescape=select_autoescape(["html"]))
+
+
+def _time(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _money(units: int | None) -> str:
+    return "" if units is None else f"{display(units):g}"
+
+
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "–"
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+env.filters.update(time=_time, money=_money, duration=_duration,
+                   codepoint=lambda ch: " ".join(f"U+{ord(c):04X}" for c in ch))
+env.globals.update(prefix=PREFIX, final_states=[s.value for s in State if s.final], states=[s.value for s in State])
+
+
+class Ctx:
+    """What a handler gets: the request, its session and, on account pages, the account."""
+
+    def __init__(self, request: Request, session: svc.WebSession, account: Account | None) -> None:
+        self.request = request
+        self.session = session
+        self.account = account
+
+    @property
+    def platform(self) -> Any:
+        return services(self.request)
+
+    @property
+    def account_id(self) -> str:
+        assert self.account is not None
+        return self.account.id
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    body = env.get_template(name).render(request=request, **context)
+    return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """The urlencoded form of a POST (every form here is one), read without
+    python-multipart; the body is cached on the request, so reading twice is free."""
+    body = await request.body()
+    if len(body) > 256 * 1024:
+        raise Invalid("The form is too large")
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        return {}
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _set_session_cookie(response: Response, request: Request, token: str, ttl_s: int) -> None:
+    response.set_cookie(COOKIE, token, max_age=ttl_s, path=PREFIX, httponly=True, samesite="strict",
+                        secure=_secure(request))
+
+
+def _redirect(url: str, request: Request) -> Response:
+    if request.headers.get("hx-request"):
+        # htmx follows a redirect inside the swap; ask it to load the page instead
+        return Response(status_code=204, headers={"hx-redirect": url, **SECURITY_HEADERS})
+    return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser's POST names where it comes from; one from another site is refused
+    even before the CSRF token is checked."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+Handler = Callable[[Ctx], Awaitable[Response]]
+
+
+def page(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: require a session (an account's, or the operator's for
+    ``admin``), check the CSRF token on anything but GET, and show use-case
+    errors on an error page rather than a 500."""
+
+    async def endpoint(request: Request) -> Response:
+        p = services(request)
+        if admin and not p.settings.admin_token:
+            return render(request, "error.html", 404, message="Not found", ctx=None)
+        session = await p.web_sessions.get(request.cookies.get(COOKIE, ""))
+        login = f"{PREFIX}/admin/login" if admin else f"{PREFIX}/login"
+        if session is None or session.admin != admin:
+            return _redirect(login, request)
+        account = None
+        if not admin:
+            try:
+                account = await p.accounts.get(session.account_id)
+            except NotFound:
+                account = None
+            if account is None or not account.active:
+                await p.web_sessions.close(session.token)
+                return _redirect(login, request)
+        ctx = Ctx(request, session, account)
+        if request.method != "GET":
+            given = request.headers.get("x-csrf-token")
+            if given is None:
+                given = (await form_of(request)).get("csrf", "")
+            if not _same_origin(request) or not p.web_sessions.csrf_ok(session, given):
+                return render(request, "error.html", 403, message="This form has expired; reload the page and try again.",
+                              ctx=ctx)
+        try:
+            return await handler(ctx)
+        except UjumbeError as exc:
+            status = {"not_found": 404, "unauthorized": 401, "forbidden": 403, "conflict": 409, "rate_limited": 429,
+                      "payment": 402}.get(exc.kind, 400)
+            return render(request, "error.html", status, message=exc.message, ctx=ctx)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+def view(ctx: Ctx, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return render(ctx.request, name, status, ctx=ctx, account=ctx.account, csrf=ctx.session.csrf, **context)
+
+
+# --- login ---
+
+
+def _login_token(request: Request) -> str:
+    return request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+
+
+def _login_page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    token = _login_token(request)
+    response = render(request, template, status, ctx=None, csrf=token, **context)
+    response.set_cookie(LOGIN_COOKIE, token, max_age=3600, path=PREFIX, httponly=True, samesite="strict",
+                        secure=_secure(request))
+    return response
+
+
+async def _login_form(request: Request) -> tuple[dict[str, str], bool]:
+    form = await form_of(request)
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    ok = bool(token) and hmac.compare_digest(token, form.get("csrf", "")) and _same_origin(request)
+    return form, ok
+
+
+async def login(request: Request) -> Response:
+    p = services(request)
+    if request.method == "GET":
+        return _login_page(request, "login.html")
+    form, ok = await _login_form(request)
+    if not ok:
+        return _login_page(request, "login.html", 403, error="This form has expired; try again.")
+    who = form.get("login", "").strip()
+    try:
+        if not who:
+            raise Invalid("Give your username or email")
+        account = await p.accounts.verify_password(who, form.get("password", ""), client_address(request))
+    except (Unauthorized, Invalid, RateLimited) as exc:
+        status = 429 if isinstance(exc, RateLimited) else 401
+        return _login_page(request, "login.html", status, error=exc.message, login=who)
+    session = await p.web_sessions.open(account.id)
+    response = RedirectResponse(f"{PREFIX}/today", status_code=303, headers=SECURITY_HEADERS)
+    _set_session_cookie(response, request, session.token, p.web_sessions.ttl_s)
+    response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
+    return response
+
+
+async def logout(ctx: Ctx) -> Response:
+    await ctx.platform.web_sessions.close(ctx.session.token)
+    response = RedirectResponse(f"{PREFIX}/admin/login" if ctx.session.admin else f"{PREFIX}/login",
+                                status_code=303, headers=SECURITY_HEADERS)
+    response.delete_cookie(COOKIE, path=PREFIX)
+    return response
+
+
+async def admin_login(request: Request) -> Response:
+    p = services(request)
+    token = p.settings.admin_token
+    if not token:
+        return render(request, "error.html", 404, message="Not found", ctx=None)
+    if request.method == "GET":
+        return _login_page(request, "admin_login.html")
+    form, ok = await _login_form(request)
+    if not ok:
+        return _login_page(request, "admin_login.html", 403, error="This form has expired; try again.")
+    # The same throttle as the admin API: 5 wrong tokens per address per 5 minutes.
+    limiter, key = p.accounts.limiter, f"admin:{client_address(request)}"
+    try:
+        limiter.check(key)
+    except RateLimited as exc:
+        return _login_page(request, "admin_login.html", 429, error=exc.message)
+    if not hmac.compare_digest(form.get("token", "").encode(), token.encode()):
+        limiter.failed(key)
+        return _login_page(request, "admin_login.html", 401, error="That is not the admin token.")
+    limiter.succeeded(key)
+    session = await p.web_sessions.open(None, admin=True)
+    response = RedirectResponse(f"{PREFIX}/admin", status_code=303, headers=SECURITY_HEADERS)
+    _set_session_cookie(response, request, session.token, p.web_sessions.ttl_s)
+    response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
+    return response
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse(f"{PREFIX}/today", status_code=303)
+
+
+# --- today at a glance ---
+
+
+def _chart_data(g: svc.Glance) -> str:
+    return json.dumps({"t": g.buckets, "sent": g.series["sent"], "delivered": g.series["delivered"],
+                       "failed": g.series["failed"]})
+
+
+async def today(ctx: Ctx) -> Response:
+    g = await ctx.platform.dashboard.glance(ctx.account_id)
+    balance = await ctx.platform.credits.balance(ctx.account_id)
+    return view(ctx, "today.html", g=g, chart=_chart_data(g), balance=balance, nav="today")
+
+
+async def today_figures(ctx: Ctx) -> Response:
+    g = await ctx.platform.dashboard.glance(ctx.account_id)
+    return view(ctx, "_figures.html", g=g, chart=_chart_data(g))
+
+
+# --- messages ---
+
+
+def _int(value: str | None, name: str) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise Invalid(f"'{name}' must be a whole number") from None
+
+
+def _when(value: str | None, name: str) -> int | None:
+    """A datetime-local field, read as UTC (the pages show UTC)."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"'{name}' is not a date and time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return int(parsed.timestamp() * 1000)
+
+
+async def messages(ctx: Ctx) -> Response:
+    qp = ctx.request.query_params
+    p = ctx.platform
+    state = svc.check_state(qp.get("state") or None)
+    number = (qp.get("to") or "").strip()
+    reference = (qp.get("reference") or "").strip()
+    recipient = None
+    if number:
+        from ujumbe.core.numbers import InvalidNumber, normalize
+
+        try:
+            recipient = normalize(number, ctx.account.region).e164 if ctx.account else number
+        except InvalidNumber as exc:
+            raise Invalid(f"'{number}' is not a phone number: {exc.reason}") from None
+    request_id = (qp.get("request_id") or "").strip() or None
+    rows: list[dict[str, Any]] = []
+    searched = True
+    if reference:
+        found = await p.messaging.request_by_reference(ctx.account_id, reference)
+        if found is None:
+            searched = False
+        else:
+            request_id = found.request_id
+    if searched:
+        rows = await p.dashboard.search(
+            ctx.account_id, limit=PAGE_SIZE, before=_int(qp.get("cursor"), "cursor"), state=state,
+            recipient=recipient, request_id=request_id, since=_when(qp.get("since"), "from"),
+            until=_when(qp.get("until"), "until"),
+        )
+    next_url = None
+    if len(rows) == PAGE_SIZE:
+        kept = {k: v for k, v in qp.items() if k != "cursor" and v}
+        next_url = f"{PREFIX}/messages?" + urlencode({**kept, "cursor": rows[-1]["id"]})
+    return view(ctx, "messages.html", rows=rows, q=dict(qp), next_url=next_url, nav="messages")
+
+
+async def _message(ctx: Ctx) -> dict[str, Any]:
+    raw = ctx.request.path_params["id"]
+    if not raw.isdigit():
+        raise NotFound(f"No message {raw}")
+    # Read through the session's account: another account's id is simply not found.
+    return await ctx.platform.messaging.message(ctx.account_id, int(raw))
+
+
+async def message(ctx: Ctx) -> Response:
+    msg = await _message(ctx)
+    detail = await ctx.platform.dashboard.message_detail(ctx.account_id, msg["id"], msg["request_id"])
+    return view(ctx, "message.html", m=msg, final=State(msg["state"]).final, nav="messages", **detail)
+
+
+async def message_live(ctx: Ctx) -> Response:
+    msg = await _message(ctx)
+    if ctx.request.query_params.get("badge"):
+        return view(ctx, "_badge.html", m=msg, final=State(msg["state"]).final)
+    detail = await ctx.platform.dashboard.message_detail(ctx.account_id, msg["id"], msg["request_id"])
+    return view(ctx, "_message_live.html", m=msg, final=State(msg["state"]).final, **detail)
+
+
+async def inbound(ctx: Ctx) -> Response:
+    before = _int(ctx.request.query_params.get("cursor"), "cursor")
+    rows = await ctx.platform.messaging.inbound(ctx.account_id, limit=PAGE_SIZE, before=before)
+    next_url = f"{PREFIX}/inbound?cursor={rows[-1]['id']}" if len(rows) == PAGE_SIZE else None
+    return view(ctx, "inbound.html", rows=rows, next_url=next_url, nav="inbound")
+
+
+# --- send ---
+
+
+def _recipients(raw: str) -> list[str]:
+    return [r.strip() for r in raw.replace("\n", ",").replace(";", ",").split(",") if r.strip()]
+
+
+async def _preview(ctx: Ctx, text: str, to: str) -> svc.Preview:
+    from ujumbe.core.numbers import InvalidNumber, normalize
+
+    assert ctx.account is not None
+    prices = await ctx.platform.messaging.prices()
+    pv = svc.preview(text, max_chars=ctx.account.max_chars)
+    total = 0
+    for raw in _recipients(to) or [""]:
+        network = None
+        if raw:
+            try:
+                network = normalize(raw, ctx.account.region).network
+            except InvalidNumber:
+                continue
+        total += prices.cost(network, pv.parts)
+    return svc.Preview(**{**pv.__dict__, "cost": total})
+
+
+async def send_page(ctx: Ctx) -> Response:
+    senders = await ctx.platform.senders.list(ctx.account_id)
+    pv = await _preview(ctx, "", "")
+    return view(ctx, "send.html", pv=pv, senders=senders, form={}, nav="send")
+
+
+async def send_preview(ctx: Ctx) -> Response:
+    form = await form_of(ctx.request)
+    text, to = str(form.get("text", "")), str(form.get("to", ""))
+    return view(ctx, "_preview.html", pv=await _preview(ctx, text, to), text=text)
+
+
+async def send(ctx: Ctx) -> Response:
+    form = await form_of(ctx.request)
+    assert ctx.account is not None
+    recipients = _recipients(form.get("to", ""))
+    text = form.get("text", "")
+    senders = await ctx.platform.senders.list(ctx.account_id)
+    error = None
+    if not recipients:
+        error = "Give at least one recipient."
+    elif not text.strip():
+        error = "Write the message."
+    if error is None:
+        try:
+            result = await ctx.platform.messaging.send(ctx.account, SendRequest(
+                recipients=recipients, text=text, sender=form.get("sender") or None,
+                reference=form.get("reference", "").strip() or None,
+            ))
+        except UjumbeError as exc:
+            error = exc.message
+        else:
+            return view(ctx, "sent.html", result=result, nav="send")
+    pv = await _preview(ctx, text, form.get("to", ""))
+    return view(ctx, "send.html", 400, pv=pv, senders=senders, form=form, error=error, nav="send")
+
+
+# --- account ---
+
+
+async def account_page(ctx: Ctx, *, new_key: str | None = None, notice: str | None = None) -> Response:
+    p, aid = ctx.platform, ctx.account_id
+    qp = ctx.request.query_params
+    ledger = await p.credits.transactions(aid, 20, _int(qp.get("ledger_cursor"), "ledger_cursor"))
+    failed = await p.callback_log.list(aid, "failed", 20, _int(qp.get("cb_cursor"), "cb_cursor"))
+    return view(
+        ctx, "account.html", nav="account", new_key=new_key, notice=notice,
+        balance=await p.credits.balance(aid), ledger=ledger,
+        ledger_next=ledger[-1]["id"] if len(ledger) == 20 else None,
+        keys=await p.dashboard.api_keys(aid), failed=failed,
+        failed_next=failed[-1]["id"] if len(failed) == 20 else None,
+        senders=await p.senders.list(aid), templates=await p.templates.list(aid),
+    )
+
+
+async def account(ctx: Ctx) -> Response:
+    return await account_page(ctx)
+
+
+async def create_key(ctx: Ctx) -> Response:
+    form = await form_of(ctx.request)
+    label = str(form.get("label", "")).strip()[:64]
+    key = await ctx.platform.accounts.new_api_key(ctx.account_id, label)
+    return await account_page(ctx, new_key=key)  # shown this once, never again
+
+
+async def revoke_key(ctx: Ctx) -> Response:
+    form = await form_of(ctx.request)
+    await ctx.platform.dashboard.revoke_api_key(ctx.account_id, str(form.get("key", "")))
+    ctx.platform.accounts.forget_cached_keys()  # revoked at once in this process, not after the cache's TTL
+    return await account_page(ctx, notice="The key is revoked.")
+
+
+async def set_callbacks(ctx: Ctx) -> Response:
+    form = await form_of(ctx.request)
+    urls: dict[str, str | None] = {}
+    for name in ("dlr_url", "inbound_url", "subscription_url"):
+        value = str(form.get(name, "")).strip()
+        if value:
+            await ctx.platform.check_callback_url(value)
+        urls[name] = value or None
+    ctx.account = await ctx.platform.accounts.set_callbacks(ctx.account_id, urls)
+    return await account_page(ctx, notice="Callback URLs saved.")
+
+
+async def webhook_secret(ctx: Ctx) -> Response:
+    assert ctx.account is not None
+    secret = ctx.platform.accounts.webhook_secret(ctx.account.key_seed)
+    return view(ctx, "_secret.html", secret=secret)
+
+
+async def retry_callback(ctx: Ctx) -> Response:
+    raw = ctx.request.path_params["id"]
+    if not raw.isdigit():
+        raise NotFound(f"No callback {raw}")
+    await ctx.platform.callback_log.retry(ctx.account_id, int(raw))
+    if ctx.request.headers.get("hx-request"):
+        return view(ctx, "_retried.html", id=int(raw))
+    return await account_page(ctx, notice=f"Callback {raw} will be sent again.")
+
+
+# --- the operator ---
+
+
+async def _board(ctx: Ctx) -> list[dict[str, Any]]:
+    p = ctx.platform
+    out = []
+    for c in await p.routing.list_connectors():
+        status = p.router.status(c["name"])
+        out.append({**c, "status": status})
+    builtin = [{"name": ch.name, "kind": ch.kind, "builtin": True, "status": {"running": True, "binds_up": None,
+               "in_flight": p.router.in_flight(ch)}} for ch in p.channels.values()]
+    return out + builtin
+
+
+async def admin_home(ctx: Ctx) -> Response:
+    return view(ctx, "admin_connectors.html", connectors=await _board(ctx), nav="connectors")
+
+
+async def admin_board(ctx: Ctx) -> Response:
+    return view(ctx, "_connectors.html", connectors=await _board(ctx))
+
+
+async def admin_pause(ctx: Ctx) -> Response:
+    name, action = ctx.request.path_params["name"], ctx.request.path_params["action"]
+    if action not in ("pause", "resume"):
+        raise NotFound(f"No action {action}")
+    # Paused is disabled: the workers stop the connector (unbinding it) and start it again on resume.
+    enabled = action == "resume"
+    await ctx.platform.routing.update_connector(name, {"enabled": enabled})
+    return _redirect(f"{PREFIX}/admin", ctx.request) if not ctx.request.headers.get("hx-request") else \
+        view(ctx, "_connectors.html", connectors=await _board(ctx))
+
+
+async def admin_routes(ctx: Ctx) -> Response:
+    p = ctx.platform
+    prices = await p.messaging.prices()
+    return view(ctx, "admin_routes.html", routes=await p.routing.list_routes(),
+                prices=sorted(prices.items()), default_price=prices.default, nav="routes")
+
+
+async def admin_accounts(ctx: Ctx, *, notice: str | None = None, created: dict[str, Any] | None = None) -> Response:
+    after = ctx.request.query_params.get("after") or None
+    rows = await ctx.platform.dashboard.accounts_page(PAGE_SIZE, after)
+    next_url = f"{PREFIX}/admin/accounts?after={rows[-1]['id']}" if len(rows) == PAGE_SIZE else None
+    return view(ctx, "admin_accounts.html", rows=rows, next_url=next_url, notice=notice, created=created,
+                nav="accounts")
+
+
+async def admin_accounts_get(ctx: Ctx) -> Response:
+    return await admin_accounts(ctx)
+
+
+async def admin_account_create(ctx: Ctx) -> Response:
+    form = await form_of(ctx.request)
+    created = await ctx.platform.accounts.create(
+        name=form.get("name", ""), email=form.get("email", ""), password=form.get("password", ""),
+        username=form.get("username") or None, credits=form.get("credits") or None,
+    )
+    return await admin_accounts(ctx, created=created)
+
+
+async def admin_account_action(ctx: Ctx) -> Response:
+    account_id = ctx.request.path_params["id"]
+    action = ctx.request.path_params["action"]
+    p = ctx.platform
+    await p.accounts.get(account_id)  # 404 for an unknown id
+    if action == "topup":
+        form = await form_of(ctx.request)
+        await p.credits.add(account_id, str(form.get("amount", "")), note="top-up (dashboard)")
+        notice = f"Topped up {account_id}."
+    elif action in ("suspend", "resume"):
+        await p.dashboard.set_active(account_id, action == "resume")
+        p.accounts.forget_cached_keys()
+        notice = f"{account_id} {'suspended' if action == 'suspend' else 'resumed'}."
+    else:
+        raise NotFound(f"No action {action}")
+    return await admin_accounts(ctx, notice=notice)
+
+
+def routes() -> list[BaseRoute]:
+    static = Path(__file__).parent / "static"
+    admin = {"admin": True}
+
+    def a(handler: Handler) -> Any:
+        return page(handler, **admin)
+
+    return [
+        Mount(f"{PREFIX}/static", StaticFiles(directory=static), name="dashboard-static"),
+        Route(PREFIX, home),
+        Route(f"{PREFIX}/", home),
+        Route(f"{PREFIX}/login", login, methods=["GET", "POST"]),
+        Route(f"{PREFIX}/logout", page(logout), methods=["POST"]),
+        Route(f"{PREFIX}/today", page(today)),
+        Route(f"{PREFIX}/today/figures", page(today_figures)),
+        Route(f"{PREFIX}/messages", page(messages)),
+        Route(f"{PREFIX}/messages/{{id}}", page(message)),
+        Route(f"{PREFIX}/messages/{{id}}/live", page(message_live)),
+        Route(f"{PREFIX}/inbound", page(inbound)),
+        Route(f"{PREFIX}/send", page(send_page)),
+        Route(f"{PREFIX}/send", page(send), methods=["POST"]),
+        Route(f"{PREFIX}/send/preview", page(send_preview), methods=["POST"]),
+        Route(f"{PREFIX}/account", page(account)),
+        Route(f"{PREFIX}/account/keys", page(create_key), methods=["POST"]),
+        Route(f"{PREFIX}/account/keys/revoke", page(revoke_key), methods=["POST"]),
+        Route(f"{PREFIX}/account/callbacks", page(set_callbacks), methods=["POST"]),
+        Route(f"{PREFIX}/account/webhook-secret", page(webhook_secret), methods=["POST"]),
+        Route(f"{PREFIX}/callbacks/{{id}}/retry", page(retry_callback), methods=["POST"]),
+        Route(f"{PREFIX}/admin/login", admin_login, methods=["GET", "POST"]),
+        Route(f"{PREFIX}/admin/logout", a(logout), methods=["POST"]),
+        Route(f"{PREFIX}/admin", a(admin_home)),
+        Route(f"{PREFIX}/admin/connectors", a(admin_board)),
+        Route(f"{PREFIX}/admin/connectors/{{name}}/{{action:str}}", a(admin_pause), methods=["POST"]),
+        Route(f"{PREFIX}/admin/routes", a(admin_routes)),
+        Route(f"{PREFIX}/admin/accounts", a(admin_accounts_get)),
+        Route(f"{PREFIX}/admin/accounts", a(admin_account_create), methods=["POST"]),
+        Route(f"{PREFIX}/admin/accounts/{{id}}/{{action}}", a(admin_account_action), methods=["POST"]),
+    ]

@@ -1,0 +1,290 @@
+"""Accounts, credentials and tokens.
+
+Passwords are argon2 hashes; API keys and refresh tokens are random and only
+their SHA-256 is stored. Keys that must be *used* by the server (Messangi's
+HMAC private key, the webhook signing secret) are derived from the server
+secret and a per-account seed, so the database alone reveals none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+
+from ujumbe.core.errors import Conflict, Invalid, NotFound, RateLimited, Unauthorized
+from ujumbe.core.pricing import to_units
+from ujumbe.store import Store, now_ms
+from ujumbe.store import accounts as q
+
+_hasher = PasswordHasher()
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+API_KEY_PREFIX = "uj_"
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    email: str
+    username: str
+    region: str
+    instance_id: str
+    public_key: str
+    key_seed: str
+    max_chars: int
+    dlr_url: str | None
+    inbound_url: str | None
+    subscription_url: str | None
+    active: bool
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Account:
+        return cls(
+            id=row["id"], name=row["name"], email=row["email"], username=row["username"],
+            region=row["region"], instance_id=row["instance_id"], public_key=row["public_key"],
+            key_seed=row["key_seed"], max_chars=row["max_chars"], dlr_url=row["dlr_url"],
+            inbound_url=row["inbound_url"], subscription_url=row["subscription_url"],
+            active=bool(row["active"]),
+        )
+
+
+class LoginLimiter:
+    """At most ``attempts`` failed logins per identifier and per client address
+    in ``window_s``; kept in memory, per process."""
+
+    def __init__(self, attempts: int = 5, window_s: float = 300.0) -> None:
+        self.attempts = attempts
+        self.window_s = window_s
+        self._failures: dict[str, list[float]] = {}
+
+    def check(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            recent = [t for t in self._failures.get(key, ()) if now - t < self.window_s]
+            self._failures[key] = recent
+            if len(recent) >= self.attempts:
+                retry = int(self.window_s - (now - recent[0])) + 1
+                raise RateLimited(f"Too many failed logins; try again in {retry} s", retry_after=retry)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            self._failures.setdefault(key, []).append(now)
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._failures.pop(key, None)
+
+
+class Accounts:
+    def __init__(self, store: Store, secret: str, *, access_ttl_s: int = 3600, refresh_ttl_s: int = 30 * 86400) -> None:
+        self.store = store
+        self._secret = secret.encode()
+        self._jwt_key = self._derive("jwt")
+        self.access_ttl_s = access_ttl_s
+        self.refresh_ttl_s = refresh_ttl_s
+        self.limiter = LoginLimiter()
+        # API keys are checked on every request: a short-lived cache spares the
+        # database; revoking a key takes effect within the TTL.
+        self._key_cache: OrderedDict[str, tuple[float, Account | None]] = OrderedDict()
+        self.key_cache_ttl_s = 5.0
+
+    def _derive(self, purpose: str, seed: str = "") -> bytes:
+        return hmac.new(self._secret, f"{purpose}:{seed}".encode(), hashlib.sha256).digest()
+
+    # --- creation ---
+
+    async def create(
+        self, *, name: str, email: str, password: str, username: str | None = None,
+        region: str = "KE", credits: str | None = None, max_chars: int = 920,
+    ) -> dict[str, Any]:
+        """Create an account; returns every credential the dialects need, once."""
+        email = email.strip().lower()
+        if not _EMAIL.match(email):
+            raise Invalid(f"'{email}' is not an email address", code="invalid_email")
+        if len(password) < 8:
+            raise Invalid("The password must have at least 8 characters", code="weak_password")
+        region = region.upper()
+        if not re.fullmatch(r"[A-Z]{2}", region):
+            raise Invalid(f"'{region}' is not a two-letter region code", code="invalid_region")
+        username = (username or email.split("@")[0]).strip()
+        row = {
+            "id": "acc_" + uuid.uuid4().hex[:20],
+            "name": name.strip() or username,
+            "email": email,
+            "username": username,
+            "password_hash": await asyncio.to_thread(_hasher.hash, password),
+            "region": region,
+            "instance_id": str(secrets.randbelow(9_000_000) + 1_000_000),
+            "public_key": secrets.token_hex(16),
+            "key_seed": secrets.token_hex(16),
+            "max_chars": max_chars,
+            "created_at": now_ms(),
+        }
+        api_key = API_KEY_PREFIX + secrets.token_urlsafe(30)
+        amount = to_units(credits) if credits else 0
+
+        async def unit(tx: Any) -> None:
+            for column in ("email", "username"):
+                if await q.account_by(tx, column, row[column]):
+                    raise Conflict(f"An account with this {column} already exists", code=f"{column}_taken")
+            await q.insert_account(tx, row)
+            await q.insert_api_key(tx, row["id"], sha256(api_key), api_key[:8], "default")
+            if amount:
+                await q.add_ledger(tx, row["id"], "topup", amount, note="initial credits")
+
+        await self.store.run(unit)
+        return {
+            "account_id": row["id"],
+            "name": row["name"],
+            "username": username,
+            "email": email,
+            "region": region,
+            "api_key": api_key,
+            "instance_id": row["instance_id"],
+            "public_key": row["public_key"],
+            "private_key": self.private_key(row["key_seed"]),
+            "webhook_secret": self.webhook_secret(row["key_seed"]),
+        }
+
+    def private_key(self, key_seed: str) -> str:
+        return self._derive("private-key", key_seed).hex()
+
+    def webhook_secret(self, key_seed: str) -> str:
+        return "whsec_" + base64.b64encode(self._derive("webhook", key_seed)).decode()
+
+    async def new_api_key(self, account_id: str, label: str = "") -> str:
+        api_key = API_KEY_PREFIX + secrets.token_urlsafe(30)
+        await self.store.run(lambda tx: q.insert_api_key(tx, account_id, sha256(api_key), api_key[:8], label))
+        return api_key
+
+    # --- lookups ---
+
+    async def get(self, account_id: str) -> Account:
+        row = await self.store.read(lambda tx: q.account_by(tx, "id", account_id))
+        if row is None:
+            raise NotFound(f"No account {account_id}")
+        return Account.from_row(row)
+
+    async def find(self, column: str, value: str) -> Account | None:
+        row = await self.store.read(lambda tx: q.account_by(tx, column, value))
+        return None if row is None else Account.from_row(row)
+
+    async def by_login(self, login: str) -> Account | None:
+        row = await self.store.read(lambda tx: q.account_by_login(tx, login))
+        return None if row is None else Account.from_row(row)
+
+    async def by_api_key(self, api_key: str) -> Account | None:
+        """The account holding this key (even if disabled), or None."""
+        digest = sha256(api_key)
+        hit = self._key_cache.get(digest)
+        now = time.monotonic()
+        if hit and now - hit[0] < self.key_cache_ttl_s:
+            return hit[1]
+        row = await self.store.read(lambda tx: q.account_by_api_key(tx, digest))
+        account = Account.from_row(row) if row else None
+        self._key_cache[digest] = (now, account)
+        if len(self._key_cache) > 10_000:
+            self._key_cache.popitem(last=False)
+        return account
+
+    def forget_cached_keys(self) -> None:
+        """Drop the key cache, so a key just revoked (or an account just
+        suspended) is refused at once in this process, not after the TTL."""
+        self._key_cache.clear()
+
+    async def authenticate_api_key(self, api_key: str) -> Account:
+        """The active account holding this key; unknown keys and disabled
+        accounts are told apart by the error code (some dialects need that)."""
+        account = await self.by_api_key(api_key)
+        if account is None:
+            raise Unauthorized("Unknown or revoked API key", code="invalid_api_key")
+        if not account.active:
+            raise Unauthorized("This account is disabled", code="account_disabled")
+        return account
+
+    # --- passwords and tokens ---
+
+    async def verify_password(self, login: str, password: str, client: str = "") -> Account:
+        keys = (f"login:{login.lower()}", f"addr:{client}") if client else (f"login:{login.lower()}",)
+        self.limiter.check(*keys)
+        row = await self.store.read(lambda tx: q.account_by_login(tx, login))
+        ok = False
+        if row is not None:
+            try:
+                ok = await asyncio.to_thread(_hasher.verify, row["password_hash"], password)
+            except VerificationError:
+                ok = False
+        else:
+            # spend the same time on unknown users, so timing does not reveal them
+            await asyncio.to_thread(_hasher.hash, password)
+        if not ok or not row["active"]:
+            self.limiter.failed(*keys)
+            raise Unauthorized("Wrong username or password", code="invalid_credentials")
+        self.limiter.succeeded(*keys)
+        return Account.from_row(row)
+
+    async def issue_tokens(self, account: Account, ttl_s: int | None = None) -> dict[str, Any]:
+        ttl = ttl_s or self.access_ttl_s
+        now = int(time.time())
+        access = jwt.encode(
+            {"sub": account.id, "typ": "access", "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex},
+            self._jwt_key,
+            algorithm="HS256",
+        )
+        refresh = secrets.token_urlsafe(48)
+        await self.store.run(
+            lambda tx: q.insert_refresh_token(tx, sha256(refresh), account.id, now_ms() + self.refresh_ttl_s * 1000)
+        )
+        return {"access_token": access, "refresh_token": refresh, "expires_in": ttl, "token_type": "bearer"}
+
+    async def refresh(self, refresh_token: str, ttl_s: int | None = None) -> dict[str, Any]:
+        """Trade a refresh token for new tokens; each refresh token works once."""
+        account_id = await self.store.run(lambda tx: q.use_refresh_token(tx, sha256(refresh_token)))
+        if account_id is None:
+            raise Unauthorized("The refresh token is invalid, used or expired", code="invalid_refresh_token")
+        return await self.issue_tokens(await self.get(account_id), ttl_s)
+
+    def account_id_from_token(self, token: str) -> str:
+        try:
+            claims = jwt.decode(token, self._jwt_key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The access token has expired", code="token_expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("The access token is invalid", code="invalid_token") from None
+        if claims.get("typ") != "access":
+            raise Unauthorized("The access token is invalid", code="invalid_token")
+        return str(claims["sub"])
+
+    async def authenticate_bearer(self, token: str) -> Account:
+        """An API key or an access token, as sent in ``Authorization: Bearer``."""
+        if token.startswith(API_KEY_PREFIX):
+            return await self.authenticate_api_key(token)
+        account = await self.get(self.account_id_from_token(token))
+        if not account.active:
+            raise Unauthorized("This account is disabled", code="account_disabled")
+        return account
+
+    # --- settings ---
+
+    async def set_callbacks(self, account_id: str, urls: dict[str, str | None]) -> Account:
+        await self.store.run(lambda tx: q.update_callbacks(tx, account_id, urls))
+        self._key_cache.clear()
+        return await self.get(account_id)

@@ -1,0 +1,189 @@
+"""Queries on accounts, their keys, tokens, templates, numbers and ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ujumbe.store.base import Row, Tx, now_ms
+
+ACCOUNT_COLUMNS = (
+    "id, name, email, username, password_hash, region, instance_id, public_key, key_seed, "
+    "balance, dlr_url, inbound_url, subscription_url, max_chars, active, created_at"
+)
+
+
+def as_dict(row: Row | None) -> dict[str, Any] | None:
+    return None if row is None else {k: row[k] for k in row.keys()}
+
+
+async def insert_account(tx: Tx, a: dict[str, Any]) -> None:
+    await tx.execute(
+        "INSERT INTO accounts (id, name, email, username, password_hash, region, instance_id, "
+        "public_key, key_seed, balance, max_chars, active, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 1, ?)",
+        a["id"], a["name"], a["email"], a["username"], a["password_hash"], a["region"],
+        a["instance_id"], a["public_key"], a["key_seed"], a["max_chars"], a["created_at"],
+    )
+
+
+async def account_by(tx: Tx, column: str, value: Any) -> dict[str, Any] | None:
+    assert column in ("id", "email", "username", "instance_id", "public_key")
+    return as_dict(await tx.fetchrow(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {column} = ?", value))
+
+
+async def account_by_login(tx: Tx, login: str) -> dict[str, Any] | None:
+    return as_dict(
+        await tx.fetchrow(
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ? OR username = ?",
+            login.lower(), login,
+        )
+    )
+
+
+async def account_by_api_key(tx: Tx, key_hash: str) -> dict[str, Any] | None:
+    return as_dict(
+        await tx.fetchrow(
+            f"SELECT {', '.join('a.' + c.strip() for c in ACCOUNT_COLUMNS.split(','))} "
+            "FROM api_keys k JOIN accounts a ON a.id = k.account_id "
+            "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+            key_hash,
+        )
+    )
+
+
+async def insert_api_key(tx: Tx, account_id: str, key_hash: str, prefix: str, label: str) -> None:
+    await tx.execute(
+        "INSERT INTO api_keys (key_hash, account_id, prefix, label, created_at) VALUES (?, ?, ?, ?, ?)",
+        key_hash, account_id, prefix, label, now_ms(),
+    )
+
+
+async def update_callbacks(tx: Tx, account_id: str, urls: dict[str, str | None]) -> None:
+    for column, value in urls.items():
+        assert column in ("dlr_url", "inbound_url", "subscription_url")
+        await tx.execute(f"UPDATE accounts SET {column} = ? WHERE id = ?", value, account_id)
+
+
+async def insert_refresh_token(tx: Tx, token_hash: str, account_id: str, expires_at: int) -> None:
+    await tx.execute(
+        "INSERT INTO refresh_tokens (token_hash, account_id, expires_at) VALUES (?, ?, ?)",
+        token_hash, account_id, expires_at,
+    )
+
+
+async def use_refresh_token(tx: Tx, token_hash: str) -> str | None:
+    """Spend a refresh token once; the account id, or None if unknown, used or expired."""
+    now = now_ms()
+    row = await tx.fetchrow(
+        "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? "
+        "RETURNING account_id",
+        now, token_hash, now,
+    )
+    return None if row is None else row[0]
+
+
+# --- credits ---
+
+
+async def add_ledger(
+    tx: Tx, account_id: str, kind: str, amount: int, *, request_id: str | None = None,
+    message_id: int | None = None, note: str | None = None,
+) -> int:
+    """Move ``amount`` (signed) on the balance and record it; the new balance."""
+    balance = await tx.fetchval(
+        "UPDATE accounts SET balance = balance + ? WHERE id = ? RETURNING balance", amount, account_id
+    )
+    if balance is None:
+        raise LookupError(account_id)
+    await tx.execute(
+        "INSERT INTO ledger (account_id, at, kind, amount, balance_after, request_id, message_id, note) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        account_id, now_ms(), kind, amount, balance, request_id, message_id, note,
+    )
+    return balance
+
+
+async def charge(tx: Tx, account_id: str, amount: int, request_id: str) -> int | None:
+    """Take ``amount`` if the balance covers it; the new balance, or None."""
+    if tx.dialect == "postgres":
+        # One round trip instead of two: every send charges, inside its transaction.
+        return await tx.fetchval(
+            "WITH c AS (UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ? RETURNING balance) "
+            "INSERT INTO ledger (account_id, at, kind, amount, balance_after, request_id) "
+            "SELECT ?, ?, 'charge', ?, balance, ? FROM c RETURNING balance_after",
+            amount, account_id, amount, account_id, now_ms(), -amount, request_id,
+        )
+    balance = await tx.fetchval(
+        "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ? RETURNING balance",
+        amount, account_id, amount,
+    )
+    if balance is None:
+        return None
+    await tx.execute(
+        "INSERT INTO ledger (account_id, at, kind, amount, balance_after, request_id) VALUES (?, ?, 'charge', ?, ?, ?)",
+        account_id, now_ms(), -amount, balance, request_id,
+    )
+    return balance
+
+
+async def ledger_page(tx: Tx, account_id: str, limit: int, before: int | None) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT id, at, kind, amount, balance_after, request_id, message_id, note FROM ledger "
+        "WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        account_id, before if before is not None else 2**62, limit,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def prices(tx: Tx) -> list[Row]:
+    return await tx.fetch("SELECT network, channel, price FROM prices")
+
+
+async def set_price(tx: Tx, network: str, channel: str, price: int) -> None:
+    await tx.execute(
+        "INSERT INTO prices (network, channel, price) VALUES (?, ?, ?) "
+        "ON CONFLICT (network, channel) DO UPDATE SET price = excluded.price",
+        network, channel, price,
+    )
+
+
+# --- templates ---
+
+
+async def put_template(tx: Tx, account_id: str, key: str, channel: str, body: str, subject: str | None) -> None:
+    await tx.execute(
+        "INSERT INTO templates (account_id, key, channel, body, subject, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (account_id, key, channel) DO UPDATE SET body = excluded.body, "
+        "subject = excluded.subject, updated_at = excluded.updated_at",
+        account_id, key, channel, body, subject, now_ms(),
+    )
+
+
+async def get_template(tx: Tx, account_id: str, key: str, channel: str) -> dict[str, Any] | None:
+    return as_dict(
+        await tx.fetchrow(
+            "SELECT key, channel, body, subject, updated_at FROM templates "
+            "WHERE account_id = ? AND key = ? AND channel = ?",
+            account_id, key, channel,
+        )
+    )
+
+
+async def list_templates(tx: Tx, account_id: str) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT key, channel, body, subject, updated_at FROM templates WHERE account_id = ? ORDER BY key, channel",
+        account_id,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def delete_template(tx: Tx, account_id: str, key: str, channel: str) -> bool:
+    row = await tx.fetchrow(
+        "DELETE FROM templates WHERE account_id = ? AND key = ? AND channel = ? RETURNING key",
+        account_id, key, channel,
+    )
+    return row is not None
+
+
+async def account_exists(tx: Tx, account_id: str) -> bool:
+    return bool(await tx.fetchval("SELECT 1 FROM accounts WHERE id = ?", account_id))

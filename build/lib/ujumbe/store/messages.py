@@ -1,0 +1,401 @@
+"""Queries on requests, messages, their parts and events, and the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ujumbe.store.accounts import as_dict
+from ujumbe.store.base import Tx
+
+MESSAGE_COLUMNS = (
+    "m.id, m.request_id, m.account_id, m.channel, m.dialect, m.sender, m.recipient, m.network, "
+    "m.body, m.encoding, m.parts, m.cost, m.charge, m.state, m.error_code, m.error_reason, "
+    "m.connector, m.callback_url, m.meta, m.created_at, m.submitted_at, m.done_at, m.updated_at, "
+    "m.expires_at, r.reference, r.meta AS request_meta, a.dlr_url"
+)
+MESSAGE_FROM = "messages m JOIN requests r ON r.id = m.request_id JOIN accounts a ON a.id = m.account_id"
+
+_NEW_MESSAGE = {  # the columns a new message is inserted with, and their PostgreSQL types
+    "id": "bigint", "request_id": "text", "account_id": "text", "channel": "text", "dialect": "text",
+    "sender": "text", "recipient": "text", "network": "text", "body": "text", "encoding": "text", "parts": "int",
+    "cost": "bigint", "charge": "text", "state": "text", "error_code": "text", "error_reason": "text",
+    "callback_url": "text", "meta": "text", "created_at": "bigint", "updated_at": "bigint", "done_at": "bigint",
+    "expires_at": "bigint",
+}
+_NEW_REQUEST = {
+    "id": "text", "account_id": "text", "reference": "text", "dialect": "text", "channel": "text", "sender": "text",
+    "template_key": "text", "callback_url": "text", "recipients": "int", "accepted": "int", "cost": "bigint",
+    "meta": "text", "created_at": "bigint",
+}
+
+
+def unnest(*types: str) -> str:
+    return "unnest(" + ", ".join(f"?::{t}[]" for t in types) + ")"
+
+
+def _insert(table: str, columns: dict[str, str]) -> tuple[str, str]:
+    """INSERT of one row, and the same over unnest of one array per column."""
+    names = ", ".join(columns)
+    return (
+        f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)})",
+        f"INSERT INTO {table} ({names}) SELECT * FROM {unnest(*columns.values())}",
+    )
+
+
+INSERT_EVENT = "INSERT INTO message_events (message_id, at, state, detail) VALUES (?, ?, ?, ?)"
+INSERT_MESSAGE, _INSERT_MESSAGES = _insert("messages", _NEW_MESSAGE)
+INSERT_REQUEST, _INSERT_REQUESTS = _insert("requests", _NEW_REQUEST)
+_QUEUE, _QUEUE_MANY = _insert("outbox", {"message_id": "bigint", "due_at": "bigint"})
+# events keep their order: a message's 'accepted' comes before its 'queued'
+_INSERT_EVENTS = (
+    "INSERT INTO message_events (message_id, at, state, detail) SELECT m, a, s, d FROM "
+    "unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[]) WITH ORDINALITY AS v(m, a, s, d, n) ORDER BY n"
+)
+
+# Column types of the columns the workers write in bulk, for PostgreSQL's unnest.
+PG_TYPES = {
+    "state": "text", "updated_at": "bigint", "submitted_at": "bigint", "done_at": "bigint", "error_code": "text",
+    "error_reason": "text", "charge": "text", "connector": "text", "cost": "bigint",
+}
+
+
+async def many(tx: Tx, sql: str, rows: Sequence[Sequence[Any]], pg: str | None = None) -> None:
+    """Run ``sql`` once per row. On PostgreSQL, ``pg`` (the same statement over
+    ``unnest`` of one array per column, each ``?`` an array) does it in one
+    statement: one plan and one executor run for the batch instead of one per
+    row, which is most of what PostgreSQL spends on a worker's writes."""
+    if not rows:
+        return
+    if len(rows) == 1:
+        await tx.execute(sql, *rows[0])
+    elif pg is not None and tx.dialect == "postgres":
+        await tx.execute(pg, *(list(column) for column in zip(*rows)))
+    else:
+        await tx.executemany(sql, rows)
+
+
+def chunks(tx: Tx, values: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """SQLite caps bound parameters, so long IN lists go in pieces; PostgreSQL
+    takes one array whatever its length (see ``is_in``)."""
+    if tx.dialect == "postgres":
+        return [values] if values else []
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def is_in(tx: Tx, column: str, values: Sequence[Any], pg_type: str) -> tuple[str, list[Any]]:
+    """``column IN (...)`` and its arguments. On PostgreSQL ``IN (SELECT
+    unnest(array))``: one statement text whatever the count, so asyncpg
+    prepares it once instead of once per distinct list length; and a join,
+    not ``= ANY(array)``, whose cost would be rows x array length should the
+    plan scan the table (see ``Tx.plan_for_keys``)."""
+    if tx.dialect == "postgres":
+        return f"{column} IN (SELECT unnest(?::{pg_type}[]))", [list(values)]
+    return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+
+async def insert_events(tx: Tx, rows: Sequence[tuple[int, int, str, str | None]]) -> None:
+    """(message_id, at, state, detail) rows, inserted in this order."""
+    await many(tx, INSERT_EVENT, rows, _INSERT_EVENTS)
+
+
+async def insert_request(tx: Tx, r: dict[str, Any]) -> bool:
+    """Insert a request; False when the account already used its reference.
+    Without a reference there is nothing to clash with: the row is left to
+    ``insert_later``, so a grouped commit writes all its requests at once."""
+    row = tuple(r[c] for c in _NEW_REQUEST)
+    if r["reference"] is None:
+        tx.insert_later(INSERT_REQUEST, [row], _INSERT_REQUESTS)
+        return True
+    found = await tx.fetchrow(INSERT_REQUEST + " ON CONFLICT (account_id, reference) DO NOTHING RETURNING id", *row)
+    return found is not None
+
+
+def add_messages(tx: Tx, rows: Sequence[Sequence[Any]], events: Sequence[tuple[int, int, str, str | None]],
+                 queue: Sequence[tuple[int, int]]) -> None:
+    """New messages (columns as ``_NEW_MESSAGE``), their first events and
+    their (message_id, due_at) outbox entries, written by ``insert_later``:
+    none is read back before the send commits."""
+    tx.insert_later(INSERT_MESSAGE, rows, _INSERT_MESSAGES)
+    tx.insert_later(INSERT_EVENT, events, _INSERT_EVENTS)
+    if queue:
+        tx.insert_later(_QUEUE, queue, _QUEUE_MANY)
+
+
+async def request_by_reference(tx: Tx, account_id: str, reference: str) -> dict[str, Any] | None:
+    return as_dict(
+        await tx.fetchrow("SELECT * FROM requests WHERE account_id = ? AND reference = ?", account_id, reference)
+    )
+
+
+async def request_by_id(tx: Tx, account_id: str, request_id: str) -> dict[str, Any] | None:
+    return as_dict(await tx.fetchrow("SELECT * FROM requests WHERE account_id = ? AND id = ?", account_id, request_id))
+
+
+async def messages_of_request(tx: Tx, request_id: str) -> list[dict[str, Any]]:
+    rows = await tx.fetch(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.request_id = ? ORDER BY m.id", request_id)
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def message(tx: Tx, message_id: int, account_id: str | None = None) -> dict[str, Any] | None:
+    if account_id is None:
+        row = await tx.fetchrow(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ?", message_id)
+    else:
+        row = await tx.fetchrow(
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ? AND m.account_id = ?", message_id, account_id
+        )
+    return as_dict(row)
+
+
+async def messages_by_ids(tx: Tx, ids: Sequence[int]) -> list[dict[str, Any]]:
+    await tx.plan_for_keys()
+    out: list[dict[str, Any]] = []
+    for chunk in chunks(tx, ids, 500):
+        where, args = is_in(tx, "m.id", chunk, "bigint")
+        out.extend(dicts(await tx.fetch(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {where}", *args)))
+    return out
+
+
+def dicts(rows: list[Any]) -> list[dict[str, Any]]:
+    """Rows as dicts, the column names read once rather than per row (the
+    workers convert hundreds of 27-column rows per batch)."""
+    if not rows:
+        return []
+    keys = tuple(rows[0].keys())
+    return [dict(zip(keys, r)) for r in rows]
+
+
+async def events(tx: Tx, message_id: int) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT at, state, detail FROM message_events WHERE message_id = ? ORDER BY at, rowid"
+        if tx.dialect == "sqlite"
+        else "SELECT at, state, detail FROM message_events WHERE message_id = ? ORDER BY at, ctid",
+        message_id,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def list_messages(
+    tx: Tx, account_id: str, *, limit: int, before: int | None = None, state: str | None = None,
+    recipient: str | None = None, request_id: str | None = None, since: int | None = None,
+) -> list[dict[str, Any]]:
+    where = ["m.account_id = ?", "m.id < ?"]
+    args: list[Any] = [account_id, before if before is not None else 2**62]
+    for column, value in (("m.state", state), ("m.recipient", recipient), ("m.request_id", request_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        where.append("m.created_at >= ?")
+        args.append(since)
+    rows = await tx.fetch(
+        f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?",
+        *args, limit,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def inbound_page(tx: Tx, account_id: str, *, limit: int, before: int | None = None) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT id, sender, recipient, body, network, link_id, channel, received_at FROM inbound "
+        "WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        account_id, before if before is not None else 2**62, limit,
+    )
+    return [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def update_messages(tx: Tx, updates: dict[int, dict[str, Any]]) -> None:
+    """Several messages' updates (message id -> fields), one statement per set
+    of columns; each message appears once, so no two of its updates can swap."""
+    by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for message_id, fields in updates.items():
+        columns = tuple(sorted(fields))
+        by_columns.setdefault(columns, []).append((*(fields[c] for c in columns), message_id))
+    for columns, rows in by_columns.items():
+        sets = ", ".join(f"{c} = ?" for c in columns)
+        pg = None
+        if all(c in PG_TYPES for c in columns):
+            pg = (f"UPDATE messages AS m SET {', '.join(f'{c} = v.{c}' for c in columns)} "
+                  f"FROM {unnest(*(PG_TYPES[c] for c in columns), 'bigint')} AS v({', '.join(columns)}, id) "
+                  "WHERE m.id = v.id")
+        await many(tx, f"UPDATE messages SET {sets} WHERE id = ?", rows, pg)
+
+
+# --- outbox ---
+
+
+async def claim(tx: Tx, owner: str, now: int, lease_ms: int, limit: int) -> list[tuple[int, int]]:
+    """Lease up to ``limit`` due messages; (message_id, attempts) pairs."""
+    await tx.plan_for_keys()
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+    rows = await tx.fetch(
+        "UPDATE outbox SET due_at = ?, lease_owner = ?, attempts = attempts + 1 WHERE message_id IN "
+        f"(SELECT message_id FROM outbox WHERE due_at <= ? ORDER BY due_at LIMIT ?{lock}) "
+        "RETURNING message_id, attempts",
+        now + lease_ms, owner, now, limit,
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def outbox_done(tx: Tx, message_ids: Sequence[int]) -> None:
+    await many(tx, "DELETE FROM outbox WHERE message_id = ?", [(i,) for i in message_ids],
+               "DELETE FROM outbox WHERE message_id = ANY(?::bigint[])")
+
+
+async def outbox_retries(tx: Tx, rows: list[tuple[int, int]]) -> None:
+    """(due_at, message_id) rows: try these again later, by any worker."""
+    await many(tx, "UPDATE outbox SET due_at = ?, lease_owner = NULL WHERE message_id = ?", rows,
+               f"UPDATE outbox AS o SET due_at = v.d, lease_owner = NULL FROM {unnest('bigint', 'bigint')} AS v(d, m) "
+               "WHERE o.message_id = v.m")
+
+
+async def outbox_release(tx: Tx, owner: str) -> None:
+    """Give back every lease ``owner`` holds (a clean shutdown)."""
+    await tx.execute("UPDATE outbox SET due_at = 0, lease_owner = NULL WHERE lease_owner = ?", owner)
+
+
+# --- parts and receipts ---
+
+
+async def insert_parts(tx: Tx, rows: list[tuple[int, int, str, str, str, int]]) -> None:
+    """(message_id, part, operator_id, connector, state, updated_at) rows; the
+    last one of a part wins (one statement may not touch a row twice)."""
+    last = list({(r[0], r[1]): r for r in rows}.values())
+    upsert = (" ON CONFLICT (message_id, part) DO UPDATE SET operator_id = excluded.operator_id, "
+              "connector = excluded.connector, state = excluded.state, updated_at = excluded.updated_at")
+    columns = "INSERT INTO message_parts (message_id, part, operator_id, connector, state, updated_at) "
+    await many(
+        tx, columns + "VALUES (?, ?, ?, ?, ?, ?)" + upsert, last,
+        columns + f"SELECT * FROM {unnest('bigint', 'int', 'text', 'text', 'text', 'bigint')}" + upsert,
+    )
+
+
+async def parts_by_operator_ids(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(message_id, part, operator_id) for every part with one of these ids."""
+    await tx.plan_for_keys()
+    out: list[tuple[int, int, str]] = []
+    for chunk in chunks(tx, operator_ids, 400):
+        where, args = is_in(tx, "operator_id", chunk, "text")
+        rows = await tx.fetch(
+            f"SELECT message_id, part, operator_id FROM message_parts WHERE {where} AND connector = ?", *args, connector
+        )
+        out.extend((r[0], r[1], r[2]) for r in rows)
+    return out
+
+
+async def part_states_of(tx: Tx, message_ids: Sequence[int]) -> dict[int, dict[int, str]]:
+    """Every part's state, by message."""
+    await tx.plan_for_keys()
+    out: dict[int, dict[int, str]] = {}
+    for chunk in chunks(tx, message_ids, 400):
+        where, args = is_in(tx, "message_id", chunk, "bigint")
+        for r in await tx.fetch(f"SELECT message_id, part, state FROM message_parts WHERE {where}", *args):
+            out.setdefault(r[0], {})[r[1]] = r[2]
+    return out
+
+
+async def part_states(tx: Tx, message_id: int) -> list[tuple[int, str]]:
+    rows = await tx.fetch("SELECT part, state FROM message_parts WHERE message_id = ? ORDER BY part", message_id)
+    return [(r[0], r[1]) for r in rows]
+
+
+async def set_part_states(tx: Tx, rows: list[tuple[str, int, str | None, str | None, int, int]]) -> None:
+    """(state, at, error_code, error_reason, message_id, part) rows, at most one per part."""
+    await many(
+        tx, "UPDATE message_parts SET state = ?, updated_at = ?, error_code = ?, error_reason = ? "
+        "WHERE message_id = ? AND part = ?", rows,
+        "UPDATE message_parts AS p SET state = v.s, updated_at = v.a, error_code = v.c, error_reason = v.r "
+        f"FROM {unnest('text', 'bigint', 'text', 'text', 'bigint', 'int')} "
+        "AS v(s, a, c, r, m, n) WHERE p.message_id = v.m AND p.part = v.n",
+    )
+
+
+async def part_error(tx: Tx, message_id: int, part: int) -> tuple[str | None, str | None]:
+    """The (error_code, error_reason) of one part's receipt."""
+    row = await tx.fetchrow(
+        "SELECT error_code, error_reason FROM message_parts WHERE message_id = ? AND part = ?", message_id, part
+    )
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
+async def insert_early_receipts(tx: Tx, rows: Sequence[tuple[str, str, str, int, str, str, int]]) -> None:
+    """(operator_id, connector, state, at, error_code, reason, received_at) rows."""
+    columns = "INSERT INTO early_receipts (operator_id, connector, state, at, error_code, reason, received_at) "
+    await many(tx, columns + "VALUES (?, ?, ?, ?, ?, ?, ?)", rows,
+               columns + f"SELECT * FROM {unnest('text', 'text', 'text', 'bigint', 'text', 'text', 'bigint')}")
+
+
+async def parked_receipts(tx: Tx, since: int, limit: int) -> list[Any]:
+    """Parked receipts received after ``since``, oldest first, locked for this
+    transaction on PostgreSQL (another worker skips them): (operator_id,
+    connector, state, at, error_code, reason, received_at) rows."""
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+    return await tx.fetch(
+        "SELECT operator_id, connector, state, at, error_code, reason, received_at FROM early_receipts "
+        f"WHERE received_at > ? ORDER BY received_at LIMIT ?{lock}",
+        since, limit,
+    )
+
+
+async def unpark_receipts(tx: Tx, keys: Sequence[tuple[str, str, int]]) -> None:
+    """Drop parked receipts by (operator_id, connector, received_at)."""
+    if keys:
+        await tx.executemany(
+            "DELETE FROM early_receipts WHERE operator_id = ? AND connector = ? AND received_at = ?", keys
+        )
+
+
+async def forget_parked_receipts(tx: Tx, before: int) -> None:
+    await tx.execute("DELETE FROM early_receipts WHERE received_at < ?", before)
+
+
+async def take_early_receipts(tx: Tx, connector: str, operator_ids: Sequence[str]) -> list[dict[str, Any]]:
+    await tx.plan_for_keys()
+    out: list[dict[str, Any]] = []
+    for chunk in chunks(tx, operator_ids, 900):
+        where, args = is_in(tx, "operator_id", chunk, "text")
+        rows = await tx.fetch(
+            f"DELETE FROM early_receipts WHERE connector = ? AND {where} "
+            "RETURNING operator_id, connector, state, at, error_code, reason",
+            connector, *args,
+        )
+        out.extend(dicts(rows))
+    return out
+
+
+async def overdue(tx: Tx, now: int, limit: int) -> list[int]:
+    rows = await tx.fetch(
+        "SELECT id FROM messages WHERE state IN ('queued', 'submitted', 'accepted') AND expires_at < ? LIMIT ?",
+        now, limit,
+    )
+    return [r[0] for r in rows]
+
+
+async def inbound_search(
+    tx: Tx, account_id: str, *, offset: int, limit: int, sender: str | None = None, keyword: str | None = None,
+    network: str | None = None, since: int | None = None, until: int | None = None,
+) -> tuple[int, list[dict[str, Any]]]:
+    """A page of the account's inbound messages, oldest first, and how many match."""
+    where, args = ["account_id = ?"], [account_id]
+    if sender is not None:
+        where.append("sender = ?")
+        args.append(sender)
+    if keyword is not None:
+        where.append("upper(body) LIKE ?")
+        args.append(keyword.upper().replace("%", "").replace("_", "") + "%")
+    if network is not None:
+        where.append("lower(network) = ?")
+        args.append(network.lower())
+    if since is not None:
+        where.append("received_at >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("received_at <= ?")
+        args.append(until)
+    sql = " AND ".join(where)
+    total = await tx.fetchval(f"SELECT count(*) FROM inbound WHERE {sql}", *args)
+    rows = await tx.fetch(
+        f"SELECT id, sender, recipient, body, network, link_id, channel, received_at FROM inbound WHERE {sql} "
+        "ORDER BY id LIMIT ? OFFSET ?", *args, limit, offset,
+    )
+    return int(total), [as_dict(r) for r in rows]  # type: ignore[misc]

@@ -1,0 +1,62 @@
+-- Less index upkeep for every message accepted.
+--
+-- On SQLite only INTEGER PRIMARY KEY names the rowid: with BIGINT PRIMARY KEY
+-- each insert into messages and outbox wrote a hidden rowid B-tree *and* a
+-- unique index on the id. The tables are rebuilt with INTEGER (the same
+-- 64-bit values) and their rows copied. PostgreSQL keeps its tables.
+--
+-- outbox_owner only ever finds leased rows (lease_owner = ?, IS NOT NULL);
+-- a new row has none, so a partial index is not touched when one is queued.
+
+--sqlite: CREATE TABLE messages_0006 (
+--sqlite:     id INTEGER PRIMARY KEY,
+--sqlite:     request_id TEXT NOT NULL,
+--sqlite:     account_id TEXT NOT NULL,
+--sqlite:     channel TEXT NOT NULL,
+--sqlite:     dialect TEXT NOT NULL,
+--sqlite:     sender TEXT,
+--sqlite:     recipient TEXT NOT NULL,
+--sqlite:     network TEXT,
+--sqlite:     body TEXT NOT NULL,
+--sqlite:     encoding TEXT NOT NULL,
+--sqlite:     parts INTEGER NOT NULL,
+--sqlite:     cost BIGINT NOT NULL,
+--sqlite:     charge TEXT NOT NULL,
+--sqlite:     state TEXT NOT NULL,
+--sqlite:     error_code TEXT,
+--sqlite:     error_reason TEXT,
+--sqlite:     connector TEXT,
+--sqlite:     callback_url TEXT,
+--sqlite:     meta TEXT,
+--sqlite:     created_at BIGINT NOT NULL,
+--sqlite:     submitted_at BIGINT,
+--sqlite:     done_at BIGINT,
+--sqlite:     updated_at BIGINT NOT NULL,
+--sqlite:     expires_at BIGINT NOT NULL
+--sqlite: );
+--sqlite: INSERT INTO messages_0006 (id, request_id, account_id, channel, dialect, sender, recipient, network, body,
+--sqlite:     encoding, parts, cost, charge, state, error_code, error_reason, connector, callback_url, meta, created_at,
+--sqlite:     submitted_at, done_at, updated_at, expires_at)
+--sqlite:   SELECT id, request_id, account_id, channel, dialect, sender, recipient, network, body,
+--sqlite:     encoding, parts, cost, charge, state, error_code, error_reason, connector, callback_url, meta, created_at,
+--sqlite:     submitted_at, done_at, updated_at, expires_at FROM messages;
+--sqlite: DROP TABLE messages;
+--sqlite: ALTER TABLE messages_0006 RENAME TO messages;
+--sqlite: CREATE INDEX messages_account ON messages(account_id, id);
+--sqlite: CREATE INDEX messages_request ON messages(request_id);
+--sqlite: CREATE INDEX messages_open ON messages(expires_at) WHERE state IN ('queued', 'submitted', 'accepted');
+
+--sqlite: CREATE TABLE outbox_0006 (
+--sqlite:     message_id INTEGER PRIMARY KEY,
+--sqlite:     due_at BIGINT NOT NULL,
+--sqlite:     attempts INTEGER NOT NULL DEFAULT 0,
+--sqlite:     lease_owner TEXT
+--sqlite: );
+--sqlite: INSERT INTO outbox_0006 (message_id, due_at, attempts, lease_owner)
+--sqlite:   SELECT message_id, due_at, attempts, lease_owner FROM outbox;
+--sqlite: DROP TABLE outbox;
+--sqlite: ALTER TABLE outbox_0006 RENAME TO outbox;
+--sqlite: CREATE INDEX outbox_due ON outbox(due_at);
+
+--pg: DROP INDEX outbox_owner;
+CREATE INDEX outbox_owner ON outbox(lease_owner) WHERE lease_owner IS NOT NULL;

@@ -1,0 +1,193 @@
+"""A small HTTP/1.1 client for callbacks: POST, keep-alive, a pool per origin.
+
+Every message costs two callbacks or more, so the client's own CPU per
+request is a large share of a worker's: aiohttp spent ~100 us per callback
+(request and response objects, header multidicts, timers, tracing hooks),
+this ~20 us. It does only what callbacks need: one POST with a body, the
+status and up to ``max_body`` bytes of the answer, no redirects, no cookies,
+no proxies; responses are parsed by httptools (uvicorn's parser).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from urllib.parse import quote, unquote, urlsplit
+
+import httptools
+
+
+class HttpError(OSError):
+    """The exchange failed: refused, reset, malformed answer. (Timeouts raise TimeoutError.)"""
+
+
+class _Stale(HttpError):
+    """A kept-alive connection closed before any byte of the answer: safe to send again."""
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("transport", "parser", "waiter", "status", "body", "got_bytes", "closed", "max_body", "complete")
+
+    def __init__(self, max_body: int) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self.status = 0
+        self.body: list[bytes] = []
+        self.got_bytes = False
+        self.closed = False
+        self.complete = False
+        self.max_body = max_body
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(HttpError(f"malformed answer: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is None or self.waiter.done():
+            return
+        if self.status and not self.complete and self.parser.should_keep_alive() is False:
+            # an answer without a length ends when the server closes
+            self._finish(keep=False)
+        elif self.got_bytes:
+            self._fail(HttpError("connection closed in the middle of the answer"))
+        else:
+            self._fail(_Stale("connection closed before the answer"))
+
+    # httptools callbacks
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        if sum(map(len, self.body)) < self.max_body:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self._finish(keep=self.parser.should_keep_alive())
+
+    def _finish(self, keep: bool) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result((self.status, b"".join(self.body)[: self.max_body], keep))
+
+    def _fail(self, exc: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+    def send(self, data: bytes) -> asyncio.Future[tuple[int, bytes, bool]]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.status, self.body, self.got_bytes, self.complete = 0, [], False, False
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport.write(data)
+        return self.waiter
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class WebhookClient:
+    def __init__(self, *, limit: int = 200, timeout_s: float = 10.0, user_agent: str = "Ujumbe-Webhooks/1",
+                 max_body: int = 64 * 1024) -> None:
+        self.timeout_s = timeout_s
+        self.user_agent = user_agent
+        self.max_body = max_body
+        self._slots = asyncio.Semaphore(limit)  # connections in use at once
+        self._limit = limit
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._tls: ssl.SSLContext | None = None
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """(status, the first ``max_body`` bytes of the answer)."""
+        try:
+            tls, key, host_header, target, credentials = _parse(url)
+        except ValueError as exc:  # a bad port, a host IDNA cannot encode
+            raise HttpError(f"bad URL {url!r}: {exc}") from None
+        head = [f"POST {target} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}",
+                f"User-Agent: {self.user_agent}"]
+        if credentials:
+            head.append(f"Authorization: Basic {credentials}")
+        head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length", "user-agent")]
+        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        async with self._slots, asyncio.timeout(self.timeout_s):
+            conn = self._take_idle(key)
+            if conn is not None:
+                try:
+                    return await self._exchange(key, conn, request)
+                except _Stale:
+                    pass  # the server dropped it while idle: once more on a new connection
+            return await self._exchange(key, await self._connect(tls, key[1], key[2]), request)
+
+    async def _exchange(self, key: tuple[str, str, int], conn: _Connection, request: bytes) -> tuple[int, bytes]:
+        try:
+            status, answer, keep = await conn.send(request)
+        except BaseException:
+            conn.close()
+            raise
+        idle = self._idle.setdefault(key, [])
+        if keep and not conn.closed and len(idle) < self._limit:
+            idle.append(conn)
+        else:
+            conn.close()
+        return status, answer
+
+    def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def _connect(self, tls: bool, host: str, port: int) -> _Connection:
+        if tls and self._tls is None:
+            self._tls = ssl.create_default_context()
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(
+            lambda: _Connection(self.max_body), host, port, ssl=self._tls if tls else None,
+            server_hostname=host if tls else None,
+        )
+        return conn
+
+    async def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+
+def _parse(url: str) -> tuple[bool, tuple[str, str, int], str, str, str | None]:
+    """(TLS?, pool key, Host header, request target, Basic credentials) of ``url``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL")
+    tls = parts.scheme == "https"
+    host = parts.hostname
+    port = parts.port or (443 if tls else 80)
+    # a client's URL goes on the request line: quote anything that could break it
+    target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    if parts.query:
+        target += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
+    host_header = host if host.isascii() else host.encode("idna").decode()
+    if ":" in host_header:
+        host_header = f"[{host_header}]"  # IPv6 literal
+    if parts.port:
+        host_header += f":{port}"
+    # https://user:secret@host/... is how many clients protect their callback URL
+    credentials = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        credentials = base64.b64encode(pair.encode()).decode()
+    return tls, (parts.scheme, host, port), host_header, target, credentials

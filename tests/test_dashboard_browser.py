@@ -1,0 +1,270 @@
+"""The web dashboard in a real headless Chromium (tests/browser.py), on both
+backends: what a user does with it, watched the way the user would.
+
+Screenshots of the main pages go to test-artefacts/dashboard/ (printed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser import ARTEFACTS, Browser, in_thread, require_browser
+from tests.conftest import Receiver, make_account, running, serving
+from ujumbe.channels.smpp.sim import SmscSimulator
+from ujumbe.core.errors import Unauthorized
+from ujumbe.http.app import create_app
+from ujumbe.runtime import Platform
+from ujumbe.services.messaging import SendRequest
+
+pytestmark = pytest.mark.browser
+
+ADMIN = "admin-token-for-browser-tests-0123"
+
+
+@pytest.fixture
+async def site(tmp_path: Path, database_url: str | None) -> AsyncIterator[tuple[Platform, Browser]]:
+    require_browser()
+    # Receipts take 2.5-3 s, so a page can be seen changing; failed callbacks
+    # are given up on within a second; routing changes are seen at once.
+    async with running(tmp_path, database_url, admin_token=ADMIN, sim_receipt_delay_ms=(2500, 3000),
+                       callback_delay_scale=0.00001, routing_poll_s=0.2) as p:
+        async with serving(create_app(p, manage_platform=False)) as base:
+            browser = await asyncio.to_thread(Browser, base, asyncio.get_running_loop())
+            try:
+                yield p, browser
+            finally:
+                await asyncio.to_thread(browser.close)
+    print(f"\nscreenshots in {ARTEFACTS.resolve()}")
+
+
+async def send(p: Platform, account_id: str, to: list[str], text: str = "Habari") -> list[int]:
+    account = await p.accounts.get(account_id)
+    result = await p.messaging.send(account, SendRequest(recipients=to, text=text))
+    return [r.message_id for r in result.recipients if r.message_id is not None]
+
+
+async def test_log_in_send_from_the_form_watch_it_delivered_then_search_and_open_it(
+    site: tuple[Platform, Browser], backend: str,
+) -> None:
+    p, b = site
+    acc = await make_account(p)
+
+    def scenario() -> str:
+        b.login(acc["username"])
+        b.screenshot(f"today-{backend}")
+        b.get("/dashboard/send")
+        b.fill("#to", "0708400000")
+        # a typographic apostrophe: the preview names it and offers the plain one
+        b.css("#text").send_keys("It\u2019s on its way")
+        b.wait_text("#pv-encoding", "UCS-2")
+        assert b.text_of("#pv-char") == "\u2019"
+        assert b.text_of("#pv-replacement") == "'"
+        assert b.text_of("#pv-left") == str(70 - len("It's on its way"))
+        b.screenshot(f"send-{backend}")
+        b.css("#pv-apply").click()
+        b.wait_text("#pv-encoding", "GSM-7")
+        assert b.css("#text").get_attribute("value") == "It's on its way"
+        assert b.text_of("#pv-left") == str(160 - len("It's on its way"))
+        assert b.text_of("#pv-cost") == "1"
+        b.css("#send-submit").click()
+        mid = b.wait(lambda: b.text_of("#sent a.msg-link"), what="the sent page")
+        b.mark_page()
+        assert b.text_of(f"#state-{mid}") != "delivered"  # the receipt takes 2.5 s
+        b.wait_text(f"#state-{mid}", "delivered")
+        assert b.same_page(), "the state changed by a reload, not live"
+
+        b.get("/dashboard/messages")
+        b.fill("#q-to", "+254 708 400000")
+        b.css("#q-submit").click()
+        b.wait(lambda: [a.text for a in b.all("#messages a.msg-link")] == [mid], what="the search result")
+        b.fill("#q-to", "0708400001")
+        b.css("#q-submit").click()
+        b.wait(lambda: b.all("#no-messages"), what="no result for another number")
+        b.get("/dashboard/messages?state=delivered")
+        b.screenshot(f"messages-{backend}")
+        b.css("#messages a.msg-link").click()
+        b.wait_text("#m-state", "delivered")
+        events = b.text_of("#events")
+        assert "queued" in events and "submitted" in events and "delivered" in events
+        assert "simulator" in b.text_of("#parts")
+        assert "charge" in b.text_of("#ledger")
+        b.screenshot(f"message-{backend}")
+        assert b.csp_violations() == []
+        return mid
+
+    mid = await in_thread(scenario)
+    msg = await p.messaging.message(acc["account_id"], int(mid))
+    assert msg["state"] == "delivered" and msg["body"] == "It's on its way" and msg["encoding"] == "gsm7"
+
+
+async def test_failures_move_the_figures_and_the_chart_without_a_reload(
+    site: tuple[Platform, Browser], backend: str,
+) -> None:
+    p, b = site
+    acc = await make_account(p)
+
+    def scenario() -> None:
+        b.login(acc["email"])
+        b.wait_text("#n-failed", "0")
+        b.wait(lambda: b.css("#chart").get_attribute("data-drawn") == "0", what="the chart drawn")
+        assert b.all("#chart canvas"), "uPlot drew no canvas"
+        assert not b.all("#failure-warning")
+        b.mark_page()
+        # four numbers the simulator reports undelivered (…0002), one delivered
+        b.run(send(p, acc["account_id"], ["0708400002", "0708410002", "0708420002", "0708430002", "0708400000"]))
+        b.wait_text("#n-sent", "5")
+        b.wait_text("#n-failed", "4", timeout=30)
+        b.wait_text("#n-delivered", "1", timeout=30)
+        b.wait(lambda: b.css("#chart").get_attribute("data-drawn") == "4", what="the chart redrawn with the failures")
+        assert "80.0 %" in b.text_of("#failure-warning")
+        reasons = b.text_of("#reasons")
+        assert "undelivered" in reasons and "absent_subscriber" in reasons and "4" in reasons
+        assert "The phone was off or out of coverage" in reasons
+        assert "Safaricom" in b.text_of("#by-network")
+        assert b.text_of("#p50").startswith("≤ ") and b.text_of("#p50") != "≤ –"
+        assert b.same_page()
+        b.screenshot(f"today-failures-{backend}")
+        b.css("#view-week").click()  # the last 7 days, in 6-hour points
+        b.wait_text("#n-failed", "4")
+        assert b.css("#chart").get_attribute("data-drawn") == "4" and len(b.all("#chart canvas")) == 1
+        assert b.csp_violations() == []
+
+    await in_thread(scenario)
+
+
+async def test_create_an_api_key_shown_once_and_revoke_it(site: tuple[Platform, Browser], backend: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    p, b = site
+    acc = await make_account(p)
+
+    def scenario() -> None:
+        b.login(acc["username"])
+        b.get("/dashboard/account")
+        b.fill("#key-label", "ci")
+        b.css("#create-key").click()
+        key = b.wait(lambda: b.text_of("#new-key"), what="the new key")
+        assert b.run(p.accounts.authenticate_api_key(key)).id == acc["account_id"]
+        b.screenshot(f"account-{backend}")
+        b.get("/dashboard/account")
+        assert key not in b.driver.page_source  # shown once
+        row = next(r for r in b.all("tr.key-row") if r.get_attribute("data-prefix") == key[:8])
+        row.find_element(By.CSS_SELECTOR, "button.revoke").click()
+        b.wait(lambda: "revoked" in b.text_of("#notice"), what="the revoke notice")
+        b.wait(lambda: "revoked" in next(r for r in b.all("tr.key-row") if r.get_attribute("data-prefix") == key[:8]).text,
+               what="the key shown revoked")
+        with pytest.raises(Unauthorized):
+            b.run(p.accounts.authenticate_api_key(key))
+        # the account's first key still works
+        assert b.run(p.accounts.authenticate_api_key(acc["api_key"])).id == acc["account_id"]
+
+    await in_thread(scenario)
+
+
+async def test_retry_a_failed_callback_from_the_account_page(
+    site: tuple[Platform, Browser], receiver: Receiver, backend: str,
+) -> None:
+    p, b = site
+    acc = await make_account(p)
+    await p.accounts.set_callbacks(acc["account_id"], {"dlr_url": receiver.url + "/dlr"})
+    receiver.status = 500
+    await send(p, acc["account_id"], ["0708400000"])
+
+    async def failed() -> list[dict[str, Any]]:
+        return await p.callback_log.list(acc["account_id"], "failed", 10, None)
+
+    async def until_failed() -> list[dict[str, Any]]:
+        for _ in range(600):
+            rows = await failed()
+            if rows:
+                return rows
+            await asyncio.sleep(0.05)
+        raise AssertionError("no callback was given up on")
+
+    cb = (await until_failed())[0]
+    tried = len(receiver.requests)
+    receiver.status = 200
+
+    def scenario() -> None:
+        b.login(acc["username"])
+        b.get("/dashboard/account")
+        assert str(cb["id"]) in b.text_of("#failed-callbacks")
+        b.css(f"#retry-{cb['id']}").click()
+        b.wait(lambda: b.all(f"#retried-{cb['id']}"), what="the retry acknowledged")
+        b.screenshot(f"account-retry-{backend}")
+
+    await in_thread(scenario)
+    await receiver.wait_for(tried + 1)
+    for _ in range(200):
+        if not await failed():
+            break
+        await asyncio.sleep(0.05)
+    assert not await failed()
+
+
+async def test_an_admin_pauses_and_resumes_a_connector(site: tuple[Platform, Browser], backend: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    p, b = site
+    smsc = SmscSimulator("127.0.0.1", 0, system_id="ujumbe", password="s3cret", receipt_delay_ms=20)
+    await smsc.start()
+    try:
+        await p.routing.add_connector({"name": "op-a", "host": "127.0.0.1", "port": smsc.port,
+                                       "system_id": "ujumbe", "password": "s3cret"})
+
+        def row() -> Any:
+            return next(r for r in b.all("tr.connector") if r.get_attribute("data-name") == "op-a")
+
+        def state() -> str:
+            return str(row().find_element(By.CSS_SELECTOR, ".cstate").text)
+
+        def scenario() -> None:
+            b.get("/dashboard/admin")
+            b.wait(lambda: "/dashboard/admin/login" in b.driver.current_url, what="the admin login")
+            b.fill("#token", "not the token")
+            b.css("#login-submit").click()
+            b.wait(lambda: "not the admin token" in b.text_of("#login-error"), what="the refusal")
+            b.fill("#token", ADMIN)
+            b.css("#login-submit").click()
+            b.wait(lambda: state() == "up" and "1 / 1" in row().text, what="op-a up, its one bind")
+            sim = next(r for r in b.all("tr.connector") if r.get_attribute("data-name") == "simulator")
+            assert "standby" in sim.text  # an operator connector carries the traffic now
+            b.mark_page()
+            b.screenshot(f"admin-connectors-{backend}")
+            row().find_element(By.CSS_SELECTOR, "button.pause").click()
+            b.wait(lambda: state() == "paused", what="op-a paused")
+            b.wait(lambda: "not running here" in row().text, what="op-a unbound")
+            assert b.same_page()
+            row().find_element(By.CSS_SELECTOR, "button.resume").click()
+            b.wait(lambda: state() == "up", what="op-a up again")
+            assert b.csp_violations() == []
+
+        await in_thread(scenario)
+        assert (await p.routing.get_connector("op-a"))["enabled"]
+    finally:
+        await smsc.stop()
+
+
+async def test_another_accounts_message_cannot_be_opened_through_the_pages(
+    site: tuple[Platform, Browser], backend: str,
+) -> None:
+    p, b = site
+    mine, theirs = await make_account(p), await make_account(p)
+    [their_id] = await send(p, theirs["account_id"], ["0708400000"], text="their secret")
+
+    def scenario() -> None:
+        b.login(mine["username"])
+        for path in (f"/dashboard/messages/{their_id}", f"/dashboard/messages/{their_id}/live"):
+            b.get(path)
+            assert "their secret" not in b.driver.page_source
+            assert f"No message {their_id}" in b.driver.page_source
+        b.get("/dashboard/messages?request_id=&to=0708400000")
+        assert "their secret" not in b.driver.page_source and b.all("#no-messages")
+        b.get("/dashboard/admin")  # a tenant's session is not the operator's
+        b.wait(lambda: "/dashboard/admin/login" in b.driver.current_url, what="the admin login")
+
+    await in_thread(scenario)

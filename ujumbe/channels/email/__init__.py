@@ -1,0 +1,1 @@
+"""The email channel: MIME, DKIM, the SMTP connector, the simulator and the bounce listener."""
