@@ -120,11 +120,11 @@ def main() -> None:
                 if role == "api+worker" else None
             )
             try:
-                if not senders_made:  # Tilil sends only from a registered sender name
-                    import httpx
+                if not senders_made:  # a sender name is used once the operator grants it
+                    import subprocess
 
-                    httpx.post(f"http://127.0.0.1:{port}/v1/senders", json={"name": "DUKA"},
-                               headers={"authorization": f"Bearer {account['api_key']}"}).raise_for_status()
+                    subprocess.run([*UJUMBE, "senders", "add", account["account_id"], "DUKA"], env=db.env,
+                                   check=True, capture_output=True)
                     senders_made = True
                 check_send(port, endpoint, account)
                 wrk(port, account["api_key"], 2, args.connections, path=path, body=body)  # warm-up: caches

@@ -139,6 +139,17 @@ def admin_command(parser: argparse.ArgumentParser, fn: Callable[[Any, argparse.N
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before prometheus_client is imported (by the app, just below): every
+        # process then writes its metrics to files there, which /metrics adds up.
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="ujumbe-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        parent = os.getpid()
+        atexit.register(lambda: os.getpid() == parent and shutil.rmtree(folder, ignore_errors=True))
     from ujumbe.http.app import create_app
     from ujumbe.runtime import Platform
 
@@ -173,7 +184,9 @@ def serve(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"ujumbe: {problem}", file=sys.stderr)
         return 1
-    logging.basicConfig(level=os.environ.get("UJUMBE_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ujumbe import logs
+
+    logs.configure()  # UJUMBE_LOG_LEVEL, UJUMBE_LOG_FORMAT (plain | json)
     platform = Platform(settings)
     where = settings.database_url.split("@")[-1] if settings.database_url else str(settings.data_dir / "ujumbe.db")
     logging.getLogger("ujumbe").info("starting role=%s store=%s", args.role, where)
@@ -229,7 +242,9 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
     # Forwarded headers only from UJUMBE_TRUSTED_PROXIES (uvicorn would trust
     # 127.0.0.1's): otherwise any local process could pose as any client.
     # The access log is ujumbe.http.app's own, which leaves out query strings.
+    # log_config=None: uvicorn's own lines go through ours (ujumbe.logs), JSON too.
     return uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                          log_config=None,
                           loop="auto", http="auto", proxy_headers=bool(settings.trusted_proxies),
                           forwarded_allow_ips=settings.trusted_proxies or None)
 
@@ -591,6 +606,51 @@ def _sender_decision_commands(senders: Any) -> None:
     p.add_argument("--reason", help="why, shown to the account")
 
 
+def _embedded_database(args: argparse.Namespace, verb: str) -> Path | None:
+    settings = _settings(args)
+    if settings.database_url and not settings.database_url.startswith("sqlite:///"):
+        print(f"ujumbe: {verb} is for the embedded database; for PostgreSQL use pg_dump and pg_restore, and keep "
+              "the server secret (UJUMBE_SECRET_KEY) with the dump (docs/operations.md)", file=sys.stderr)
+        return None
+    if settings.database_url:
+        return Path(settings.database_url.removeprefix("sqlite:///"))
+    return settings.data_dir / "ujumbe.db"
+
+
+def backup_command(args: argparse.Namespace) -> int:
+    """`ujumbe backup PATH`: a consistent copy while the server serves."""
+    from ujumbe.services.backup import backup_file
+
+    database = _embedded_database(args, "backup")
+    if database is None:
+        return 2
+    try:
+        size = backup_file(database, args.path)
+    except UjumbeError as exc:
+        print(f"ujumbe: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps({"backup": str(Path(args.path).resolve()), "bytes": size}))
+    print("note: keep the server secret with it (secret.key in the data dir, or UJUMBE_SECRET_KEY): "
+          "without it the encrypted passwords, tokens and codes in the backup cannot be read", file=sys.stderr)
+    return 0
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    """`ujumbe restore PATH`: bring a backup back, with no server running."""
+    from ujumbe.services.backup import restore_file
+
+    database = _embedded_database(args, "restore")
+    if database is None:
+        return 2
+    try:
+        restore_file(args.path, database)
+    except UjumbeError as exc:
+        print(f"ujumbe: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps({"restored": str(database.resolve()), "from": str(Path(args.path).resolve())}))
+    return 0
+
+
 def smsc_sim(args: argparse.Namespace, rest: list[str]) -> int:
     from ujumbe.channels.smpp import sim
 
@@ -619,6 +679,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=serve)
 
     admin_command(sub.add_parser("migrate", help="apply schema migrations"), _migrate)
+
+    p = sub.add_parser("backup", help="copy the embedded database to PATH, consistently, while the server runs")
+    p.add_argument("path")
+    _store_options(p)
+    p.set_defaults(func=backup_command)
+    p = sub.add_parser("restore", help="replace the embedded database with the backup at PATH (server stopped)")
+    p.add_argument("path")
+    _store_options(p)
+    p.set_defaults(func=restore_command)
 
     accounts = sub.add_parser("accounts", help="manage accounts").add_subparsers(dest="action", required=True)
     p = admin_command(accounts.add_parser("create", help="create an account and print its credentials as JSON"), _create_account)

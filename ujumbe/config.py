@@ -118,6 +118,10 @@ class Settings:
     bounce_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_HOST", "127.0.0.1"))
     # The domain of VERP return paths (bounce+...@DOMAIN); unset: the sender's domain.
     bounce_domain: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_DOMAIN", ""))
+    # Final messages (and their events, parts, callback attempts) older than
+    # this many days are purged, their totals kept per day (workers/retention.py).
+    # 0, the default: kept forever.
+    retention_days: float = field(default_factory=lambda: _number("UJUMBE_RETENTION_DAYS", 0.0))
 
     def load_secret(self) -> str:
         """The server secret signs tokens and derives per-account keys.

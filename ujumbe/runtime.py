@@ -34,11 +34,13 @@ from ujumbe.services.sealing import Box
 from ujumbe.services.senders import Senders
 from ujumbe.services.templates import Templates
 from ujumbe.services.verifications import Verifications
+from ujumbe.metrics import ConnectorGauges
 from ujumbe.store import Store, create_store, now_ms
 from ujumbe.workers.callbacks import CallbackSender
 from ujumbe.workers.campaigns import CampaignSender, JobRunner
 from ujumbe.store.messages import insert_events, outbox_take_back, worker_unregister
 from ujumbe.workers.dispatch import TAKEN_OVER, Dispatcher
+from ujumbe.workers.retention import Retention
 from ujumbe.workers.schedules import Sweeper
 
 log = logging.getLogger("ujumbe")
@@ -95,6 +97,8 @@ class Platform:
         self.bounces: Any = None  # the DSN listener (channels.email.bounces), when its port is set
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # each supervised worker's state, for /readyz: "running", or why not
+        self.worker_states: dict[str, str] = {}
         self.role = "api"
         self.dispatcher: Dispatcher | None = None
         self.smpp: Any = None  # the SMPP server customers bind to (dialects.smpp.SmppGateway), in worker roles
@@ -166,6 +170,9 @@ class Platform:
             ("routing", routing_watcher),
             ("campaigns", CampaignSender(self.campaigns, self.accounts)),
             ("jobs", JobRunner(self.jobs)),
+            ("metrics", ConnectorGauges(self.router)),
+            *((("retention", Retention(self.store, self.settings.retention_days)),)
+              if self.settings.retention_days > 0 else ()),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
         if self.simulator is not None:
@@ -212,13 +219,26 @@ class Platform:
 
     async def _supervise(self, name: str, worker: Any) -> None:
         """Restart a worker that crashed; the work it held is leased, not lost."""
-        while not self._stop.is_set():
-            try:
-                await worker.run(self._stop)
-                return
-            except Exception:
-                log.exception("worker %s crashed; restarting in 1 s", name)
-                await asyncio.sleep(1)
+        try:
+            while not self._stop.is_set():
+                self.worker_states[name] = "running"
+                try:
+                    await worker.run(self._stop)
+                    return
+                except Exception as exc:
+                    self.worker_states[name] = f"crashed ({type(exc).__name__}); restarting"
+                    log.exception("worker %s crashed; restarting in 1 s", name)
+                    await asyncio.sleep(1)
+        finally:
+            self.worker_states[name] = "stopped"
+
+    def workers_not_running(self) -> dict[str, str]:
+        """Supervised workers that are not running now, with why (for /readyz)."""
+        down = {name: state for name, state in self.worker_states.items() if state != "running"}
+        for task in self._tasks:
+            if task.done() and task.get_name() not in self.worker_states:
+                down[task.get_name()] = "stopped"
+        return down
 
     async def _replay_simulator(self, sim: Any = None) -> None:
         """A real SMSC keeps receipts it could not deliver and sends them after

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,8 +19,13 @@ from starlette.routing import BaseRoute, Route
 from ujumbe import dialects
 from ujumbe.dialects import native
 from ujumbe.http import admin, dashboard
+from ujumbe.http import health as health_checks
+from ujumbe.http import exchanges  # noqa: F401  (registers GET /v1/messages/{id}/exchanges)
+from ujumbe import metrics
+from ujumbe.http import metrics as metrics_http
 from ujumbe.http.common import JSON
 from ujumbe.http.openapi import docs_page
+from ujumbe.logs import request_id_var
 from ujumbe.runtime import Platform
 
 
@@ -35,18 +41,21 @@ class RequestLog:
     """One INFO line per request: client, method, path, status, milliseconds.
 
     The path only, never the query string (Tilil's ``api_key`` travels there)
-    nor any header. Pure ASGI and skipped entirely when INFO is off: the send
-    endpoints are the hot path."""
+    nor any header. It also counts the request for /metrics (ujumbe.metrics),
+    by route template and status. Pure ASGI and skipped entirely when INFO and
+    metrics are off: the send endpoints are the hot path."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http" or (not (logged := access_log.isEnabledFor(logging.INFO)) and not metrics.ENABLED):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500  # if the app fails before answering, the error handler outside answers 500
+        # every line logged while this request is handled carries its id (ujumbe.logs)
+        request_id_var.set(secrets.token_hex(8))
 
         async def send_status(message: Any) -> None:
             nonlocal status
@@ -57,11 +66,14 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            client = scope.get("client")
-            raw = scope.get("raw_path")  # as sent (still %-encoded, so no line breaks), without the query
-            path = raw.decode("ascii", "backslashreplace") if raw else scope["path"]
-            access_log.info("%s %s %s %d %.1fms", client[0] if client else "-", scope["method"], path, status,
-                            (time.perf_counter() - started) * 1000)
+            if metrics.ENABLED:  # by route template (set by the router on a match), never the path
+                metrics.http_request(scope["method"], scope.get("route"), status)
+            if logged:
+                client = scope.get("client")
+                raw = scope.get("raw_path")  # as sent (still %-encoded, so no line breaks), without the query
+                path = raw.decode("ascii", "backslashreplace") if raw else scope["path"]
+                access_log.info("%s %s %s %d %.1fms", client[0] if client else "-", scope["method"], path, status,
+                                (time.perf_counter() - started) * 1000)
 
 
 def hot_first(routes: list[BaseRoute], paths: tuple[str, ...]) -> list[BaseRoute]:
@@ -109,6 +121,8 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
 
     routes = [
         Route("/health", health),
+        *health_checks.routes(),  # /healthz and /readyz
+        *metrics_http.routes(),  # /metrics, behind the admin token
         Route("/openapi.json", openapi),
         Route("/docs", docs_page),
         *(route for module in dialects.MODULES for route in module.routes()),

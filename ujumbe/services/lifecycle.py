@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ujumbe import metrics
 from ujumbe.core.states import State, fold_parts, may_follow
 from ujumbe.services.callbacks import Event, dlr_row, insert_callbacks
 from ujumbe.store import Tx
@@ -89,6 +90,7 @@ async def transition(
             fields["submitted_at"] = at
         if new.final:
             fields["done_at"] = at
+            metrics.final(msg, new.value, at)
             if new != State.DELIVERED:
                 if error_code:
                     fields["error_code"] = error_code

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ujumbe import metrics
 from ujumbe.core import emails, encoding, numbers, templates
 from ujumbe.core.errors import ChannelUnavailable, InsufficientCredit, Invalid, NotFound
 from ujumbe.core.pricing import PriceTable, display
@@ -391,6 +392,8 @@ class Messaging:
         if len(recipients) <= 1000:
             unit.group = account.id  # type: ignore[attr-defined]
         result = await self.store.run(unit)
+        if result is not None:
+            metrics.accepted(req.channel, req.dialect, result.recipients, result.cost)
         if result is None:
             found = await self.request_by_reference(account.id, req.reference or "")
             assert found is not None

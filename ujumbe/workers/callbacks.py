@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ujumbe.services import callbacks
+from ujumbe import metrics
+from ujumbe.logs import message_id_var
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import callbacks as callbacks_q
 from ujumbe.workers.webhook_client import HttpError, Resolver, WebhookClient, resolve
@@ -117,9 +119,11 @@ class CallbackSender:
         return await callbacks_q.claim(tx, self.owner, now_ms(), self.lease_ms, schemes, limit)
 
     async def _deliver(self, row: dict[str, Any]) -> None:
+        message_id_var.set(row["message_id"])  # this task's log lines name the message (ujumbe.logs)
         status: int | None = None
         body = ""
         ok = False
+        started = time.perf_counter()
         transport = self.transports.get(row["url"].partition(":")[0])
         try:
             if transport is not None:
@@ -151,6 +155,7 @@ class CallbackSender:
         finally:
             self._in_flight -= 1
             self._slot_free.set()
+        metrics.callback_attempt(row["kind"], ok, time.perf_counter() - started)
         self._results.add((row, status, body, ok))
 
     def _recorded(self) -> None:

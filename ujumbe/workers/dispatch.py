@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ujumbe import metrics
 from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
 from ujumbe.core.states import State
 from ujumbe.core.timefmt import iso
@@ -397,6 +398,7 @@ class Dispatcher:
                     )
                     done.append(o.message_id)
         await writes.flush(tx)
+        metrics.dispatched(batch, msgs, now, self.max_attempts)
         if parts:
             await q.insert_parts(tx, parts)
         if retries:

@@ -1,0 +1,74 @@
+"""UJUMBE_LOG_FORMAT=json: every line a server writes is one JSON object."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import eventually, free_port
+from tests.test_processes import UJUMBE, cli, env_for
+from ujumbe.logs import JsonFormatter, PlainFormatter, message_id_var
+
+
+async def test_serve_with_json_logs_writes_only_json_lines(tmp_path: Path) -> None:
+    env = env_for(tmp_path / "data", None)
+    account = cli(env, "accounts", "create", "--name", "Logs", "--email", "logs@example.com",
+                  "--password", "pass-word-1", "--credits", "100")
+    env.update(UJUMBE_LOG_FORMAT="json", UJUMBE_LOG_LEVEL="INFO")
+    port = free_port()
+    proc = subprocess.Popen([*UJUMBE, "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    headers = {"authorization": f"Bearer {account['api_key']}"}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            async def up() -> bool:
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(up, timeout=20, interval=0.1)
+            r = await client.post("/v1/messages", headers=headers, json={"to": "0708123456", "text": "hello"})
+            assert r.status_code == 202
+            mid = r.json()["messages"][0]["id"]
+            await eventually(lambda: _delivered(client, headers, mid), timeout=20)
+            assert (await client.get("/v1/messages/x", headers=headers)).status_code == 404
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    lines = err.decode().splitlines()
+    assert lines
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    for record in records:
+        assert {"timestamp", "level", "logger", "message"} <= record.keys(), record
+    requests = [r for r in records if r["logger"] == "ujumbe.http"]
+    send = next(r for r in requests if "POST /v1/messages 202" in r["message"])
+    assert len(send["request_id"]) == 16
+    assert len({r["request_id"] for r in requests}) == len(requests)  # one id per request
+    assert account["api_key"] not in err.decode()
+
+
+async def _delivered(client: httpx.AsyncClient, headers: dict[str, str], mid: int) -> bool:
+    return (await client.get(f"/v1/messages/{mid}", headers=headers)).json()["state"] == "delivered"
+
+
+def test_a_traceback_stays_in_its_one_line() -> None:
+    logger = logging.getLogger("t")
+    try:
+        raise ValueError("bad\nthing")
+    except ValueError:
+        record = logger.makeRecord("t", logging.ERROR, __file__, 1, "failed on %s", ("x",), __import__("sys").exc_info())
+    token = message_id_var.set(42)
+    try:
+        line = JsonFormatter().format(record)
+    finally:
+        message_id_var.reset(token)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed["message"] == "failed on x" and parsed["message_id"] == "42" and "ValueError" in parsed["exception"]
+    assert "\n" not in PlainFormatter("%(message)s").format(record)

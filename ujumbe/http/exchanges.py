@@ -1,0 +1,104 @@
+"""GET /v1/messages/{id}/exchanges: what passed between us and the carrier,
+and between us and the client's callback URL, for one message.
+
+Assembled from what is already stored (the message's events, its parts, its
+callback rows), not kept twice: the submit (connector, operator ids, how long
+after the accept), each receipt (its stat/err as the carrier sent it, how long
+after the submit), and each callback (where to, with any password and secret
+query values masked, status, attempts, error). The account sees only its own
+messages; message text and payloads are not repeated here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ujumbe.core.errors import NotFound
+from ujumbe.dialects.native import account_of, iso, route
+from ujumbe.http.common import JSON, services
+from ujumbe.store import Tx
+
+_SECRET_QUERY = re.compile(r"key|token|secret|pass|sig|auth", re.I)
+
+
+def masked(url: str) -> str:
+    """``url`` without its password or the values of secret-looking query parameters."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query, True)],
+                          safe="*")
+        return parts._replace(netloc=netloc, query=query).geturl()
+    except ValueError:
+        return "(unreadable URL)"
+
+
+async def _load(tx: Tx, account_id: str, message_id: int) -> dict[str, Any] | None:
+    msg = await tx.fetchrow(
+        "SELECT id, state, connector, created_at, submitted_at, done_at FROM messages WHERE id = ? AND account_id = ?",
+        message_id, account_id,
+    )
+    if msg is None:
+        return None
+    events = await tx.fetch("SELECT at, state, detail FROM message_events WHERE message_id = ? ORDER BY at", message_id)
+    parts = await tx.fetch(
+        "SELECT part, operator_id, connector, state, updated_at FROM message_parts WHERE message_id = ? ORDER BY part",
+        message_id,
+    )
+    callbacks = await tx.fetch(
+        "SELECT id, kind, url, status, attempts, last_status, last_error, created_at, delivered_at FROM callbacks "
+        "WHERE message_id = ? AND account_id = ? ORDER BY id", message_id, account_id,
+    )
+    return {"msg": msg, "events": events, "parts": parts, "callbacks": callbacks}
+
+
+def _ms(later: int | None, earlier: int | None) -> int | None:
+    return later - earlier if later is not None and earlier is not None else None
+
+
+def assemble(found: dict[str, Any]) -> dict[str, Any]:
+    msg = found["msg"]
+    carrier: list[dict[str, Any]] = []
+    for e in found["events"]:
+        detail = e["detail"] or ""
+        if e["state"] == "submitted" and ":" in detail and not detail.startswith("receipt"):
+            connector, _, ids = detail.partition(":")
+            carrier.append({"kind": "submit", "at": iso(e["at"]), "connector": connector.strip(),
+                            "operator_ids": [i for i in ids.strip().split(",") if i],
+                            "status": "accepted", "latency_ms": _ms(e["at"], msg["created_at"])})
+        elif detail.startswith("receipt "):
+            op_id, _, raw = detail.removeprefix("receipt ").partition(": ")
+            carrier.append({"kind": "receipt", "at": iso(e["at"]), "operator_id": op_id, "state": e["state"],
+                            "report": raw, "after_submit_ms": _ms(e["at"], msg["submitted_at"])})
+        elif e["state"] in ("retry", "failed", "rejected") and detail:
+            carrier.append({"kind": "submit", "at": iso(e["at"]), "connector": msg["connector"],
+                            "status": e["state"], "error": detail})
+    return {
+        "message_id": str(msg["id"]),
+        "state": msg["state"],
+        "carrier": carrier,
+        "parts": [{"part": p["part"], "operator_id": p["operator_id"], "connector": p["connector"],
+                   "state": p["state"], "updated_at": iso(p["updated_at"])} for p in found["parts"]],
+        "callbacks": [{"id": c["id"], "kind": c["kind"], "url": masked(c["url"]), "status": c["status"],
+                       "attempts": c["attempts"], "last_http_status": c["last_status"], "last_error": c["last_error"],
+                       "created_at": iso(c["created_at"]), "delivered_at": iso(c["delivered_at"]),
+                       "latency_ms": _ms(c["delivered_at"], c["created_at"])} for c in found["callbacks"]],
+    }
+
+
+@route("GET", "/v1/messages/{id:int}/exchanges", tag="messages",
+       summary="What passed with the carrier and the callback URL for one message (secrets masked)")
+async def exchanges(request: Request) -> Response:
+    account = await account_of(request)
+    mid = request.path_params["id"]
+    found = await services(request).store.read(lambda tx: _load(tx, account.id, mid))
+    if found is None:
+        raise NotFound(f"No message {mid}", code="message_not_found")
+    return JSON(assemble(found))
