@@ -20,8 +20,7 @@ from starlette.responses import Response
 
 from ujumbe.core.errors import NotFound
 from ujumbe.dialects.native import account_of, iso, route
-from ujumbe.http.common import JSON, services
-from ujumbe.store import Tx
+from ujumbe.http.common import JSON, path_id, services
 
 _SECRET_QUERY = re.compile(r"key|token|secret|pass|sig|auth", re.I)
 
@@ -38,25 +37,6 @@ def masked(url: str) -> str:
         return parts._replace(netloc=netloc, query=query).geturl()
     except ValueError:
         return "(unreadable URL)"
-
-
-async def _load(tx: Tx, account_id: str, message_id: int) -> dict[str, Any] | None:
-    msg = await tx.fetchrow(
-        "SELECT id, state, connector, created_at, submitted_at, done_at FROM messages WHERE id = ? AND account_id = ?",
-        message_id, account_id,
-    )
-    if msg is None:
-        return None
-    events = await tx.fetch("SELECT at, state, detail FROM message_events WHERE message_id = ? ORDER BY at", message_id)
-    parts = await tx.fetch(
-        "SELECT part, operator_id, connector, state, updated_at FROM message_parts WHERE message_id = ? ORDER BY part",
-        message_id,
-    )
-    callbacks = await tx.fetch(
-        "SELECT id, kind, url, status, attempts, last_status, last_error, created_at, delivered_at FROM callbacks "
-        "WHERE message_id = ? AND account_id = ? ORDER BY id", message_id, account_id,
-    )
-    return {"msg": msg, "events": events, "parts": parts, "callbacks": callbacks}
 
 
 def _ms(later: int | None, earlier: int | None) -> int | None:
@@ -93,12 +73,12 @@ def assemble(found: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@route("GET", "/v1/messages/{id:int}/exchanges", tag="messages",
+@route("GET", "/v1/messages/{id:id}/exchanges", tag="messages",
        summary="What passed with the carrier and the callback URL for one message (secrets masked)")
 async def exchanges(request: Request) -> Response:
     account = await account_of(request)
-    mid = request.path_params["id"]
-    found = await services(request).store.read(lambda tx: _load(tx, account.id, mid))
+    mid = path_id(request, "message")
+    found = await services(request).messaging.exchanges(account.id, mid)
     if found is None:
-        raise NotFound(f"No message {mid}", code="message_not_found")
+        raise NotFound(f"No message {mid}")  # as GET /v1/messages/{id}
     return JSON(assemble(found))

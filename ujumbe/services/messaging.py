@@ -459,6 +459,10 @@ class Messaging:
     async def messages(self, account_id: str, **filters: Any) -> list[dict[str, Any]]:
         return await self.store.read(lambda tx: q.list_messages(tx, account_id, **filters))
 
+    async def exchanges(self, account_id: str, message_id: int) -> dict[str, Any] | None:
+        """What passed with the carrier and the callback URL for one message (None: not this account's)."""
+        return await self.store.read(lambda tx: q.exchanges(tx, account_id, message_id))
+
     async def inbound(self, account_id: str, *, limit: int, before: int | None = None) -> list[dict[str, Any]]:
         """Messages subscribers sent to the account's numbers, newest first."""
         return await self.store.read(lambda tx: q.inbound_page(tx, account_id, limit=limit, before=before))

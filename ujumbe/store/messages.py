@@ -493,3 +493,23 @@ async def inbound_search(
         "ORDER BY id LIMIT ? OFFSET ?", *args, limit, offset,
     )
     return int(total), [as_dict(r) for r in rows]  # type: ignore[misc]
+
+
+async def exchanges(tx: Tx, account_id: str, message_id: int) -> dict[str, Any] | None:
+    """A message's events, parts and callbacks: what passed with the carrier and the client."""
+    msg = await tx.fetchrow(
+        "SELECT id, state, connector, created_at, submitted_at, done_at FROM messages WHERE id = ? AND account_id = ?",
+        message_id, account_id,
+    )
+    if msg is None:
+        return None
+    events = await tx.fetch("SELECT at, state, detail FROM message_events WHERE message_id = ? ORDER BY at", message_id)
+    parts = await tx.fetch(
+        "SELECT part, operator_id, connector, state, updated_at FROM message_parts WHERE message_id = ? ORDER BY part",
+        message_id,
+    )
+    callbacks = await tx.fetch(
+        "SELECT id, kind, url, status, attempts, last_status, last_error, created_at, delivered_at FROM callbacks "
+        "WHERE message_id = ? AND account_id = ? ORDER BY id", message_id, account_id,
+    )
+    return {"msg": msg, "events": events, "parts": parts, "callbacks": callbacks}
