@@ -161,14 +161,15 @@ def tilil_delivery_code(state: State, reason: str | None = None) -> tuple[int, s
     return TILIL_DELIVERY[state]
 
 
-# Messangi message statuses, by their own words.
+# Messangi message statuses, by their own words (docs/messangi.md): a send is
+# "sent to carrier" from the moment it is queued, as Messangi's send answer says.
 MESSANGI_STATUS = {
-    State.ACCEPTED: ("QUEUED", "Queued"),
-    State.QUEUED: ("QUEUED", "Queued"),
+    State.ACCEPTED: ("SCHEDULED", "Scheduled"),
+    State.QUEUED: ("SENT_TO_CARRIER", "Sent to Carrier"),
     State.SUBMITTED: ("SENT_TO_CARRIER", "Sent to Carrier"),
-    State.DELIVERED: ("DELIVERED", "Delivered"),
-    State.UNDELIVERED: ("NOT_DELIVERED", "Not delivered"),
-    State.EXPIRED: ("EXPIRED", "Expired"),
-    State.REJECTED: ("REJECTED", "Rejected"),
+    State.DELIVERED: ("DELIVERED", "Delivered to the handset"),
+    State.UNDELIVERED: ("UNDELIVERED", "Not delivered to the handset"),
+    State.EXPIRED: ("EXPIRED", "Expired before delivery"),
     State.FAILED: ("FAILED", "Failed"),
+    State.REJECTED: ("REJECTED", "Rejected"),
 }

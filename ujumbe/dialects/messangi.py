@@ -31,7 +31,7 @@ from starlette.routing import Route
 from ujumbe.channels.base import Inbound
 from ujumbe.core import numbers
 from ujumbe.core.errors import InsufficientCredit, NotFound, UjumbeError
-from ujumbe.core.states import State
+from ujumbe.core.states import MESSANGI_STATUS, State
 from ujumbe.http.common import services
 from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
@@ -45,17 +45,6 @@ log = logging.getLogger("ujumbe.messangi")
 DIALECT = "messangi"
 BASE = "/messangi_mmc/rest/api/"
 
-# Our life cycle in Messangi's words (status, statusDescription).
-STATUS = {
-    State.ACCEPTED: ("SCHEDULED", "Scheduled"),
-    State.QUEUED: ("SENT_TO_CARRIER", "Sent to Carrier"),
-    State.SUBMITTED: ("SENT_TO_CARRIER", "Sent to Carrier"),
-    State.DELIVERED: ("DELIVERED", "Delivered to the handset"),
-    State.UNDELIVERED: ("UNDELIVERED", "Not delivered to the handset"),
-    State.EXPIRED: ("EXPIRED", "Expired before delivery"),
-    State.FAILED: ("FAILED", "Failed"),
-    State.REJECTED: ("REJECTED", "Rejected"),
-}
 
 # method -> the number of segments after it, publicKey and signature included
 METHODS = {
@@ -137,7 +126,7 @@ def zone_name(e164: str | None) -> str:
 
 
 def message_block(msg: dict[str, Any], account: Account, carrier: str | None = None) -> str:
-    status, description = STATUS[State(msg["state"])]
+    status, description = MESSANGI_STATUS[State(msg["state"])]
     return "<message>" + "".join((
         _el("id", msg["id"]), _el("carrier", carrier or msg.get("network") or ""), _el("from", msg["sender"] or ""),
         _el("to", msg["recipient"]), _el("text", msg["body"]), _el("status", status),
@@ -436,7 +425,7 @@ def dlr_payload(msg: dict[str, Any], event: callbacks.Event) -> dict[str, Any] |
     state = State(event.state)
     if state in (State.ACCEPTED, State.QUEUED) or event.at_accept:
         return None
-    status, description = STATUS[state]
+    status, description = MESSANGI_STATUS[state]
     return {
         "id": str(msg["id"]), "from": msg["sender"], "to": msg["recipient"], "carrier": msg.get("network") or "",
         "status": status, "statusDescription": event.reason or description, "date": joda(event.at, msg["recipient"]),
