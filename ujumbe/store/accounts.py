@@ -126,20 +126,31 @@ async def refresh_token_owner(tx: Tx, token_hash: str, now: int) -> str | None:
 
 async def add_ledger(
     tx: Tx, account_id: str, kind: str, amount: int, *, request_id: str | None = None,
-    message_id: int | None = None, note: str | None = None,
-) -> int:
-    """Move ``amount`` (signed) on the balance and record it; the new balance."""
-    balance = await tx.fetchval(
-        "UPDATE accounts SET balance = balance + ? WHERE id = ? RETURNING balance", amount, account_id
-    )
-    if balance is None:
-        raise LookupError(account_id)
+    message_id: int | None = None, campaign_id: int | None = None, note: str | None = None,
+    covered: bool = False,
+) -> int | None:
+    """Move ``amount`` (signed) on the balance and record it as one ledger row;
+    the new balance. With ``covered``, a debit the balance cannot cover moves
+    nothing and gives None (holds, purchases)."""
+    if covered:
+        balance = await tx.fetchval(
+            "UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance + ? >= 0 RETURNING balance",
+            amount, account_id, amount,
+        )
+        if balance is None:
+            return None
+    else:
+        balance = await tx.fetchval(
+            "UPDATE accounts SET balance = balance + ? WHERE id = ? RETURNING balance", amount, account_id
+        )
+        if balance is None:
+            raise LookupError(account_id)
     await tx.execute(
-        "INSERT INTO ledger (account_id, at, kind, amount, balance_after, request_id, message_id, note) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        account_id, now_ms(), kind, amount, balance, request_id, message_id, note,
+        "INSERT INTO ledger (account_id, at, kind, amount, balance_after, request_id, message_id, campaign_id, note) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        account_id, now_ms(), kind, amount, balance, request_id, message_id, campaign_id, note,
     )
-    return balance
+    return int(balance)
 
 
 async def charge(tx: Tx, account_id: str, amount: int, request_id: str) -> int | None:

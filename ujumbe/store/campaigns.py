@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ujumbe.store import accounts as accounts_q
 from ujumbe.store.base import Row, Tx, now_ms
 
 CAMPAIGN = (
@@ -239,19 +240,9 @@ async def open_numbers(tx: Tx, campaign_id: int) -> int:
 
 
 async def add_ledger(tx: Tx, account_id: str, kind: str, amount: int, campaign_id: int, note: str) -> int | None:
-    """Move ``amount`` (signed) for a campaign; a negative amount only if the
-    balance covers it. The new balance, or None."""
-    balance = await tx.fetchval(
-        "UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance + ? >= 0 RETURNING balance",
-        amount, account_id, amount,
-    )
-    if balance is None:
-        return None
-    await tx.execute(
-        "INSERT INTO ledger (account_id, at, kind, amount, balance_after, campaign_id, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        account_id, now_ms(), kind, amount, balance, campaign_id, note,
-    )
-    return int(balance)
+    """Move ``amount`` (signed) for a campaign; a debit only if the balance
+    covers it. The new balance, or None."""
+    return await accounts_q.add_ledger(tx, account_id, kind, amount, campaign_id=campaign_id, note=note, covered=True)
 
 
 # --- jobs ---

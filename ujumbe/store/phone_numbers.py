@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ujumbe.store import accounts as accounts_q
 from ujumbe.store.base import Tx, now_ms
 
 COLUMNS = "sid, number, rate, capabilities, friendly_name, account_id, bought_at, created_at"
@@ -61,14 +62,4 @@ async def unroute_inbound(tx: Tx, number: str, account_id: str) -> None:
 
 async def charge(tx: Tx, account_id: str, amount: int, note: str) -> int | None:
     """Take ``amount`` if the balance covers it (a ledger 'charge' row); the new balance, or None."""
-    balance = await tx.fetchval(
-        "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ? RETURNING balance",
-        amount, account_id, amount,
-    )
-    if balance is None:
-        return None
-    await tx.execute(
-        "INSERT INTO ledger (account_id, at, kind, amount, balance_after, note) VALUES (?, ?, 'charge', ?, ?, ?)",
-        account_id, now_ms(), -amount, balance, note,
-    )
-    return int(balance)
+    return await accounts_q.add_ledger(tx, account_id, "charge", -amount, note=note, covered=True)
