@@ -204,3 +204,20 @@ async def test_fire_message_arrives_as_inbound_and_pages(platform: Platform, set
         assert bad.findtext("status") == "ERROR"
         other = parse((await api.get(signed_path(b, "tools/getMOMessages", b["instance_id"], "1", "10", "null"))).text)
         assert other.findtext("result/MOMessageList/records") == "0"
+
+
+async def test_delivery_reports_are_pushed_in_messangi_words(platform: Platform, setup: dict[str, Any], receiver: Any) -> None:
+    a = setup["a"]
+    async with client_of(platform) as api:
+        r = await api.put("/v1/account/callbacks", headers=auth(a), json={"dlr_url": receiver.url + "/dlr"})
+        assert r.status_code == 200, r.text
+        r = await api.get(signed_path(a, "sendMT", a["instance_id"], "2020", "null", "04121234567", b64("Hola")))
+        assert parse(r.text).findtext("status") == "OK", r.text
+
+        async def delivered() -> Any:
+            return [c.json() for c in receiver.requests if c.json().get("status") == "DELIVERED"]
+
+        (report,) = await eventually(delivered)
+    assert report["to"] == "584121234567" and report["from"] == "2020"
+    assert report["statusDescription"] == "Delivered to the handset"
+    assert "text" not in report  # a report never carries the message (it may hold a code)
