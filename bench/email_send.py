@@ -1,6 +1,6 @@
 """Emails/s through the SMTP connector, beside aiosmtplib-to-aiosmtpd raw as the ceiling.
 
-    .venv/bin/python bench/email.py [--messages 2000] [--pool 4]
+    .venv/bin/python bench/email_send.py [--messages 2000] [--pool 4]
 
 The relay (aiosmtpd, accepting everything) runs in a subprocess so it does
 not share the client's event loop. In one run it measures:
@@ -16,9 +16,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This file is named email.py: its own folder must not shadow the standard library's email package.
+# Not named email.py: bench/ is first on every benchmark's sys.path, and a
+# file of that name there hid the standard library's email package from them all.
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
