@@ -425,3 +425,136 @@ async def test_we_end_long_or_silent_calls(sipp_runs, kw: dict, reason: str) -> 
     assert result.reason == reason and result.answered
     assert 400 <= result.playback_ms < 10000
     assert await sipp.passed()  # our BYE
+
+
+# --- a scripted peer on a raw UDP socket: what sipp's scenarios do not cover ---
+
+
+class RawPeer(asyncio.DatagramProtocol):
+    """A callee that answers by hand, with the texts a test writes."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[tuple[str, tuple[str, int], float]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.inbox.put_nowait((data.decode(), addr, asyncio.get_running_loop().time()))
+
+    async def next(self, start: str) -> tuple[str, tuple[str, int], float]:
+        while True:
+            text, addr, at = await asyncio.wait_for(self.inbox.get(), 10)
+            if text.startswith(start):
+                return text, addr, at
+
+    def send(self, text: str, addr: tuple[str, int]) -> None:
+        head, _, body = text.partition("\r\n\r\n")
+        assert self.transport is not None
+        self.transport.sendto(head.replace("LEN", str(len(body.encode()))).encode() + b"\r\n\r\n" + body.encode(),
+                              addr)
+
+
+def header(text: str, *names: str) -> str:
+    for line in text.split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() in names:
+            return value.strip()
+    raise AssertionError(f"no {names} in {text!r}")
+
+
+async def raw_peer() -> tuple[RawPeer, int]:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(RawPeer, local_addr=("127.0.0.1", 0))
+    return proto, transport.get_extra_info("sockname")[1]
+
+
+def reply(req: str, status: str, *, to_tag: str = "uas1", extra: str = "", body: str = "") -> str:
+    """A response in compact header forms (v, f, t, i, m, c, l)."""
+    lines = [f"SIP/2.0 {status}", f"v: {header(req, 'via', 'v')}", f"f: {header(req, 'from', 'f')}",
+             f"t: {header(req, 'to', 't')};tag={to_tag}", f"i: {header(req, 'call-id', 'i')}",
+             f"CSeq: {header(req, 'cseq')}"]
+    if extra:
+        lines.append(extra)
+    if body:
+        lines.append("c: application/sdp")
+    lines.append("l: LEN")
+    return "\r\n".join(lines) + "\r\n\r\n" + body
+
+
+async def test_compact_headers_reack_options_and_rport() -> None:
+    peer, port = await raw_peer()
+    rx, rtp_port = await receiver()
+    trunk = SipTrunk(TrunkConfig(host="127.0.0.1", port=port))
+    await trunk.start()
+    call = asyncio.create_task(trunk.call(to=TO, caller=CALLER, audio=tone(5.0)))
+    try:
+        invite, addr, _ = await peer.next("INVITE ")
+        assert ";rport" in header(invite, "via") and "RTP/AVP 8 0 101" in invite  # PCMA first, then PCMU, events
+        sdp_body = (f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                    f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+        ok = reply(invite, "200 OK", extra=f"m: <sip:uas@127.0.0.1:{port}>", body=sdp_body)
+        ok = ok.replace(";rport", ";rport=5999;received=10.9.9.9", 1)  # as a carrier behind NAT sees us
+        peer.send(ok, addr)
+        ack, _, _ = await peer.next("ACK ")
+        assert ack.startswith(f"ACK sip:uas@127.0.0.1:{port} SIP/2.0")  # the 200's Contact is the remote target
+        assert header(ack, "cseq") == f"{header(invite, 'cseq').split()[0]} ACK"
+        ack_branch = header(ack, "via").split("branch=")[1].split(";")[0]
+        assert ack_branch != header(invite, "via").split("branch=")[1].split(";")[0]  # a 2xx ACK is its own transaction
+        peer.send(ok, addr)  # the 200 again, as if our ACK was lost
+        again, _, _ = await peer.next("ACK ")
+        assert header(again, "via").split("branch=")[1].split(";")[0] == ack_branch
+        await rx.first.wait()
+        assert rx.packets[0][1].payload_type == 0  # the answer chose PCMU
+        # a keep-alive OPTIONS from the carrier, outside the dialog
+        peer.send(f"OPTIONS sip:{addr[0]}:{addr[1]} SIP/2.0\r\nv: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKopt1\r\n"
+                  f"f: <sip:carrier@127.0.0.1>;tag=c1\r\nt: <sip:ujumbe@127.0.0.1>\r\ni: keepalive-1\r\n"
+                  f"CSeq: 7 OPTIONS\r\nMax-Forwards: 70\r\nl: LEN\r\n\r\n", addr)
+        pong, _, _ = await peer.next("SIP/2.0 200")
+        assert header(pong, "call-id", "i") == "keepalive-1" and "INVITE" in header(pong, "allow")
+        # the callee hangs up (compact forms again)
+        callid = header(invite, "call-id", "i")
+        peer.send(f"BYE {header(invite, 'contact', 'm').strip('<>')} SIP/2.0\r\n"
+                  f"v: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKbye1\r\n"
+                  f"f: {header(invite, 'to', 't')};tag=uas1\r\nt: {header(invite, 'from', 'f')}\r\ni: {callid}\r\n"
+                  f"CSeq: 1 BYE\r\nReason: SIP;cause=200, Q.850;cause=31\r\nl: LEN\r\n\r\n", addr)
+        bye_ok, _, _ = await peer.next("SIP/2.0 200")
+        assert header(bye_ok, "cseq") == "1 BYE"
+        result = await call
+        assert result.reason == "callee_hangup" and result.q850 == 31
+        # the trunk's Via said rport=5999 received=10.9.9.9: later requests use that address
+        second = asyncio.create_task(trunk.call(to=TO, caller=CALLER, audio=tone(1.0)))
+        invite2, addr2, _ = await peer.next("INVITE ")
+        assert "10.9.9.9:5999" in header(invite2, "via") and "10.9.9.9:5999" in header(invite2, "contact", "m")
+        peer.send(reply(invite2, "603 Decline"), addr2)
+        assert (await second).reason == "declined"
+    finally:
+        call.cancel()
+        await trunk.stop()
+
+
+async def test_call_limit_and_calls_per_second() -> None:
+    peer, port = await raw_peer()
+    trunk = SipTrunk(TrunkConfig(host="127.0.0.1", port=port, max_calls=1, cps=4.0))
+    await trunk.start()
+    calls = [asyncio.create_task(trunk.call(to=TO, caller=CALLER, audio=b"")) for _ in range(3)]
+    try:
+        first, addr, t1 = await peer.next("INVITE ")
+        peer.send(reply(first, "180 Ringing"), addr)
+        await asyncio.sleep(0.3)
+        assert trunk.active_calls == 1 and peer.inbox.empty()  # the second waits for a free slot
+        peer.send(reply(first, "486 Busy Here"), addr)
+        stamps = [t1]
+        for _ in range(2):
+            inv, addr, at = await peer.next("INVITE ")
+            stamps.append(at)
+            peer.send(reply(inv, "404 Not Found"), addr)
+        reasons = [(await c).reason for c in calls]
+        assert reasons == ["busy", "bad_number", "bad_number"]
+        # 4 calls a second: the third INVITE cannot leave sooner than 0.5 s after the first
+        assert stamps[2] - stamps[0] >= 0.45
+    finally:
+        for c in calls:
+            c.cancel()
+        await trunk.stop()
