@@ -558,3 +558,49 @@ async def test_call_limit_and_calls_per_second() -> None:
         for c in calls:
             c.cancel()
         await trunk.stop()
+
+
+def branch_of(text: str) -> str:
+    return header(text, "via", "v").split("branch=")[1].split(";")[0]
+
+
+async def test_timer_a_retransmits_and_timer_b_gives_up() -> None:
+    peer, port = await raw_peer()  # receives, never answers
+    trunk = SipTrunk(TrunkConfig(host="127.0.0.1", port=port, t1_s=0.02))  # Timer B = 64 x T1 = 1.28 s
+    await trunk.start()
+    try:
+        result = await trunk.call(to=TO, caller=CALLER, audio=b"")
+    finally:
+        await trunk.stop()
+    assert result.outcome is Outcome.FAILED and result.reason == "timeout" and result.sip_status is None
+    invites = []
+    while not peer.inbox.empty():
+        text, _, _ = peer.inbox.get_nowait()
+        invites.append(text)
+    assert len(invites) >= 3 and all(t.startswith("INVITE ") for t in invites)
+    assert len({branch_of(t) for t in invites}) == 1  # retransmissions of one transaction
+
+
+async def test_an_answer_after_we_gave_up_is_acked_and_hung_up() -> None:
+    peer, port = await raw_peer()
+    # the CANCEL is never answered; 64 x T1 later the call is given up
+    trunk = SipTrunk(TrunkConfig(host="127.0.0.1", port=port, t1_s=0.05, ring_timeout_s=0.3))
+    await trunk.start()
+    try:
+        call = asyncio.create_task(trunk.call(to=TO, caller=CALLER, audio=tone(1.0)))
+        invite, addr, _ = await peer.next("INVITE ")
+        peer.send(reply(invite, "180 Ringing"), addr)
+        cancel, _, _ = await peer.next("CANCEL ")
+        assert branch_of(cancel) == branch_of(invite)
+        assert header(cancel, "cseq") == f"{header(invite, 'cseq').split()[0]} CANCEL"
+        result = await call
+        assert result.reason == "no_answer" and not result.answered
+        # ... and then the callee picks up after all
+        peer.send(reply(invite, "200 OK", extra=f"m: <sip:uas@127.0.0.1:{port}>"), addr)
+        ack, _, _ = await peer.next("ACK ")
+        bye, _, _ = await peer.next("BYE ")
+        assert ack.startswith(f"ACK sip:uas@127.0.0.1:{port} ") and bye.startswith(f"BYE sip:uas@127.0.0.1:{port} ")
+        assert ";tag=uas1" in header(bye, "to", "t")
+        peer.send(reply(bye, "200 OK", to_tag="uas1"), addr)
+    finally:
+        await trunk.stop()
