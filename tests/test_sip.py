@@ -16,6 +16,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -163,30 +164,39 @@ def sipp_runs(tmp_path: Path):
         run.kill()
 
 
-def check_stream(rx: Receiver, audio: bytes, pt: int) -> None:
+def check_stream(rx: Receiver, audio: bytes, pt: int, skipped: int = 0) -> None:
     """In order, consecutive, 160 samples apart, one SSRC, the marker on the first,
-    paced (never faster than 20 ms a packet), and the audio decodes to what was sent."""
+    paced (never faster than 20 ms a packet), and the audio decodes to what was sent.
+
+    ``skipped``: frames the sender skipped after a stall of its event loop (a
+    loaded machine): the sequence stays consecutive, the timestamp jumps."""
     pkts = [p for _, p in rx.packets]
     n = math.ceil(len(audio) / 320)
-    assert len(pkts) == n
+    assert len(pkts) == n - skipped
     assert {p.payload_type for p in pkts} == {pt}
     assert len({p.ssrc for p in pkts}) == 1
-    assert [p.marker for p in pkts] == [1] + [0] * (n - 1)
+    assert [p.marker for p in pkts] == [1] + [0] * (len(pkts) - 1)
+    jumps = 0
     for a, b in zip(pkts, pkts[1:]):
         assert b.sequence_number == (a.sequence_number + 1) & 0xFFFF
-        assert b.timestamp == (a.timestamp + 160) & 0xFFFFFFFF
+        step = (b.timestamp - a.timestamp) & 0xFFFFFFFF
+        assert step % 160 == 0 and step >= 160
+        jumps += step // 160 - 1
+    assert jumps == skipped
     # Packet k leaves at t0 + k x 20 ms at the earliest: the whole stream cannot arrive faster.
     span = rx.packets[-1][0] - rx.packets[0][0]
-    assert span >= (n - 1) * 0.020 * 0.9
+    assert span >= (n - 1) * 0.020 * 0.9 or skipped
     codec = get_codec(pt)
-    decoded = codec.decode(b"".join(p.payload for p in pkts))
-    got = struct.unpack(f"<{len(decoded) // 2}h", decoded)
-    sent = struct.unpack(f"<{len(audio) // 2}h", audio)
     # aiortp 0.8's A-law has the sign bit inverted against ITU-T G.711 (it decodes
     # 0xD5, A-law's +0, to -8), so its PCMA output is the waveform negated.
     flip = -1 if pt == 8 and struct.unpack("<h", codec.decode(b"\xd5"))[0] < 0 else 1
-    assert all(abs(flip * g - s) <= max(16, abs(s) / 16) for g, s in zip(got, sent))
-    assert all(g == 0 or abs(g) <= 8 for g in got[len(sent):])  # the last packet is padded with silence
+    sent = struct.unpack(f"<{len(audio) // 2}h", audio)
+    for p in pkts:
+        k = ((p.timestamp - pkts[0].timestamp) & 0xFFFFFFFF) // 160
+        got = struct.unpack("<160h", codec.decode(p.payload))
+        want = sent[k * 160 : k * 160 + 160]
+        assert all(abs(flip * g - w) <= max(16, abs(w) / 16) for g, w in zip(got, want))
+        assert all(abs(g) <= 8 for g in got[len(want):])  # the last packet is padded with silence
 
 
 async def test_answered_and_played_to_the_end(sipp_runs) -> None:
@@ -201,14 +211,15 @@ async def test_answered_and_played_to_the_end(sipp_runs) -> None:
         await trunk.stop()
     assert result.outcome is Outcome.COMPLETED and result.reason == "played_to_end"
     assert result.sip_status == 200 and result.answered
-    assert result.playback_ms == result.audio_ms == 1000
+    assert result.audio_ms == 1000
+    assert result.playback_ms == 1000 - 20 * int(result.detail.get("rtp_skipped_frames", 0))
     assert result.duration_ms >= 1000
     assert events[:3] == ["trying", "ringing", "answered"]
     assert await sipp.passed()  # the ACK and the BYE carried the reversed Record-Route as Route
-    check_stream(rx, audio, 8)
+    check_stream(rx, audio, 8, int(result.detail.get("rtp_skipped_frames", 0)))
 
 
-async def test_pcmu_when_it_is_the_only_codec(sipp_runs) -> None:
+async def test_no_common_codec(sipp_runs) -> None:
     rx, rtp_port = await receiver()
     sipp = sipp_runs("answer", rtp_ip="127.0.0.1", rtp_port=str(rtp_port))
     trunk = await trunk_for(sipp, codecs=("PCMU",))
@@ -223,6 +234,32 @@ async def test_pcmu_when_it_is_the_only_codec(sipp_runs) -> None:
     assert await sipp.passed()
 
 
+async def test_a_stalled_event_loop_skips_late_frames(sipp_runs) -> None:
+    """Half a second with the loop blocked: the frames too late to matter are
+    skipped (timestamps jump, sequence numbers stay consecutive), not burst."""
+    rx, rtp_port = await receiver()
+    sipp = sipp_runs("answer", rtp_ip="127.0.0.1", rtp_port=str(rtp_port))
+    trunk = await trunk_for(sipp)
+    audio = tone(1.5)
+
+    async def stall() -> None:
+        await rx.first.wait()
+        await asyncio.sleep(0.2)
+        time.sleep(0.5)  # blocks the event loop, as a CPU hog would
+
+    staller = asyncio.create_task(stall())
+    try:
+        result = await trunk.call(to=TO, caller=CALLER, audio=audio)
+    finally:
+        staller.cancel()
+        await trunk.stop()
+    skipped = int(result.detail.get("rtp_skipped_frames", 0))
+    assert result.reason == "played_to_end" and skipped >= 10
+    assert result.playback_ms == 1500 - 20 * skipped
+    assert await sipp.passed()
+    check_stream(rx, audio, 8, skipped)
+
+
 async def test_over_tcp(sipp_runs) -> None:
     rx, rtp_port = await receiver()
     sipp = sipp_runs("answer", tcp=True, rtp_ip="127.0.0.1", rtp_port=str(rtp_port))
@@ -232,9 +269,10 @@ async def test_over_tcp(sipp_runs) -> None:
         result = await trunk.call(to=TO, caller=CALLER, audio=audio)
     finally:
         await trunk.stop()
-    assert result.reason == "played_to_end" and result.playback_ms == 600
+    skipped = int(result.detail.get("rtp_skipped_frames", 0))
+    assert result.reason == "played_to_end" and result.playback_ms == 600 - 20 * skipped
     assert await sipp.passed()
-    check_stream(rx, audio, 8)
+    check_stream(rx, audio, 8, skipped)
 
 
 async def test_callee_hangs_up_midway(sipp_runs) -> None:
@@ -247,8 +285,8 @@ async def test_callee_hangs_up_midway(sipp_runs) -> None:
         await trunk.stop()
     assert result.outcome is Outcome.HUNGUP and result.reason == "callee_hangup"
     assert result.audio_ms == 6000
-    assert 1300 <= result.playback_ms < 6000  # sipp hangs up 1.5 s after its 200
-    assert 1300 <= result.duration_ms < 6000
+    assert 1000 <= result.playback_ms < 6000  # sipp hangs up 1.5 s after our ACK
+    assert 1400 <= result.duration_ms < 6000
     assert result.q850 == 16  # Reason: Q.850;cause=16 on sipp's BYE
     assert await sipp.passed()  # our 200 to its BYE
     assert 0 < len(rx.packets) < 300
@@ -396,7 +434,7 @@ async def test_dtmf_from_the_callee(sipp_runs) -> None:
     assert await sipp.passed()
 
 
-async def test_limits_and_shutdown(sipp_runs) -> None:
+async def test_shutdown_ends_an_answered_call(sipp_runs) -> None:
     """trunk.stop() ends an answered call with BYE: terminated/shutdown."""
     rx, rtp_port = await receiver()
     sipp = sipp_runs("answer", rtp_ip="127.0.0.1", rtp_port=str(rtp_port))
@@ -423,7 +461,7 @@ async def test_we_end_long_or_silent_calls(sipp_runs, kw: dict, reason: str) -> 
     finally:
         await trunk.stop()
     assert result.reason == reason and result.answered
-    assert 400 <= result.playback_ms < 10000
+    assert 200 <= result.playback_ms < 10000
     assert await sipp.passed()  # our BYE
 
 
