@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ujumbe.channels.sip import digest, sdp
-from ujumbe.channels.sip.message import NameAddr, SipMessage, SipParseError, Uri, Via, response_to, split_commas
+from ujumbe.channels.sip.message import NameAddr, SipMessage, SipParseError, Uri, parse, response_to, split_commas
 from ujumbe.channels.sip.rtp import RtpStream
 from ujumbe.channels.sip.transport import TcpTransport, TransportError, UdpTransport
 from ujumbe.channels.smpp.ratelimit import TokenBucket
@@ -315,7 +315,6 @@ class SipTrunk:
 
     def _exchange(self, direction: str, msg: SipMessage | None, data: bytes) -> None:
         if msg is None:
-            from ujumbe.channels.sip.message import parse
             try:
                 msg = parse(data)
             except SipParseError:
