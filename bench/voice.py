@@ -1,6 +1,6 @@
 """How many concurrent calls one worker keeps on time: RTP pacing of SipTrunk under load.
 
-    .venv/bin/python bench/voice.py [--calls 25 50 100] [--seconds 5] [--no-uvloop]
+    .venv/bin/python bench/voice.py [--calls 25 50 100] [--seconds 5] [--no-uvloop] [--nice -10]
 
 For each call count N, three processes besides this one:
 
@@ -186,11 +186,11 @@ def finish(proc: subprocess.Popen[str], timeout: float) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def run_one(calls: int, seconds: float, uv: bool) -> dict:
+def run_one(calls: int, seconds: float, uv: bool, nice: int = 0) -> dict:
     sipp = shutil.which("sipp")
     if sipp is None:
         sys.exit("sipp is needed (Debian/Ubuntu package sip-tester)")
-    flag = [] if uv else ["--no-uvloop"]
+    flag = ([] if uv else ["--no-uvloop"]) + (["--nice", str(nice)] if nice else [])
     # the system under test
     rx, rx_port = start_receiver(2.0)
     sip_port = free_port()
@@ -219,6 +219,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, nargs="+", default=[25, 50, 100])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--no-uvloop", action="store_true")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="niceness for the sender processes, both SipTrunk's and the bare one (negative needs root)")
     ap.add_argument("--receiver", type=int)
     ap.add_argument("--idle", type=float, default=2.0)
     ap.add_argument("--worker", type=int)
@@ -227,6 +229,8 @@ def main() -> None:
     uv = not args.no_uvloop
     if args.receiver:
         return receiver(args.receiver, args.idle)
+    if args.nice and (args.worker or args.raw):
+        os.nice(args.nice)
     if args.worker:
         use_loop(uv)
         return asyncio.run(worker(args.worker, args.calls[0], args.seconds))
@@ -234,13 +238,13 @@ def main() -> None:
         use_loop(uv)
         return asyncio.run(raw(args.raw, args.calls[0], args.seconds))
     load = os.getloadavg()
-    print(f"# voice: {args.seconds:g} s of audio a call, {'uvloop' if uv else 'asyncio'}, "
+    print(f"# voice: {args.seconds:g} s of audio a call, {'uvloop' if uv else 'asyncio'}, nice {args.nice}, "
           f"load average {load[0]:.2f}, {os.cpu_count()} CPUs")
     print("| calls | SipTrunk p99 \\|gap-20ms\\| | p50 | max | calls completed | out of order | CPU % of a core "
           "| raw p99 | raw max | raw CPU % | p99 / raw p99 | CPU / raw CPU |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.calls:
-        r = run_one(n, args.seconds, uv)
+        r = run_one(n, args.seconds, uv, args.nice)
         s, c = r["sut"], r["ceiling"]
         done = s.get("reasons", {}).get("played_to_end", 0)
         cpu = 100 * s.get("cpu_s", 0) / max(s.get("wall_s", 1), 1e-9)
