@@ -34,6 +34,7 @@ from ujumbe.core.states import State
 from ujumbe.http.common import client_address, services
 from ujumbe.services import dashboard as svc
 from ujumbe.services.accounts import Account
+from ujumbe.services.callbacks import redacted
 from ujumbe.services.messaging import SendRequest
 
 COOKIE = "ujumbe_session"
@@ -72,7 +73,7 @@ def _duration(ms: int | None) -> str:
     return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-env.filters.update(time=_time, money=_money, duration=_duration,
+env.filters.update(time=_time, money=_money, duration=_duration, redacted=redacted,
                    codepoint=lambda ch: " ".join(f"U+{ord(c):04X}" for c in ch))
 env.globals.update(prefix=PREFIX, final_states=[s.value for s in State if s.final], states=[s.value for s in State])
 
