@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ujumbe.core import campaigns as rules
 from ujumbe.core.errors import Invalid, NotFound, RateLimited, UjumbeError, Unauthorized
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
@@ -112,6 +113,22 @@ async def form_of(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
+UPLOAD_LIMIT = 50 * 1024 * 1024  # as POST /v1/campaigns/{id}/contacts
+
+
+def _multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def multipart_of(request: Request) -> Any:
+    """A multipart form (the contact upload), parsed once: Starlette keeps it
+    on the request, so the handler reads the same one."""
+    try:
+        return await request.form(max_part_size=UPLOAD_LIMIT)
+    except Exception as exc:  # the parser's own errors: a malformed body
+        raise Invalid(f"The upload could not be read: {exc}") from None
+
+
 def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
@@ -166,7 +183,11 @@ def page(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaita
         if request.method != "GET":
             given = request.headers.get("x-csrf-token")
             if given is None:
-                given = (await form_of(request)).get("csrf", "")
+                try:
+                    given = (await multipart_of(request)).get("csrf", "") if _multipart(request) else \
+                        (await form_of(request)).get("csrf", "")
+                except Invalid as exc:
+                    return render(request, "error.html", 400, message=exc.message, ctx=ctx)
             if not _same_origin(request) or not p.web_sessions.csrf_ok(session, given):
                 return render(request, "error.html", 403, message="This form has expired; reload the page and try again.",
                               ctx=ctx)
@@ -548,6 +569,138 @@ async def retry_callback(ctx: Ctx) -> Response:
     return await account_page(ctx, notice=f"Callback {raw} will be sent again.")
 
 
+# --- campaigns ---
+
+
+def _path_int(ctx: Ctx, name: str, thing: str) -> int:
+    raw = ctx.request.path_params[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"No {thing} {raw}")
+    return int(raw)
+
+
+def _query_job(ctx: Ctx, name: str) -> int | None:
+    raw = ctx.request.query_params.get(name) or ""
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+
+
+async def campaigns_page(ctx: Ctx, *, error: str | None = None, form: dict[str, str] | None = None,
+                         status: int = 200) -> Response:
+    assert ctx.account is not None
+    offset = _int(ctx.request.query_params.get("offset"), "offset") or 0
+    if offset < 0:
+        raise Invalid("'offset' cannot be negative")
+    total, rows = await ctx.platform.campaigns.list(ctx.account, offset=offset, limit=PAGE_SIZE)
+    next_url = f"{PREFIX}/campaigns?offset={offset + PAGE_SIZE}" if offset + PAGE_SIZE < total else None
+    return view(ctx, "campaigns.html", status, rows=rows, total=total, next_url=next_url, error=error,
+                form=form or {}, senders=await _approved_senders(ctx), nav="campaigns")
+
+
+async def campaigns(ctx: Ctx) -> Response:
+    return await campaigns_page(ctx)
+
+
+async def campaign_create(ctx: Ctx) -> Response:
+    assert ctx.account is not None
+    form = await form_of(ctx.request)
+    try:
+        camp, _ = await ctx.platform.campaigns.create(
+            ctx.account, name=form.get("name", ""), services="SMS", description=form.get("description", ""),
+            message=form.get("message") or None, sender=form.get("sender") or None,
+            rate=_int(form.get("rate"), "rate"),
+        )
+    except UjumbeError as exc:
+        return await campaigns_page(ctx, error=exc.message, form=form, status=400)
+    return _redirect(f"{PREFIX}/campaigns/{camp['id']}", ctx.request)
+
+
+async def _campaign_state(ctx: Ctx, cid: int) -> dict[str, Any]:
+    """What the page and its live part show: the campaign, its figures, and
+    the import and report jobs named in the address (only this campaign's)."""
+    assert ctx.account is not None
+    p = ctx.platform
+    camp = await p.campaigns.get(ctx.account, cid)  # another account's campaign: not found
+    summary = await p.campaigns.summary(ctx.account, cid)
+    jobs: dict[str, Any] = {}
+    for name in ("import", "report"):
+        jid = _query_job(ctx, name)
+        if jid is not None:
+            try:
+                job = await p.jobs.get(ctx.account, jid)
+            except NotFound:
+                continue
+            if job["campaign_id"] == cid and job["kind"] == name:
+                jobs[name] = job
+    if "report" not in jobs:
+        current = await p.jobs.current_report(ctx.account, cid)
+        if current is not None:
+            jobs["report"] = current
+    by = summary["by_status"]
+    settled = sum(by.get(s, 0) for s in rules.FINAL_NUMBER)
+    in_run = settled + by.get(rules.SCHEDULED, 0) + by.get(rules.RUNNING, 0)
+    live = camp["status"] in rules.ACTIVE or any(j["status"] in ("queued", "running") for j in jobs.values())
+    return {"c": camp, "summary": summary, "jobs": jobs, "settled": settled, "in_run": in_run, "live": live,
+            "query": urlencode({k: j["id"] for k, j in jobs.items()})}
+
+
+async def campaign(ctx: Ctx, notice: str | None = None) -> Response:
+    assert ctx.account is not None
+    cid = _path_int(ctx, "id", "campaign")
+    state = await _campaign_state(ctx, cid)
+    preview: list[dict[str, Any]] = []
+    if "import" in state["jobs"]:
+        preview = await ctx.platform.jobs.preview(ctx.account, state["jobs"]["import"]["id"])
+    numbers = await ctx.platform.campaigns.numbers(ctx.account, cid, limit=PAGE_SIZE)
+    return view(ctx, "campaign.html", preview=preview, numbers=numbers, rerunnable=rules.RERUNNABLE,
+                notice=notice, nav="campaigns", **state)
+
+
+async def campaign_live(ctx: Ctx) -> Response:
+    return view(ctx, "_campaign_live.html", **await _campaign_state(ctx, _path_int(ctx, "id", "campaign")))
+
+
+async def campaign_upload(ctx: Ctx) -> Response:
+    from ujumbe.dialects.native_campaigns import uploaded
+
+    assert ctx.account is not None
+    cid = _path_int(ctx, "id", "campaign")
+    await ctx.platform.campaigns.get(ctx.account, cid)  # 404 before reading the file
+    name, data = await uploaded(ctx.request, ("file",))
+    job = await ctx.platform.jobs.start_import(ctx.account, cid, name, data)
+    return _redirect(f"{PREFIX}/campaigns/{cid}?import={job['id']}", ctx.request)
+
+
+async def campaign_action(ctx: Ctx) -> Response:
+    assert ctx.account is not None
+    cid = _path_int(ctx, "id", "campaign")
+    action = ctx.request.path_params["action"]
+    p = ctx.platform
+    form = await form_of(ctx.request)
+    if action == "begin":
+        statuses = [s for s in rules.RERUNNABLE if form.get(f"status-{s}")]
+        run = await p.campaigns.begin(ctx.account, cid, message=form.get("message") or None,
+                                      schedule=form.get("schedule_at") or None, statuses=statuses or None)
+        notice = f"{run['numbers']} numbers {run['status']}: {run['hold_note']}."
+    elif action in ("pause", "resume", "stop"):
+        camp = await getattr(p.campaigns, action)(ctx.account, cid)
+        notice = f"The campaign is {camp['status']}."
+    elif action == "report":
+        job = await p.jobs.current_report(ctx.account, cid) or await p.jobs.start_report(ctx.account, cid)
+        return _redirect(f"{PREFIX}/campaigns/{cid}?report={job['id']}", ctx.request)
+    else:
+        raise NotFound(f"No action {action}")
+    # shown on the page itself (the forms keep the jobs' ids in their address)
+    return await campaign(ctx, notice=notice)
+
+
+async def job_file(ctx: Ctx) -> Response:
+    assert ctx.account is not None
+    ctype, data, name = await ctx.platform.jobs.file(ctx.account, _path_int(ctx, "id", "job"),
+                                                     ctx.request.path_params["format"])
+    return Response(data, media_type=ctype,
+                    headers={**SECURITY_HEADERS, "content-disposition": f'attachment; filename="{name}"'})
+
+
 # --- the operator ---
 
 
@@ -673,6 +826,13 @@ def routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/account/senders", page(request_sender), methods=["POST"]),
         Route(f"{PREFIX}/account/templates", page(put_template), methods=["POST"]),
         Route(f"{PREFIX}/callbacks/{{id}}/retry", page(retry_callback), methods=["POST"]),
+        Route(f"{PREFIX}/campaigns", page(campaigns)),
+        Route(f"{PREFIX}/campaigns", page(campaign_create), methods=["POST"]),
+        Route(f"{PREFIX}/campaigns/{{id}}", page(campaign)),
+        Route(f"{PREFIX}/campaigns/{{id}}/live", page(campaign_live)),
+        Route(f"{PREFIX}/campaigns/{{id}}/contacts", page(campaign_upload), methods=["POST"]),
+        Route(f"{PREFIX}/campaigns/{{id}}/{{action}}", page(campaign_action), methods=["POST"]),
+        Route(f"{PREFIX}/jobs/{{id}}/files/{{format}}", page(job_file)),
         Route(f"{PREFIX}/admin/login", admin_login, methods=["GET", "POST"]),
         Route(f"{PREFIX}/admin/logout", a(logout), methods=["POST"]),
         Route(f"{PREFIX}/admin", a(admin_home)),
