@@ -37,6 +37,7 @@ from ujumbe.services import dashboard as svc
 from ujumbe.services.accounts import Account
 from ujumbe.services.callbacks import redacted
 from ujumbe.services.messaging import SendRequest
+from ujumbe.services.routing import BUILTIN_NAMES, ROUTE_KINDS
 
 COOKIE = "ujumbe_session"
 LOGIN_COOKIE = "ujumbe_login"  # double-submit token for the login forms, before there is a session
@@ -157,6 +158,11 @@ def _same_origin(request: Request) -> bool:
 Handler = Callable[[Ctx], Awaitable[Response]]
 
 
+def status_of(exc: UjumbeError) -> int:
+    return {"not_found": 404, "unauthorized": 401, "forbidden": 403, "conflict": 409, "rate_limited": 429,
+            "payment": 402}.get(exc.kind, 400)
+
+
 def page(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler: require a session (an account's, or the operator's for
     ``admin``), check the CSRF token on anything but GET, and show use-case
@@ -194,9 +200,7 @@ def page(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaita
         try:
             return await handler(ctx)
         except UjumbeError as exc:
-            status = {"not_found": 404, "unauthorized": 401, "forbidden": 403, "conflict": 409, "rate_limited": 429,
-                      "payment": 402}.get(exc.kind, 400)
-            return render(request, "error.html", status, message=exc.message, ctx=ctx)
+            return render(request, "error.html", status_of(exc), message=exc.message, ctx=ctx)
 
     endpoint.__name__ = handler.__name__
     return endpoint
@@ -737,11 +741,65 @@ async def admin_pause(ctx: Ctx) -> Response:
         view(ctx, "_connectors.html", connectors=await _board(ctx))
 
 
-async def admin_routes(ctx: Ctx) -> Response:
+async def admin_routes(ctx: Ctx, *, notice: str | None = None, error: str | None = None, status: int = 200,
+                       form: dict[str, str] | None = None) -> Response:
     p = ctx.platform
     prices = await p.messaging.prices()
-    return view(ctx, "admin_routes.html", routes=await p.routing.list_routes(),
-                prices=sorted(prices.items()), default_price=prices.default, nav="routes")
+    connectors = [c["name"] for c in await p.routing.list_connectors()] + sorted(BUILTIN_NAMES)
+    return view(ctx, "admin_routes.html", status, routes=await p.routing.list_routes(),
+                prices=sorted(prices.items()), default_price=prices.default, connectors=connectors,
+                route_kinds=ROUTE_KINDS, notice=notice, error=error, form=form or {}, nav="routes")
+
+
+async def admin_routes_get(ctx: Ctx) -> Response:
+    return await admin_routes(ctx)
+
+
+def _priority(raw: str | None) -> Any:
+    """The form's priority: a number, or the text as typed for the service to refuse as the API does."""
+    raw = (raw or "").strip()
+    if not raw:
+        return 100
+    return int(raw) if raw.lstrip("-").isdigit() and len(raw) < 12 else raw
+
+
+async def admin_route_change(ctx: Ctx) -> Response:
+    """Add (no id), edit or delete a route, or set or remove a price, through
+    the routing and credits services: their errors are shown on the page with
+    the status the admin API gives them."""
+    p = ctx.platform
+    form = await form_of(ctx.request)
+    what = ctx.request.path_params.get("action", "add")
+    raw = ctx.request.path_params.get("id")
+    try:
+        if raw is not None and not raw.isdigit():
+            raise NotFound(f"No route {raw}", code="route_not_found")
+        fields = {"kind": form.get("kind", ""), "value": form.get("value", ""), "connector": form.get("connector", ""),
+                  "priority": _priority(form.get("priority"))}
+        if what == "add":
+            r = await p.routing.add_route(**fields, account_id=form.get("account_id", "").strip() or None)
+            notice = f"Route {r['id']} added."
+        elif what == "edit":
+            await p.routing.update_route(int(raw or 0), fields)
+            notice = f"Route {raw} saved."
+        elif what == "delete":
+            await p.routing.remove_route(int(raw or 0))
+            notice = f"Route {raw} deleted."
+        elif what in ("price", "unprice"):
+            network = form.get("network", "").strip() or "*"
+            channel = form.get("channel", "").strip() or "sms"
+            if what == "price":
+                units = await p.credits.set_price(network, form.get("amount", "").strip(), channel)
+                notice = f"{network} ({channel}) costs {_money(units)} credits a part."
+            else:
+                await p.credits.remove_price(network, channel)
+                notice = f"The price for {network} ({channel}) is removed."
+            p.messaging.forget_prices()  # this process charges the new price at once
+        else:
+            raise NotFound(f"No action {what}")
+    except UjumbeError as exc:
+        return await admin_routes(ctx, error=exc.message, status=status_of(exc), form=form)
+    return await admin_routes(ctx, notice=notice)
 
 
 async def admin_accounts(ctx: Ctx, *, notice: str | None = None, created: dict[str, Any] | None = None) -> Response:
@@ -838,7 +896,10 @@ def routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/admin", a(admin_home)),
         Route(f"{PREFIX}/admin/connectors", a(admin_board)),
         Route(f"{PREFIX}/admin/connectors/{{name}}/{{action:str}}", a(admin_pause), methods=["POST"]),
-        Route(f"{PREFIX}/admin/routes", a(admin_routes)),
+        Route(f"{PREFIX}/admin/routes", a(admin_routes_get)),
+        Route(f"{PREFIX}/admin/routes", a(admin_route_change), methods=["POST"]),
+        Route(f"{PREFIX}/admin/routes/{{id}}/{{action}}", a(admin_route_change), methods=["POST"]),
+        Route(f"{PREFIX}/admin/prices/{{action}}", a(admin_route_change), methods=["POST"]),
         Route(f"{PREFIX}/admin/accounts", a(admin_accounts_get)),
         Route(f"{PREFIX}/admin/accounts", a(admin_account_create), methods=["POST"]),
         Route(f"{PREFIX}/admin/accounts/{{id}}/{{action}}", a(admin_account_action), methods=["POST"]),
