@@ -643,7 +643,8 @@ async def _campaign_state(ctx: Ctx, cid: int) -> dict[str, Any]:
     settled = sum(by.get(s, 0) for s in rules.FINAL_NUMBER)
     in_run = settled + by.get(rules.SCHEDULED, 0) + by.get(rules.RUNNING, 0)
     live = camp["status"] in rules.ACTIVE or any(j["status"] in ("queued", "running") for j in jobs.values())
-    return {"c": camp, "summary": summary, "jobs": jobs, "settled": settled, "in_run": in_run, "live": live,
+    numbers = await p.campaigns.numbers(ctx.account, cid, limit=PAGE_SIZE)
+    return {"c": camp, "summary": summary, "jobs": jobs, "numbers": numbers, "settled": settled, "in_run": in_run, "live": live,
             "query": urlencode({k: j["id"] for k, j in jobs.items()})}
 
 
@@ -654,8 +655,7 @@ async def campaign(ctx: Ctx, notice: str | None = None) -> Response:
     preview: list[dict[str, Any]] = []
     if "import" in state["jobs"]:
         preview = await ctx.platform.jobs.preview(ctx.account, state["jobs"]["import"]["id"])
-    numbers = await ctx.platform.campaigns.numbers(ctx.account, cid, limit=PAGE_SIZE)
-    return view(ctx, "campaign.html", preview=preview, numbers=numbers, rerunnable=rules.RERUNNABLE,
+    return view(ctx, "campaign.html", preview=preview, rerunnable=rules.RERUNNABLE,
                 notice=notice, nav="campaigns", **state)
 
 
@@ -745,7 +745,8 @@ async def admin_routes(ctx: Ctx, *, notice: str | None = None, error: str | None
                        form: dict[str, str] | None = None) -> Response:
     p = ctx.platform
     prices = await p.messaging.prices()
-    connectors = [c["name"] for c in await p.routing.list_connectors()] + sorted(BUILTIN_NAMES)
+    # the SMS simulator first among the built-in ones: the usual choice on a new install
+    connectors = [c["name"] for c in await p.routing.list_connectors()] + sorted(BUILTIN_NAMES, key=lambda n: (n != "simulator", n))
     return view(ctx, "admin_routes.html", status, routes=await p.routing.list_routes(),
                 prices=sorted(prices.items()), default_price=prices.default, connectors=connectors,
                 route_kinds=ROUTE_KINDS, notice=notice, error=error, form=form or {}, nav="routes")
