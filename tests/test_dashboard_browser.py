@@ -337,6 +337,11 @@ async def test_a_failed_callbacks_attempts_are_listed_on_the_message_page_and_it
         await asyncio.sleep(0.05)
     cb = (await failed())[-1]
     receiver.status, receiver.answer = 200, "OK"
+    # final, so the page stands still (a message on its way is re-drawn every second)
+    for _ in range(200):
+        if (await p.messaging.message(acc["account_id"], mid, with_events=False))["state"] == "delivered":
+            break
+        await asyncio.sleep(0.05)
 
     def scenario() -> None:
         b.login(acc["username"])
