@@ -47,7 +47,7 @@ async def logged_in(platform: Platform, account: dict[str, Any]) -> AsyncIterato
 
 PAGES = ["/dashboard/today", "/dashboard/today/figures", "/dashboard/today?days=7", "/dashboard/messages",
          "/dashboard/inbound",
-         "/dashboard/send", "/dashboard/account"]
+         "/dashboard/send", "/dashboard/account", "/dashboard/campaigns"]
 
 
 async def test_pages_have_a_csp_without_inline_script_and_a_locked_down_session_cookie(

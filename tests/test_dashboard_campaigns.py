@@ -56,6 +56,7 @@ async def test_a_campaign_from_an_uploaded_csv_runs_to_completed_and_its_report_
         preview = page[page.index('id="preview"'):].split("</table>")[0]
         assert "0708400000" in preview and "name=Baraka" in preview and "<td>2</td>" in preview
         assert "254708410000" in page  # the numbers imported
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>|\son[a-z]+\s*=|\sstyle\s*=", page)  # CSP: nothing inline
 
         r = await c.post(f"/dashboard/campaigns/{cid}/begin?import={job}", data={"csrf": token})
         assert r.status_code == 200 and "2 numbers running" in r.text, r.text[:2000]

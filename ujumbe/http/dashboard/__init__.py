@@ -578,14 +578,14 @@ async def retry_callback(ctx: Ctx) -> Response:
 
 def _path_int(ctx: Ctx, name: str, thing: str) -> int:
     raw = ctx.request.path_params[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # isdigit alone takes "١"
         raise NotFound(f"No {thing} {raw}")
     return int(raw)
 
 
 def _query_job(ctx: Ctx, name: str) -> int | None:
     raw = ctx.request.query_params.get(name) or ""
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 async def campaigns_page(ctx: Ctx, *, error: str | None = None, form: dict[str, str] | None = None,
@@ -773,7 +773,7 @@ async def admin_route_change(ctx: Ctx) -> Response:
     what = ctx.request.path_params.get("action", "add")
     raw = ctx.request.path_params.get("id")
     try:
-        if raw is not None and not raw.isdigit():
+        if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
             raise NotFound(f"No route {raw}", code="route_not_found")
         fields = {"kind": form.get("kind", ""), "value": form.get("value", ""), "connector": form.get("connector", ""),
                   "priority": _priority(form.get("priority"))}
