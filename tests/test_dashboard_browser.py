@@ -47,6 +47,17 @@ async def send(p: Platform, account_id: str, to: list[str], text: str = "Habari"
     return [r.message_id for r in result.recipients if r.message_id is not None]
 
 
+async def given_up(p: Platform, account_id: str, message_id: int | None = None) -> list[dict[str, Any]]:
+    """The account's failed callbacks (of ``message_id``), once there is one."""
+    for _ in range(600):
+        rows = [c for c in await p.callback_log.list(account_id, "failed", 10, None)
+                if message_id is None or c["message_id"] == message_id]
+        if rows:
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError("no callback was given up on")
+
+
 async def test_log_in_send_from_the_form_watch_it_delivered_then_search_and_open_it(
     site: tuple[Platform, Browser], backend: str,
 ) -> None:
@@ -177,15 +188,7 @@ async def test_retry_a_failed_callback_from_the_account_page(
     async def failed() -> list[dict[str, Any]]:
         return await p.callback_log.list(acc["account_id"], "failed", 10, None)
 
-    async def until_failed() -> list[dict[str, Any]]:
-        for _ in range(600):
-            rows = await failed()
-            if rows:
-                return rows
-            await asyncio.sleep(0.05)
-        raise AssertionError("no callback was given up on")
-
-    cb = (await until_failed())[0]
+    cb = (await given_up(p, acc["account_id"]))[0]
     tried = len(receiver.requests)
     receiver.status = 200
 
@@ -328,14 +331,7 @@ async def test_a_failed_callbacks_attempts_are_listed_on_the_message_page_and_it
     receiver.answer = "busy"
     [mid] = await send(p, acc["account_id"], ["0708400000"])
 
-    async def failed() -> list[dict[str, Any]]:
-        return [c for c in await p.callback_log.list(acc["account_id"], "failed", 10, None) if c["message_id"] == mid]
-
-    for _ in range(600):
-        if await failed():
-            break
-        await asyncio.sleep(0.05)
-    cb = (await failed())[-1]
+    cb = (await given_up(p, acc["account_id"], mid))[-1]
     receiver.status, receiver.answer = 200, "OK"
     # final, so the page stands still (a message on its way is re-drawn every second)
     for _ in range(200):
