@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ujumbe.services import callbacks
-from ujumbe import metrics
+from ujumbe import logs, metrics
 from ujumbe.logs import message_id_var
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import callbacks as callbacks_q
@@ -155,7 +155,19 @@ class CallbackSender:
         finally:
             self._in_flight -= 1
             self._slot_free.set()
-        metrics.callback_attempt(row["kind"], ok, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.callback_attempt(row["kind"], ok, seconds)
+        if logs.tracing():
+            # the host only: a URL's path and query may carry the client's tokens
+            host = urlsplit(row["url"]).hostname or row["url"].partition(":")[0]
+            logs.message_event(
+                row["message_id"], "callback",
+                f"{row['kind']} callback {row['id']} to {host}: {'acknowledged' if ok else 'not acknowledged'}"
+                f"{f' (HTTP {status})' if status is not None else ''} in {seconds * 1000:.0f} ms, "
+                f"attempt {row['attempts'] + 1}",
+                callback_id=row["id"], kind=row["kind"], host=host, http_status=status, ok=ok,
+                attempts=row["attempts"] + 1, ms=round(seconds * 1000, 1),
+            )
         self._results.add((row, status, body, ok))
 
     def _recorded(self) -> None:
@@ -203,8 +215,9 @@ class CallbackSender:
 
 
 def _redacted(url: str) -> str:
-    """``url`` fit for a log: without the user and password a client may have put in it."""
+    """``url`` fit for a log: scheme, host and path, without the user and
+    password, query or fragment a client may have put tokens in."""
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    if not parts.netloc:
+        return parts.scheme + ":" if parts.scheme else "-"
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="").geturl()
