@@ -158,6 +158,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     settings.host, settings.port, settings.role = args.host, args.port, args.role
+    if args.metrics_listen is not None:
+        settings.metrics_listen = args.metrics_listen.strip()
     if args.smtp:
         settings.smtp_url = os.environ["UJUMBE_SMTP_URL"] = args.smtp  # the environment: for --processes children too
     try:
@@ -180,6 +182,24 @@ def serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             problems.append(f"cannot listen for SMPP on {settings.smpp_host}:{settings.smpp_port}: "
                             f"{exc.strerror or exc}; UJUMBE_SMPP_PORT changes the port (off: no SMPP server)")
+    metrics_sock = None
+    if settings.metrics_listen and not problems:
+        from ujumbe.http.metrics import parse_listen
+
+        try:
+            metrics_host, metrics_port = parse_listen(settings.metrics_listen)
+        except ValueError as exc:
+            print(f"ujumbe: {exc}", file=sys.stderr)
+            return 2
+        if metrics_port == settings.port and args.role != "worker":
+            print(f"ujumbe: the metrics listen address {settings.metrics_listen} takes the API's port; give it a port "
+                  "of its own (--metrics-listen or UJUMBE_METRICS_LISTEN)", file=sys.stderr)
+            return 2
+        try:
+            metrics_sock = _bind(metrics_host, metrics_port)
+        except OSError as exc:
+            problems.append(f"cannot listen for metrics on {settings.metrics_listen}: {exc.strerror or exc}; "
+                            "--metrics-listen or UJUMBE_METRICS_LISTEN changes it")
     if problems:
         for problem in problems:
             print(f"ujumbe: {problem}", file=sys.stderr)
@@ -193,13 +213,17 @@ def serve(args: argparse.Namespace) -> int:
     if args.role != "worker":
         logging.getLogger("ujumbe").info("dashboard on http://%s:%s/dashboard (API docs at /docs)",
                                          settings.host, settings.port)
+    if metrics_sock is not None:
+        logging.getLogger("ujumbe").info("metrics on http://%s/metrics (no token; /healthz and /readyz too)",
+                                         settings.metrics_listen)
+    extra = [metrics_sock] if metrics_sock is not None else []
     if args.role == "worker":
-        return run_worker(platform)
+        return run_worker(platform, metrics_sock=metrics_sock)
     assert http_sock is not None
     if args.processes > 1:
-        return serve_processes(platform, args.processes, http_sock)
+        return serve_processes(platform, args.processes, http_sock, extra)
     server = _http_server(create_app(platform, role=args.role), settings, announce=True)
-    server.run(sockets=[http_sock])
+    server.run(sockets=[http_sock, *extra])
     return 0 if server.started else 1  # not started: the start-up failure is logged above
 
 
@@ -249,6 +273,22 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
                           forwarded_allow_ips=settings.trusted_proxies or None)
 
 
+def _metrics_server(platform: Any) -> Any:
+    """A uvicorn server for the metrics address of a worker process: the
+    platform is run by run_worker (no lifespan), and so are the signals."""
+    import uvicorn
+
+    from ujumbe.http.metrics import listener_app
+
+    class Server(uvicorn.Server):
+        def capture_signals(self) -> Any:
+            return contextlib.nullcontext()
+
+    config = _uvicorn_config(listener_app(platform), platform.settings)
+    config.lifespan = "off"
+    return Server(config)
+
+
 def _die_with_parent(parent: int) -> None:
     """Linux: SIGTERM this process when its parent dies (even by SIGKILL),
     so no orphan keeps serving, or holding the embedded database's lock."""
@@ -261,7 +301,7 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def serve_processes(platform: Any, n: int, sock: Any) -> int:
+def serve_processes(platform: Any, n: int, sock: Any, extra: list[Any] | None = None) -> int:
     """``serve --processes N``: N processes answer the API on one port, each
     with its own event loop, so the API uses more than one core.
 
@@ -272,7 +312,9 @@ def serve_processes(platform: Any, n: int, sock: Any) -> int:
     them. With ``--role all`` the last child runs the workers and no HTTP: a
     message costs the workers more CPU than its accept, and sharing an event
     loop slows both (bench/accept.py: role all vs api+worker). A child that
-    dies is started again.
+    dies is started again. The API processes also share the metrics listen
+    address (``extra``); their /readyz then checks that the workers' process
+    beats (``Settings.ready_workers``).
     """
     import signal
     import time
@@ -292,7 +334,12 @@ def serve_processes(platform: Any, n: int, sock: Any) -> int:
     if platform.store.dialect == "sqlite":
         platform.lock_data_dir(role)
     settings.parent_holds_lock = True
+    if role == "all":
+        settings.ready_workers = max(settings.ready_workers, 1)  # the last child's
+    extra = extra or []
     sock.listen(2048)  # connections wait in the kernel's queue until a process takes them
+    for s in extra:
+        s.listen(128)
     log = logging.getLogger("ujumbe")
 
     parent = os.getpid()
@@ -307,11 +354,12 @@ def serve_processes(platform: Any, n: int, sock: Any) -> int:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             if role == "all" and index == n - 1:
-                sock.close()
+                for s in (sock, *extra):
+                    s.close()
                 code = run_worker(Platform(settings), "all")  # "all": it owns the leases, see Platform.start_workers
             else:
                 app = create_app(Platform(settings), role="api")
-                _http_server(app, settings, announce=False).run(sockets=[sock])
+                _http_server(app, settings, announce=False).run(sockets=[sock, *extra])
         except KeyboardInterrupt:
             pass
         except BaseException:
@@ -348,9 +396,10 @@ def serve_processes(platform: Any, n: int, sock: Any) -> int:
     return 0
 
 
-def run_worker(platform: Any, role: str = "worker") -> int:
-    """Run ``platform``'s workers (no HTTP) until SIGINT or SIGTERM; ``role``
-    ``all`` when this process also owns the embedded database (its leases)."""
+def run_worker(platform: Any, role: str = "worker", *, metrics_sock: Any = None) -> int:
+    """Run ``platform``'s workers (no API) until SIGINT or SIGTERM; ``role``
+    ``all`` when this process also owns the embedded database (its leases).
+    With ``metrics_sock``, /metrics, /healthz and /readyz answer there."""
     import signal
 
     async def main() -> int:
@@ -365,7 +414,14 @@ def run_worker(platform: Any, role: str = "worker") -> int:
             with contextlib.suppress(Exception):  # whatever had started
                 await platform.stop()
             return 1
+        metrics_server = None
+        if metrics_sock is not None:
+            metrics_server = _metrics_server(platform)
+            serving = asyncio.create_task(metrics_server.serve(sockets=[metrics_sock]))
         await stop.wait()
+        if metrics_server is not None:
+            metrics_server.should_exit = True
+            await serving
         await platform.stop()
         return 0
 
@@ -673,6 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="api and worker processes can run apart: on PostgreSQL, or on one machine's embedded database")
     p.add_argument("--smtp", metavar="URL", help="send the embedded default's email through this relay instead of "
                    "the email simulator: smtp://user:pass@host:587 or smtps://host:465 (UJUMBE_SMTP_URL)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", default=None,
+                   help="also serve /metrics (no admin token), /healthz and /readyz on this address, e.g. "
+                        "127.0.0.1:9464 (UJUMBE_METRICS_LISTEN); a --role worker process is scraped there")
     p.add_argument("--processes", type=int, default=int(os.environ.get("UJUMBE_PROCESSES", "1")), metavar="N",
                    help="run N processes, one per core (default 1): they serve the API on one port; with "
                         "--role all one of them runs the workers instead")
