@@ -198,6 +198,7 @@ class CallbackSender:
                 failed.append((attempts, status, error, row["id"]))
                 unblocked = unblocked or row["message_id"] is not None
                 log.warning("callback %s to %s given up after %d attempts", row["id"], _redacted(row["url"]), attempts)
+                metrics.callback_given_up(row["kind"])
             else:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
                 retried.append((attempts, status, error, now + delay_ms, row["id"]))
