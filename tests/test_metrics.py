@@ -51,8 +51,10 @@ async def test_a_two_process_server_shows_every_figure_moving(tmp_path: Path, re
 
             async def moved() -> str | None:
                 text = (await client.get("/metrics", headers=admin)).text
+                # every message final and every callback sent (each message has two: submitted, delivered)
                 ok = (value(text, "ujumbe_messages_final_total", state="delivered", connector="simulator") == 10
-                      and value(text, "ujumbe_callbacks_total", outcome="sent") >= 10)
+                      and value(text, "ujumbe_callbacks_total", outcome="sent") >= 10
+                      and "ujumbe_queue_depth 0" in text and "ujumbe_callbacks_pending 0" in text)
                 return text if ok else None
 
             text = await eventually(moved, timeout=30, interval=0.2)

@@ -125,10 +125,22 @@ def _with_platform(fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> C
             print(f"note: there was no database in {settings.data_dir.resolve()}; this made a new one. A server "
                   "started with --data-dir or UJUMBE_DATA_DIR needs the same here.", file=sys.stderr)
         if result is not None:
-            print(json.dumps(result, indent=2, default=str))
+            print(json.dumps(_iso_times(result), indent=2, default=str))
         return 0
 
     return command
+
+
+def _iso_times(value: Any) -> Any:
+    """Times (``…_at`` fields, epoch ms in the store) as ISO 8601, as the APIs show them."""
+    from ujumbe.core.timefmt import iso
+
+    if isinstance(value, list):
+        return [_iso_times(v) for v in value]
+    if isinstance(value, dict):
+        return {k: iso(v) if k.endswith("_at") and isinstance(v, int) and not isinstance(v, bool) else _iso_times(v)
+                for k, v in value.items()}
+    return value
 
 
 def admin_command(parser: argparse.ArgumentParser, fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> argparse.ArgumentParser:
@@ -554,20 +566,29 @@ def _connector_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
+def _connector_json(row: dict[str, Any]) -> dict[str, Any]:
+    """As the admin API shows it: the options' names (bind, window), ISO times."""
+    from ujumbe.http.admin import connector_out
+
+    out = connector_out(row)
+    del out["status"]  # the running connector's state is the server's, not this command's
+    return out
+
+
 async def _add_connector(platform: Any, args: argparse.Namespace) -> Any:
     fields = {"name": args.name, **_connector_fields(args), "password": _connector_password(args)}
-    return await platform.routing.add_connector(fields)
+    return _connector_json(await platform.routing.add_connector(fields))
 
 
 async def _set_connector(platform: Any, args: argparse.Namespace) -> Any:
     changes = _connector_fields(args)
     if args.password is not None or args.password_file is not None or args.new_password:
         changes["password"] = _connector_password(args)
-    return await platform.routing.update_connector(args.name, changes)
+    return _connector_json(await platform.routing.update_connector(args.name, changes))
 
 
 async def _list_connectors(platform: Any, args: argparse.Namespace) -> Any:
-    return await platform.routing.list_connectors()
+    return [_connector_json(c) for c in await platform.routing.list_connectors()]
 
 
 async def _remove_connector(platform: Any, args: argparse.Namespace) -> Any:
@@ -595,13 +616,17 @@ async def _remove_domain(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _add_route(platform: Any, args: argparse.Namespace) -> Any:
-    return await platform.routing.add_route(
+    from ujumbe.http.admin import route_out
+
+    return route_out(await platform.routing.add_route(
         kind=args.kind, value=args.value or "", connector=args.connector, priority=args.priority, account_id=args.account,
-    )
+    ))
 
 
 async def _list_routes(platform: Any, args: argparse.Namespace) -> Any:
-    return await platform.routing.list_routes(args.account)
+    from ujumbe.http.admin import route_out
+
+    return [route_out(r) for r in await platform.routing.list_routes(args.account)]
 
 
 async def _remove_route(platform: Any, args: argparse.Namespace) -> Any:
