@@ -16,6 +16,7 @@ from typing import Any
 from ujumbe.config import SMPP_DEFAULT_PORT, Settings, smpp_port_from_env
 from ujumbe.core.errors import Invalid, UjumbeError
 from ujumbe.core.pricing import display
+from ujumbe.store.postgres import StoreUnreachable
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -120,6 +121,9 @@ def _with_platform(fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> C
         except UjumbeError as exc:
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)
             return 2 if exc.code == "usage" else 1
+        except StoreUnreachable as exc:
+            print(json.dumps({"error": {"code": "database_unavailable", "message": str(exc)}}), file=sys.stderr)
+            return 1
         if fresh and args.command != "migrate":
             # The usual cause: the server runs with another --data-dir.
             print(f"note: there was no database in {settings.data_dir.resolve()}; this made a new one. A server "
@@ -234,9 +238,32 @@ def serve(args: argparse.Namespace) -> int:
     assert http_sock is not None
     if args.processes > 1:
         return serve_processes(platform, args.processes, http_sock, extra)
+    if settings.database_url:
+        # a database that cannot be reached: one line saying so, not the
+        # traceback uvicorn would print for the failed start
+        problem = _unreachable(settings)
+        if problem:
+            logging.getLogger("ujumbe").error("%s", problem)
+            return 1
     server = _http_server(create_app(platform, role=args.role), settings, announce=True)
     server.run(sockets=[http_sock, *extra])
     return 0 if server.started else 1  # not started: the start-up failure is logged above
+
+
+def _unreachable(settings: Settings) -> str | None:
+    """Why the database of ``settings`` cannot be opened, or None."""
+    from ujumbe.store import create_store
+
+    async def check() -> None:
+        store = create_store(settings.database_url, settings.data_dir)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(check())
+    except StoreUnreachable as exc:
+        return str(exc)
+    return None
 
 
 def _bind(host: str, port: int) -> Any:
@@ -342,7 +369,11 @@ def serve_processes(platform: Any, n: int, sock: Any, extra: list[Any] | None = 
         await platform.log_first_steps()
         await platform.store.close()
 
-    asyncio.run(prepare())
+    try:
+        asyncio.run(prepare())
+    except StoreUnreachable as exc:
+        logging.getLogger("ujumbe").error("%s", exc)
+        return 1
     if platform.store.dialect == "sqlite":
         platform.lock_data_dir(role)
     settings.parent_holds_lock = True
