@@ -26,13 +26,7 @@ async def test_serve_with_json_logs_writes_only_json_lines(tmp_path: Path) -> No
     headers = {"authorization": f"Bearer {account['api_key']}"}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            async def up() -> bool:
-                try:
-                    return (await client.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, timeout=20, interval=0.1)
+            await eventually(lambda: _up(client), timeout=20, interval=0.1)
             r = await client.post("/v1/messages", headers=headers, json={"to": "0708123456", "text": "hello"})
             assert r.status_code == 202
             mid = r.json()["messages"][0]["id"]
@@ -51,6 +45,13 @@ async def test_serve_with_json_logs_writes_only_json_lines(tmp_path: Path) -> No
     assert len(send["request_id"]) == 16
     assert len({r["request_id"] for r in requests}) == len(requests)  # one id per request
     assert account["api_key"] not in err.decode()
+
+
+async def _up(client: httpx.AsyncClient) -> bool:
+    try:
+        return (await client.get("/healthz")).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 async def _delivered(client: httpx.AsyncClient, headers: dict[str, str], mid: int) -> bool:
@@ -74,13 +75,7 @@ async def test_one_message_can_be_followed_by_its_id_across_api_and_worker_logs(
     text = "Your private text 8812"
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            async def up() -> bool:
-                try:
-                    return (await client.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, timeout=30, interval=0.1)
+            await eventually(lambda: _up(client), timeout=30, interval=0.1)
             r = await client.post("/v1/messages", headers=headers, json={"to": "0708123456", "text": text})
             assert r.status_code == 202
             sent = r.json()
