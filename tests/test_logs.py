@@ -9,10 +9,12 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import Receiver, eventually, free_port
+from tests.conftest import Receiver, auth, client_of, eventually, free_port
 from tests.test_processes import UJUMBE, cli, env_for
 from ujumbe.logs import JsonFormatter, PlainFormatter, message_id_var
+from ujumbe.runtime import Platform
 
 
 async def test_serve_with_json_logs_writes_only_json_lines(tmp_path: Path) -> None:
@@ -123,3 +125,31 @@ def test_a_traceback_stays_in_its_one_line() -> None:
     parsed = json.loads(line)
     assert parsed["message"] == "failed on x" and parsed["message_id"] == "42" and "ValueError" in parsed["exception"]
     assert "\n" not in PlainFormatter("%(message)s").format(record)
+
+
+async def test_send_failures_say_what_comes_next(
+    platform: Platform, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.test_email import account_with_domain, final
+
+    caplog.set_level(logging.DEBUG, logger="ujumbe.messages")  # what UJUMBE_LOG_MESSAGES=on does
+    account = await account_with_domain(platform)
+    async with client_of(platform) as api:
+        r = await api.post("/v1/messages", headers=auth(account), json={
+            "to": ["defer@example.org", "reject@example.org"], "subject": "s", "text": "a private text"})
+        assert r.status_code == 202
+    ids = {m["to"]: m["id"] for m in r.json()["messages"]}
+    await final(platform, account, ids["defer@example.org"], timeout=30)
+    await final(platform, account, ids["reject@example.org"])
+    lines = [rec for rec in caplog.records if rec.name == "ujumbe.messages"]
+
+    def of(mid: int) -> list[tuple[str, str | None]]:
+        return [(rec.fields["event"], rec.fields.get("then")) for rec in lines if rec.message_id == mid]
+
+    # the simulator answers defer@ 451 twice, then takes it; reject@ 550 at once
+    assert of(ids["defer@example.org"]) == [("accepted", None), ("send_failed", "retry"), ("send_failed", "retry"),
+                                            ("submitted", None), ("receipt", None)]
+    assert of(ids["reject@example.org"]) == [("accepted", None), ("send_failed", "failed")]
+    failed = next(rec for rec in lines if rec.message_id == ids["reject@example.org"] and rec.fields["event"] != "accepted")
+    assert failed.fields["error_code"] == "550" and failed.fields["transient"] is False
+    assert not any("a private text" in JsonFormatter().format(rec) for rec in lines)
