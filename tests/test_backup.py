@@ -81,6 +81,12 @@ def test_backup_and_restore_explain_what_they_cannot_do(tmp_path: Path) -> None:
     env = env_for(tmp_path / "data", None)
     missing = subprocess.run([*UJUMBE, "backup", str(tmp_path / "b.db")], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "there is no database" in missing.stderr
+    cli(env, "migrate")
+    # docs/operations.md's /backups/... on a machine without that directory: the fix, not a traceback
+    nowhere = subprocess.run([*UJUMBE, "backup", str(tmp_path / "backups" / "u.db")], env=env, capture_output=True,
+                             text=True)
+    assert nowhere.returncode == 1 and f"create it first (mkdir -p {tmp_path / 'backups'})" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
     not_a_backup = tmp_path / "junk"
     not_a_backup.write_text("hello")
     bad = subprocess.run([*UJUMBE, "restore", str(not_a_backup)], env=env, capture_output=True, text=True)

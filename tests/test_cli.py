@@ -414,3 +414,16 @@ async def test_passwords_come_from_a_prompt_stdin_or_a_file_and_the_flag_warns(t
             assert platform.routing.box.open(row["password_enc"]) == password
 
     await _verify(data, check)
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    closed = free_port()  # nothing listens there
+    env = clean_env(UJUMBE_DATABASE_URL=f"postgresql://ujumbe:pw-not-shown@127.0.0.1:{closed}/ujumbe",
+                    UJUMBE_SECRET_KEY="s", UJUMBE_DATA_DIR=str(tmp_path))
+    for args in (["serve", "--port", str(free_port())], ["serve", "--role", "worker"],
+                 ["serve", "--processes", "2", "--port", str(free_port())], ["accounts", "list"]):
+        out = run(env, *args)
+        assert out.returncode == 1, (args, out.stderr)
+        assert f"cannot open the database at 127.0.0.1:{closed}/ujumbe" in out.stderr, out.stderr
+        assert "check UJUMBE_DATABASE_URL" in out.stderr
+        assert "Traceback" not in out.stderr and "pw-not-shown" not in out.stderr

@@ -8,6 +8,7 @@ tests/test_smpp_e2e.py does the same against node-smpp, which we did not write.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -448,6 +449,9 @@ async def test_cli_changes_reach_a_running_worker(
         assert code == 0, err
         code, out, _ = await cli("connectors", "list")
         assert '"op-cli"' in out and "s3cret" not in out
+        # named as its options and the admin API name them, times in ISO 8601
+        listed = next(c for c in json.loads(out) if c["name"] == "op-cli")
+        assert (listed["window"], listed["bind"], listed["created_at"][-1]) == (64, "transceiver", "Z")
         await eventually(lambda: _binds_up_direct(platform, "op-cli"))
 
         account = await make_account(platform)

@@ -124,6 +124,10 @@ async def test_authenticate_with_the_sample_payload_and_refresh(platform: Platfo
         "/api/v1/cas/refresh", data={"grant_type": "refresh_token", "refresh_token": r.json()["refresh_token"]}
     )
     assert r.status_code == 200, r.text
+    # JSON that curl -d labels as a form (docs' examples) is read as JSON
+    r = await api.post("/api/v1/cas/refresh", content=json.dumps({"refresh_token": r.json()["refresh_token"]}),
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.text
     new = {"authorization": f"Bearer {r.json()['access_token']}"}
     assert (await api.post("/api/v2/engagement", headers=new, json=engagement(referenceID="cas-124"))).status_code == 200
     bad_grant = await api.post("/api/v1/cas/refresh", data={"grant_type": "password", "refresh_token": "x"})

@@ -7,6 +7,7 @@ the document's envelope and spellings; paths work with and without '/'."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import jwt
@@ -50,6 +51,10 @@ async def logged_in(api: Any, platform: Platform, **kw: Any) -> tuple[dict[str, 
     body = envelope_ok(r)
     assert body["message"] == "Successfully logged in" and body["errors"] == []
     assert set(body["data"]["token"]) == {"refresh", "access"}
+    # as curl -d sends it (docs/tingting.md's examples): JSON labelled as a form
+    curl_like = await api.post("/api/accounts/login/", headers={"content-type": "application/x-www-form-urlencoded"},
+                               content=json.dumps({"email": account["email"], "password": "test-password-1"}))
+    assert envelope_ok(curl_like)["message"] == "Successfully logged in"
     assert body["data"]["user_data"] == {"first_name": "Adwait", "last_name": "Upadhyaya", "email": account["email"]}
     return account, {"authorization": f"Bearer {body['data']['token']['access']}"}, body["data"]["token"]
 

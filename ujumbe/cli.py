@@ -16,6 +16,7 @@ from typing import Any
 from ujumbe.config import SMPP_DEFAULT_PORT, Settings, smpp_port_from_env
 from ujumbe.core.errors import Invalid, UjumbeError
 from ujumbe.core.pricing import display
+from ujumbe.store.postgres import StoreUnreachable
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -120,15 +121,30 @@ def _with_platform(fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> C
         except UjumbeError as exc:
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)
             return 2 if exc.code == "usage" else 1
+        except StoreUnreachable as exc:
+            print(json.dumps({"error": {"code": "database_unavailable", "message": str(exc)}}), file=sys.stderr)
+            return 1
         if fresh and args.command != "migrate":
             # The usual cause: the server runs with another --data-dir.
             print(f"note: there was no database in {settings.data_dir.resolve()}; this made a new one. A server "
                   "started with --data-dir or UJUMBE_DATA_DIR needs the same here.", file=sys.stderr)
         if result is not None:
-            print(json.dumps(result, indent=2, default=str))
+            print(json.dumps(_iso_times(result), indent=2, default=str))
         return 0
 
     return command
+
+
+def _iso_times(value: Any) -> Any:
+    """Times (``…_at`` fields, epoch ms in the store) as ISO 8601, as the APIs show them."""
+    from ujumbe.core.timefmt import iso
+
+    if isinstance(value, list):
+        return [_iso_times(v) for v in value]
+    if isinstance(value, dict):
+        return {k: iso(v) if k.endswith("_at") and isinstance(v, int) and not isinstance(v, bool) else _iso_times(v)
+                for k, v in value.items()}
+    return value
 
 
 def admin_command(parser: argparse.ArgumentParser, fn: Callable[[Any, argparse.Namespace], Awaitable[Any]]) -> argparse.ArgumentParser:
@@ -158,6 +174,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     settings.host, settings.port, settings.role = args.host, args.port, args.role
+    if args.metrics_listen is not None:
+        settings.metrics_listen = args.metrics_listen.strip()
     if args.smtp:
         settings.smtp_url = os.environ["UJUMBE_SMTP_URL"] = args.smtp  # the environment: for --processes children too
     try:
@@ -180,6 +198,24 @@ def serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             problems.append(f"cannot listen for SMPP on {settings.smpp_host}:{settings.smpp_port}: "
                             f"{exc.strerror or exc}; UJUMBE_SMPP_PORT changes the port (off: no SMPP server)")
+    metrics_sock = None
+    if settings.metrics_listen and not problems:
+        from ujumbe.http.metrics import parse_listen
+
+        try:
+            metrics_host, metrics_port = parse_listen(settings.metrics_listen)
+        except ValueError as exc:
+            print(f"ujumbe: {exc}", file=sys.stderr)
+            return 2
+        if metrics_port == settings.port and args.role != "worker":
+            print(f"ujumbe: the metrics listen address {settings.metrics_listen} takes the API's port; give it a port "
+                  "of its own (--metrics-listen or UJUMBE_METRICS_LISTEN)", file=sys.stderr)
+            return 2
+        try:
+            metrics_sock = _bind(metrics_host, metrics_port)
+        except OSError as exc:
+            problems.append(f"cannot listen for metrics on {settings.metrics_listen}: {exc.strerror or exc}; "
+                            "--metrics-listen or UJUMBE_METRICS_LISTEN changes it")
     if problems:
         for problem in problems:
             print(f"ujumbe: {problem}", file=sys.stderr)
@@ -193,14 +229,41 @@ def serve(args: argparse.Namespace) -> int:
     if args.role != "worker":
         logging.getLogger("ujumbe").info("dashboard on http://%s:%s/dashboard (API docs at /docs)",
                                          settings.host, settings.port)
+    if metrics_sock is not None:
+        logging.getLogger("ujumbe").info("metrics on http://%s/metrics (no token; /healthz and /readyz too)",
+                                         settings.metrics_listen)
+    extra = [metrics_sock] if metrics_sock is not None else []
     if args.role == "worker":
-        return run_worker(platform)
+        return run_worker(platform, metrics_sock=metrics_sock)
     assert http_sock is not None
     if args.processes > 1:
-        return serve_processes(platform, args.processes, http_sock)
+        return serve_processes(platform, args.processes, http_sock, extra)
+    if settings.database_url:
+        # a database that cannot be reached: one line saying so, not the
+        # traceback uvicorn would print for the failed start
+        problem = _unreachable(settings)
+        if problem:
+            logging.getLogger("ujumbe").error("%s", problem)
+            return 1
     server = _http_server(create_app(platform, role=args.role), settings, announce=True)
-    server.run(sockets=[http_sock])
+    server.run(sockets=[http_sock, *extra])
     return 0 if server.started else 1  # not started: the start-up failure is logged above
+
+
+def _unreachable(settings: Settings) -> str | None:
+    """Why the database of ``settings`` cannot be opened, or None."""
+    from ujumbe.store import create_store
+
+    async def check() -> None:
+        store = create_store(settings.database_url, settings.data_dir)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(check())
+    except StoreUnreachable as exc:
+        return str(exc)
+    return None
 
 
 def _bind(host: str, port: int) -> Any:
@@ -249,6 +312,22 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
                           forwarded_allow_ips=settings.trusted_proxies or None)
 
 
+def _metrics_server(platform: Any) -> Any:
+    """A uvicorn server for the metrics address of a worker process: the
+    platform is run by run_worker (no lifespan), and so are the signals."""
+    import uvicorn
+
+    from ujumbe.http.metrics import listener_app
+
+    class Server(uvicorn.Server):
+        def capture_signals(self) -> Any:
+            return contextlib.nullcontext()
+
+    config = _uvicorn_config(listener_app(platform), platform.settings)
+    config.lifespan = "off"
+    return Server(config)
+
+
 def _die_with_parent(parent: int) -> None:
     """Linux: SIGTERM this process when its parent dies (even by SIGKILL),
     so no orphan keeps serving, or holding the embedded database's lock."""
@@ -261,7 +340,7 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def serve_processes(platform: Any, n: int, sock: Any) -> int:
+def serve_processes(platform: Any, n: int, sock: Any, extra: list[Any] | None = None) -> int:
     """``serve --processes N``: N processes answer the API on one port, each
     with its own event loop, so the API uses more than one core.
 
@@ -272,7 +351,9 @@ def serve_processes(platform: Any, n: int, sock: Any) -> int:
     them. With ``--role all`` the last child runs the workers and no HTTP: a
     message costs the workers more CPU than its accept, and sharing an event
     loop slows both (bench/accept.py: role all vs api+worker). A child that
-    dies is started again.
+    dies is started again. The API processes also share the metrics listen
+    address (``extra``); their /readyz then checks that the workers' process
+    beats (``Settings.ready_workers``).
     """
     import signal
     import time
@@ -288,11 +369,20 @@ def serve_processes(platform: Any, n: int, sock: Any) -> int:
         await platform.log_first_steps()
         await platform.store.close()
 
-    asyncio.run(prepare())
+    try:
+        asyncio.run(prepare())
+    except StoreUnreachable as exc:
+        logging.getLogger("ujumbe").error("%s", exc)
+        return 1
     if platform.store.dialect == "sqlite":
         platform.lock_data_dir(role)
     settings.parent_holds_lock = True
+    if role == "all":
+        settings.ready_workers = max(settings.ready_workers, 1)  # the last child's
+    extra = extra or []
     sock.listen(2048)  # connections wait in the kernel's queue until a process takes them
+    for s in extra:
+        s.listen(128)
     log = logging.getLogger("ujumbe")
 
     parent = os.getpid()
@@ -307,11 +397,12 @@ def serve_processes(platform: Any, n: int, sock: Any) -> int:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             if role == "all" and index == n - 1:
-                sock.close()
+                for s in (sock, *extra):
+                    s.close()
                 code = run_worker(Platform(settings), "all")  # "all": it owns the leases, see Platform.start_workers
             else:
                 app = create_app(Platform(settings), role="api")
-                _http_server(app, settings, announce=False).run(sockets=[sock])
+                _http_server(app, settings, announce=False).run(sockets=[sock, *extra])
         except KeyboardInterrupt:
             pass
         except BaseException:
@@ -348,9 +439,10 @@ def serve_processes(platform: Any, n: int, sock: Any) -> int:
     return 0
 
 
-def run_worker(platform: Any, role: str = "worker") -> int:
-    """Run ``platform``'s workers (no HTTP) until SIGINT or SIGTERM; ``role``
-    ``all`` when this process also owns the embedded database (its leases)."""
+def run_worker(platform: Any, role: str = "worker", *, metrics_sock: Any = None) -> int:
+    """Run ``platform``'s workers (no API) until SIGINT or SIGTERM; ``role``
+    ``all`` when this process also owns the embedded database (its leases).
+    With ``metrics_sock``, /metrics, /healthz and /readyz answer there."""
     import signal
 
     async def main() -> int:
@@ -365,7 +457,14 @@ def run_worker(platform: Any, role: str = "worker") -> int:
             with contextlib.suppress(Exception):  # whatever had started
                 await platform.stop()
             return 1
+        metrics_server = None
+        if metrics_sock is not None:
+            metrics_server = _metrics_server(platform)
+            serving = asyncio.create_task(metrics_server.serve(sockets=[metrics_sock]))
         await stop.wait()
+        if metrics_server is not None:
+            metrics_server.should_exit = True
+            await serving
         await platform.stop()
         return 0
 
@@ -498,20 +597,29 @@ def _connector_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
+def _connector_json(row: dict[str, Any]) -> dict[str, Any]:
+    """As the admin API shows it: the options' names (bind, window), ISO times."""
+    from ujumbe.http.admin import connector_out
+
+    out = connector_out(row)
+    del out["status"]  # the running connector's state is the server's, not this command's
+    return out
+
+
 async def _add_connector(platform: Any, args: argparse.Namespace) -> Any:
     fields = {"name": args.name, **_connector_fields(args), "password": _connector_password(args)}
-    return await platform.routing.add_connector(fields)
+    return _connector_json(await platform.routing.add_connector(fields))
 
 
 async def _set_connector(platform: Any, args: argparse.Namespace) -> Any:
     changes = _connector_fields(args)
     if args.password is not None or args.password_file is not None or args.new_password:
         changes["password"] = _connector_password(args)
-    return await platform.routing.update_connector(args.name, changes)
+    return _connector_json(await platform.routing.update_connector(args.name, changes))
 
 
 async def _list_connectors(platform: Any, args: argparse.Namespace) -> Any:
-    return await platform.routing.list_connectors()
+    return [_connector_json(c) for c in await platform.routing.list_connectors()]
 
 
 async def _remove_connector(platform: Any, args: argparse.Namespace) -> Any:
@@ -539,13 +647,17 @@ async def _remove_domain(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _add_route(platform: Any, args: argparse.Namespace) -> Any:
-    return await platform.routing.add_route(
+    from ujumbe.http.admin import route_out
+
+    return route_out(await platform.routing.add_route(
         kind=args.kind, value=args.value or "", connector=args.connector, priority=args.priority, account_id=args.account,
-    )
+    ))
 
 
 async def _list_routes(platform: Any, args: argparse.Namespace) -> Any:
-    return await platform.routing.list_routes(args.account)
+    from ujumbe.http.admin import route_out
+
+    return [route_out(r) for r in await platform.routing.list_routes(args.account)]
 
 
 async def _remove_route(platform: Any, args: argparse.Namespace) -> Any:
@@ -673,6 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="api and worker processes can run apart: on PostgreSQL, or on one machine's embedded database")
     p.add_argument("--smtp", metavar="URL", help="send the embedded default's email through this relay instead of "
                    "the email simulator: smtp://user:pass@host:587 or smtps://host:465 (UJUMBE_SMTP_URL)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", default=None,
+                   help="also serve /metrics (no admin token), /healthz and /readyz on this address, e.g. "
+                        "127.0.0.1:9464 (UJUMBE_METRICS_LISTEN); a --role worker process is scraped there")
     p.add_argument("--processes", type=int, default=int(os.environ.get("UJUMBE_PROCESSES", "1")), metavar="N",
                    help="run N processes, one per core (default 1): they serve the API on one port; with "
                         "--role all one of them runs the workers instead")

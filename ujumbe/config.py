@@ -109,6 +109,13 @@ class Settings:
     # worker_dead_s is taken for dead and another worker sends what it held.
     worker_heartbeat_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_HEARTBEAT_S", 1.0))
     worker_dead_s: float = field(default_factory=lambda: _number("UJUMBE_WORKER_DEAD_S", 5.0))
+    # /readyz of an API process answers 503 unless at least this many dispatch
+    # workers (in other processes) have beaten within worker_dead_s. 0: an API
+    # alone checks none; `serve --processes N --role all` sets 1 in its API processes.
+    ready_workers: int = field(default_factory=lambda: _number("UJUMBE_READY_WORKERS", 0))
+    # Where GET /metrics (and /healthz, /readyz) answer without the admin token,
+    # for Prometheus on a private interface: "host:port", or "" (none).
+    metrics_listen: str = field(default_factory=lambda: os.environ.get("UJUMBE_METRICS_LISTEN", "").strip())
     # Email (docs/email.md). A relay for the embedded default's email instead of
     # the email simulator: smtp://user:pass@host:587 (STARTTLS when offered),
     # smtps://... (implicit TLS); ?verify=0 skips certificate checks.

@@ -7,6 +7,14 @@ system to correlate. ``request_id`` is set per HTTP request by the request log
 or from ``message_id_var`` set around work on one message. Line breaks inside
 a message (tracebacks) stay inside its one line. Nothing here adds data: what
 is logged is what the code chose to log, which never includes secrets.
+
+A message's life, one line per event (accepted, submitted, send failed,
+receipt, callback attempt), goes to the ``ujumbe.messages`` logger at DEBUG
+through ``message_event``: off unless UJUMBE_LOG_MESSAGES=on (or
+UJUMBE_LOG_LEVEL=DEBUG), because a JSON line costs ~15 µs and a message makes
+four of them (bench/RESULTS.md, "Message lines"). Their fields (``event``,
+``connector``, ``state`` ...) are JSON fields; they never hold a text, a
+number's text body or a credential.
 """
 
 from __future__ import annotations
@@ -21,6 +29,24 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 message_id_var: contextvars.ContextVar[str | int | None] = contextvars.ContextVar("message_id", default=None)
 
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+ON = ("1", "on", "true", "yes")
+messages = logging.getLogger("ujumbe.messages")
+
+
+def tracing() -> bool:
+    """Whether message lines are logged (check once per batch on a hot path)."""
+    return messages.isEnabledFor(logging.DEBUG)
+
+
+def message_event(message_id: int | str | None, event: str, text: str = "", **fields: object) -> None:
+    """One line of a message's life: ``message 42 submitted on smsc1 ...``,
+    with ``message_id``, ``event`` and ``fields`` as JSON fields."""
+    if not messages.isEnabledFor(logging.DEBUG):
+        return
+    fields["event"] = event
+    messages.debug("message %s %s%s", message_id if message_id is not None else "-", event,
+                   f" {text}" if text else "", extra={"message_id": message_id, "fields": fields})
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +63,11 @@ class JsonFormatter(logging.Formatter):
         message_id = getattr(record, "message_id", None) or message_id_var.get()
         if message_id:
             line["message_id"] = str(message_id)
+        fields = getattr(record, "fields", None)
+        if fields:
+            for key, value in fields.items():
+                if value is not None and key not in line:
+                    line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
@@ -60,3 +91,5 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    on = os.environ.get("UJUMBE_LOG_MESSAGES", "").strip().lower() in ON
+    messages.setLevel(logging.DEBUG if on else logging.NOTSET)  # NOTSET: as the root (DEBUG logs them too)

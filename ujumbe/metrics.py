@@ -35,7 +35,9 @@ MESSAGES_ACCEPTED = Counter(
     "ujumbe_messages_accepted", "Messages accepted (queued or rejected at accept)",
     ["channel", "dialect", "network", "state"],
 )
-MESSAGES_SUBMITTED = Counter("ujumbe_messages_submitted", "Messages submitted to a connector", ["connector"])
+MESSAGES_SUBMITTED = Counter(
+    "ujumbe_messages_submitted", "Messages submitted to a connector", ["channel", "dialect", "connector", "network"],
+)
 MESSAGES_FINAL = Counter(
     "ujumbe_messages_final", "Messages reaching a final state", ["channel", "dialect", "connector", "network", "state"],
 )
@@ -50,6 +52,7 @@ CREDITS_CHARGED = Counter(
     "ujumbe_credits_charged", "Credit reserved at accept, in units of the account's currency", ["channel"],
 )
 CALLBACKS = Counter("ujumbe_callbacks", "Callback attempts by outcome", ["kind", "outcome"])
+CALLBACKS_GIVEN_UP = Counter("ujumbe_callbacks_given_up", "Callbacks that failed every attempt", ["kind"])
 CALLBACK_LATENCY = Histogram(
     "ujumbe_callback_latency_seconds", "One callback attempt", ["kind"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
@@ -123,21 +126,21 @@ def dispatched(batch: list[Any], msgs: dict[int, dict[str, Any]], now: int, max_
     """A recorded batch of send outcomes (workers/dispatch.py)."""
     if not ENABLED:
         return
-    submitted: Tally[str] = Tally()
+    submitted: Tally[tuple[str, str, str, str]] = Tally()
     retried: Tally[str] = Tally()
     for o in batch:
         msg = msgs.get(o.message_id)
         if msg is None:
             continue
         if o.submitted is not None:
-            submitted[o.channel] += 1
+            submitted[(msg["channel"], msg["dialect"], o.channel, msg["network"] or "")] += 1
             child(SUBMIT_LATENCY, o.channel).observe(max(0, now - msg["created_at"]) / 1000)
         elif o.error is not None and o.error.transient and o.attempts < max_attempts and not _waits_for_bind(o.error):
             retried[o.channel] += 1
-    for connector, n in submitted.items():
-        MESSAGES_SUBMITTED.labels(connector).inc(n)
+    for labels, n in submitted.items():
+        child(MESSAGES_SUBMITTED, *labels).inc(n)
     for connector, n in retried.items():
-        SEND_RETRIES.labels(connector).inc(n)
+        child(SEND_RETRIES, connector).inc(n)
 
 
 def _waits_for_bind(error: Any) -> bool:
@@ -145,6 +148,11 @@ def _waits_for_bind(error: Any) -> bool:
     from ujumbe.workers import dispatch
 
     return error.code in getattr(dispatch, "NO_BIND", ())
+
+
+def callback_given_up(kind: str) -> None:
+    if ENABLED:
+        child(CALLBACKS_GIVEN_UP, kind).inc()
 
 
 def callback_attempt(kind: str, ok: bool, seconds: float) -> None:

@@ -147,7 +147,9 @@ async def authenticate(request: Request) -> Response:
        tag="tingg", body=RefreshBody, response=Tokens, auth=False)
 async def refresh(request: Request) -> Response:
     raw = await read_body(request)
-    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded") and not (
+        raw.lstrip().startswith(b"{")  # JSON labelled as a form (curl -d '{...}') is JSON
+    ):
         # the OAuth 2.0 form: grant_type=refresh_token&refresh_token=...
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
         check_value(form)

@@ -21,7 +21,9 @@ from starlette.routing import Route
 from ujumbe.core.errors import ChannelUnavailable, Invalid, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.dialects.native_campaigns import uploaded
-from ujumbe.http.common import JSON, bearer, client_address, error_status, handles_errors, path_id, services
+from ujumbe.http.common import (
+    JSON, bearer, client_address, error_status, handles_errors, path_id, read_body, services,
+)
 from ujumbe.services.accounts import Account
 
 ACCESS_TTL_S = 86_400  # TingTing: access tokens last a day
@@ -44,9 +46,12 @@ def error_response(exc: UjumbeError) -> Response:
 
 
 async def body_of(request: Request) -> dict[str, Any]:
-    """The JSON object sent, or the fields of a form (a file upload)."""
+    """The JSON object sent, or the fields of a form (a file upload). JSON
+    labelled as a form is JSON: ``curl -d '{...}'`` sends it so."""
     ctype = request.headers.get("content-type", "")
-    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if ctype.startswith("multipart/form-data") or (
+        ctype.startswith("application/x-www-form-urlencoded") and not (await read_body(request)).lstrip().startswith(b"{")
+    ):
         form = await request.form()
         out: dict[str, Any] = {}
         for key in form:

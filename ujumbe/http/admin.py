@@ -220,7 +220,9 @@ async def admin_only(request: Request) -> None:
     moved to the store: renamed so that a call left unawaited cannot pass.)"""
     token = services(request).settings.admin_token
     if not token:
-        raise NotFound(f"No such endpoint: {request.url.path}", code="not_found")
+        # still a 404 (nothing here without a token), but one that says how to turn it on
+        raise NotFound(f"No such endpoint: {request.url.path} (the admin API and /metrics are off until the "
+                       "server is started with UJUMBE_ADMIN_TOKEN set)", code="not_found")
     given = bearer(request)
     if hmac.compare_digest(given.encode(), token.encode()):
         return  # the right token always gets in, whatever others tried from this address

@@ -132,7 +132,11 @@ def create_app(platform: Platform, *, role: str = "all", manage_platform: bool =
     app = Starlette(
         routes=hot_first(routes, HOT_PATHS),
         lifespan=lifespan,
-        middleware=[Middleware(RequestLog)],
+        # the metrics address first (UJUMBE_METRICS_LISTEN): its scrapes are not API requests
+        middleware=[*([Middleware(metrics_http.MetricsPort, platform=platform,
+                                  port=metrics_http.parse_listen(platform.settings.metrics_listen)[1])]
+                      if platform.settings.metrics_listen else []),
+                    Middleware(RequestLog)],
         exception_handlers={HTTPException: not_found, 500: server_error},
     )
     app.state.platform = platform

@@ -1,9 +1,13 @@
-"""GET /metrics: Prometheus' text format, behind the admin token.
+"""GET /metrics: Prometheus' text format, behind the admin token, or
+without it on a listen address of its own (UJUMBE_METRICS_LISTEN).
 
 The counters and histograms are ujumbe.metrics' (every process's with
 ``serve --processes N``); the queue figures are read from the store at scrape
 time with indexed queries, so they hold for the whole cluster whichever
-process answers. No admin token configured: 404, like the admin API.
+process answers. No admin token configured: 404 on the API's port, like the
+admin API. The metrics address answers /metrics, /healthz and /readyz and
+nothing else: it is meant for a private interface, and a worker process (no
+API port) is scraped and checked there.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from ujumbe import metrics
 from ujumbe.core.errors import UjumbeError
 from ujumbe.dialects.native import error_response
 from ujumbe.http.admin import admin_only
-from ujumbe.http.common import services
+from ujumbe.http import health
+from ujumbe.http.common import JSON, services
 from ujumbe.store import now_ms
 
 
@@ -52,10 +57,57 @@ async def scrape(request: Request) -> Response:
         await admin_only(request)
     except UjumbeError as exc:
         return error_response(exc)
+    return await _exposition(request)
+
+
+async def _exposition(request: Request) -> Response:
     figures = await services(request).store.read(_queue)
     return Response(metrics.exposition(_gauges(figures)), media_type=CONTENT_TYPE_LATEST)
 
 
 def routes() -> list[Route]:
     return [Route("/metrics", scrape)]
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9464`` for IPv6), or ValueError naming the form."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"the metrics listen address must be HOST:PORT, e.g. 127.0.0.1:9464, not {text!r} "
+                         "(--metrics-listen or UJUMBE_METRICS_LISTEN)")
+    return host, int(port)
+
+
+def listener_app(platform: Any) -> Any:
+    """What the metrics address answers: /metrics without a token, /healthz, /readyz."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+
+    async def not_here(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        return JSON({"error": {"code": "not_found", "message": f"The metrics address serves /metrics, /healthz and "
+                                                               f"/readyz only, not {request.url.path}"}}, status)
+
+    app = Starlette(routes=[Route("/metrics", _exposition), *health.routes()],
+                    exception_handlers={HTTPException: not_here})
+    app.state.platform = platform
+    return app
+
+
+class MetricsPort:
+    """Pure ASGI, outermost: a connection that came in on the metrics port
+    (``scope["server"]``, the local address) goes to ``listener_app``; the
+    API's routes are never reachable there, nor /metrics' open form on the API's port."""
+
+    def __init__(self, app: Any, platform: Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.metrics_app = listener_app(platform)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan" and (scope.get("server") or ("", None))[1] == self.port:
+            await self.metrics_app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 

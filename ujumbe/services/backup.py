@@ -39,9 +39,16 @@ def backup_file(database: str | Path, dest: str | Path) -> int:
         raise Invalid(f"there is no database at {database}; check --data-dir or UJUMBE_DATA_DIR", code="usage")
     if dest.is_dir():
         raise Invalid(f"{dest} is a directory; give the backup's file name", code="usage")
+    if not dest.parent.is_dir():
+        raise Invalid(f"there is no directory {dest.parent} to write the backup in; create it first "
+                      f"(mkdir -p {dest.parent}) or give another path", code="usage")
     tmp = dest.with_name(dest.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))  # owner only from the start
+    try:
+        tmp.unlink(missing_ok=True)
+        os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))  # owner only from the start
+    except OSError as exc:
+        raise Invalid(f"cannot write the backup in {dest.parent}: {exc.strerror or exc}; give a path this user "
+                      "may write", code="usage") from None
     try:
         source = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
         target = sqlite3.connect(tmp)

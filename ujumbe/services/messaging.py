@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ujumbe import metrics
+from ujumbe import logs, metrics
 from ujumbe.core import emails, encoding, numbers, templates
 from ujumbe.core.errors import ChannelUnavailable, InsufficientCredit, Invalid, NotFound
 from ujumbe.core.pricing import PriceTable, display
@@ -394,6 +394,15 @@ class Messaging:
         result = await self.store.run(unit)
         if result is not None:
             metrics.accepted(req.channel, req.dialect, result.recipients, result.cost)
+            if logs.tracing():
+                for r in result.recipients:
+                    if r.message_id is not None:
+                        logs.message_event(
+                            r.message_id, r.state if r.state == State.REJECTED.value else "accepted",
+                            f"({req.channel}, {req.dialect}, request {result.request_id}, account {account.id})",
+                            send_request=result.request_id, account_id=account.id, channel=req.channel,
+                            dialect=req.dialect, state=r.state, error_code=r.error_code,
+                        )
         if result is None:
             found = await self.request_by_reference(account.id, req.reference or "")
             assert found is not None

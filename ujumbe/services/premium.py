@@ -237,7 +237,8 @@ class Premium:
         rows = [r for r in await self.store.read(unit) if account_id is None or r["account_id"] == account_id]
         if not rows:
             what = f"service {service_id}" if service_id is not None else f"short code {shortcode}"
-            raise NotFound(f"No premium service for {what}" + (" on this account" if account_id else ""),
+            raise NotFound(f"No premium service for {what}" + (" on this account" if account_id else "")
+                           + ": register one with `ujumbe services add` or POST /v1/premium-services",
                            code="unknown_service")
         return _service(rows[0])
 

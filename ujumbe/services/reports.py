@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ujumbe import logs
 from ujumbe.channels.base import Inbound, Receipt
 from ujumbe.core import numbers
 from ujumbe.core.errors import Invalid, NotFound, UjumbeError
@@ -101,6 +102,7 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
     states = await q.part_states_of(tx, ids)
     unmatched = []
     writes = Writes()
+    tracing = logs.tracing()
     for r in receipts:
         hit = hits.get(id(r))
         if hit is None:
@@ -117,8 +119,25 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
             tx, msg, part, r.state, at, detail=receipt_detail(r), error_code=r.error_code or None,
             reason=r.reason or None, parts=states.setdefault(message_id, {}), writes=writes,
         )
+        if tracing:
+            log_receipt(r, message_id, part)
     await writes.flush(tx)
     return unmatched
+
+
+def log_receipt(r: Receipt, message_id: int | None = None, part: int | None = None) -> None:
+    """A receipt's line (ujumbe.logs.message_event): matched to a message's
+    part, or parked (``message_id`` None) until its submit is recorded. Never
+    the receipt's raw text: an SMPP receipt quotes the start of the message."""
+    fields = {"connector": r.channel, "operator_id": r.operator_id, "state": r.state.value,
+              "error_code": r.error_code or None, "reason": r.reason or None}
+    if message_id is None:
+        logs.message_event(None, "receipt_parked",
+                           f"receipt {r.operator_id} on {r.channel} ({r.state.value}) matches no submit yet; parked",
+                           **fields)
+    else:
+        logs.message_event(message_id, "receipt", f"part {part} {r.state.value} on {r.channel} (receipt {r.operator_id})",
+                           part=part, **fields)
 
 
 def awaits_record(check: Callable[[str, str], bool] | None, r: Receipt) -> bool:
@@ -286,6 +305,7 @@ class Reports:
                 await self.store.run(lambda tx, r=r: self._apply(tx, [r], []))
             except Exception:
                 log.exception("receipt %s on %s failed; parked", r.operator_id, r.channel)
+                log_receipt(r)
                 await self._retry_later(lambda tx, r=r: q.insert_early_receipts(tx, park_rows([r])))
             p.resolve()
         for p in inbound:
@@ -329,6 +349,9 @@ class Reports:
         for r in await apply_receipts(tx, ready) if ready else []:
             (hold if holdable and id(r) in holdable else park).append(r)
         await q.insert_early_receipts(tx, park_rows(park))
+        if park and logs.tracing():
+            for r in park:
+                log_receipt(r)
         for m in inbound:
             await record_inbound(tx, m)
         return hold

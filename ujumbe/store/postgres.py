@@ -125,6 +125,17 @@ async def _nextvals(conn: asyncpg.Connection, n: int) -> list[int]:
     return [r[0] for r in rows]
 
 
+
+class StoreUnreachable(RuntimeError):
+    """PostgreSQL cannot be reached or refuses us: one line naming where and
+    what to check, rather than the driver's traceback."""
+
+    def __init__(self, dsn: str, exc: BaseException) -> None:
+        where = dsn.rpartition("@")[2] or dsn  # never the password
+        reason = str(exc) or type(exc).__name__
+        super().__init__(f"cannot open the database at {where}: {reason}; check UJUMBE_DATABASE_URL "
+                         "(or --database-url) and that PostgreSQL runs there")
+
 class PostgresStore(Store):
     dialect = "postgres"
 
@@ -145,9 +156,12 @@ class PostgresStore(Store):
         self._ids: collections.deque[int] = collections.deque()
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=self.min_size, max_size=self.max_size, statement_cache_size=512
-        )
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=self.min_size, max_size=self.max_size, statement_cache_size=512
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreUnreachable(self.dsn, exc) from None
         self._listen_conn = await asyncpg.connect(self.dsn)
         await self._listen_conn.add_listener(CHANNEL, self._on_notify)
 

@@ -15,9 +15,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from ujumbe.services import callbacks
-from ujumbe import metrics
+from ujumbe import logs, metrics
 from ujumbe.logs import message_id_var
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import callbacks as callbacks_q
@@ -158,6 +159,17 @@ class CallbackSender:
             self._slot_free.set()
         took = time.perf_counter() - started
         metrics.callback_attempt(row["kind"], ok, took)
+        if logs.tracing():
+            # the host only: a URL's path and query may carry the client's tokens
+            host = urlsplit(row["url"]).hostname or row["url"].partition(":")[0]
+            logs.message_event(
+                row["message_id"], "callback",
+                f"{row['kind']} callback {row['id']} to {host}: {'acknowledged' if ok else 'not acknowledged'}"
+                f"{f' (HTTP {status})' if status is not None else ''} in {took * 1000:.0f} ms, "
+                f"attempt {row['attempts'] + 1}",
+                callback_id=row["id"], kind=row["kind"], host=host, http_status=status, ok=ok,
+                attempts=row["attempts"] + 1, ms=round(took * 1000, 1),
+            )
         self._results.add((row, status, body, ok, sent_at, int(took * 1000)))
 
     def _recorded(self) -> None:
@@ -192,6 +204,7 @@ class CallbackSender:
                 failed.append((attempts, status, error, row["id"]))
                 unblocked = unblocked or row["message_id"] is not None
                 log.warning("callback %s to %s given up after %d attempts", row["id"], callbacks.redacted(row["url"]), attempts)
+                metrics.callback_given_up(row["kind"])
             else:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
                 retried.append((attempts, status, error, now + delay_ms, row["id"]))

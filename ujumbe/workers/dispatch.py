@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ujumbe import metrics
+from ujumbe import logs, metrics
 from ujumbe.channels.base import Channel, Outbound, SendError, Submitted
 from ujumbe.core.states import State
 from ujumbe.core.timefmt import iso
@@ -83,6 +83,8 @@ class Outcome:
     waiting_since: int | None = None  # it was already waiting for a bind
     slot: asyncio.Semaphore | None = None  # given back once this outcome is durable
     epoch: int = 0  # the worker's epoch at the claim (see Dispatcher._fenced)
+    result: str = ""  # what recording it made of the message, for its log line (see _log_outcomes)
+    due: int = 0  # when it goes again (retry)
 
 
 class Dispatcher:
@@ -152,6 +154,26 @@ class Dispatcher:
         self._slot_free.set()  # a written batch makes room under MAX_UNRECORDED
         for notify in self.on_recorded:
             notify()
+        if logs.tracing():
+            self._log_outcomes(batch)
+
+    @staticmethod
+    def _log_outcomes(batch: list[Outcome]) -> None:
+        """One line per recorded outcome, once it is durable (ujumbe.logs.message_event)."""
+        for o in batch:
+            if o.result == "submitted":
+                assert o.submitted is not None
+                ids = ",".join(o.submitted.operator_ids)
+                logs.message_event(o.message_id, "submitted", f"on {o.channel} as {ids} (attempt {o.attempts})",
+                                   connector=o.channel, operator_ids=ids, attempts=o.attempts)
+            elif o.result and o.error is not None:
+                err = o.error
+                then = {"retry": f"; again at {iso(o.due)}", "waiting": "; waiting for a bind (not a try)",
+                        "failed": "; given up"}.get(o.result, "")
+                logs.message_event(o.message_id, "send_failed",
+                                   f"on {o.channel or '-'} (attempt {o.attempts}): {err.code or 'error'}{then}",
+                                   connector=o.channel or None, attempts=o.attempts, error_code=err.code or None,
+                                   transient=err.transient, then=o.result)
 
     @property
     def capacity(self) -> int:
@@ -373,6 +395,7 @@ class Dispatcher:
                 for n, op_id in enumerate(ids, 1):
                     parts.append((o.message_id, n, op_id, o.channel, State.SUBMITTED.value, now, sent, msg["expires_at"]))
                 submitted_ids.setdefault(o.channel, []).extend(ids)
+                o.result = "submitted"
                 sent_since[o.channel] = min(sent, sent_since.get(o.channel, sent))
                 await transition(
                     tx, msg, State.SUBMITTED, now, detail=f"{o.channel}: {','.join(ids)}"[:300],
@@ -386,12 +409,16 @@ class Dispatcher:
                     continue  # not sent: its row went to another worker when we were taken for dead
                 if err.transient and err.code in NO_BIND:
                     waits.append(self._wait(writes, msg, o, err, now))
+                    o.due, waiting_since, _ = waits[-1]
+                    o.result = "waiting" if waiting_since is not None else "retry"
                 elif err.transient and o.attempts < self.max_attempts:
                     due = now + backoff_ms(o.attempts, self.retry_base_ms, self.retry_cap_ms)
                     retries.append((due, o.message_id))
+                    o.result, o.due = "retry", due
                     writes.event(o.message_id, now, "retry", f"attempt {o.attempts} failed ({err.reason}); next at {iso(due)}"[:300])
                 else:
                     state = err.state if not err.transient else State.FAILED
+                    o.result = "failed"
                     await transition(
                         tx, msg, state, now, detail=err.reason[:300], error_code=err.code or None,
                         reason=err.reason[:200], writes=writes,

@@ -57,7 +57,7 @@ class EmailSimulator(Channel):
     def replay(self, op_id: str, recipient: str) -> None:
         """Report a message accepted before a restart (as runtime does for the SMS simulator)."""
         bounce = recipient.partition("@")[0].lower() == "bounce"
-        outcome = (State.UNDELIVERED, "550", "user_unknown", "dsn action=failed status=5.1.1") if bounce else (
+        outcome = (State.UNDELIVERED, "5.1.1", "user_unknown", "dsn action=failed status=5.1.1") if bounce else (
             State.DELIVERED, "", "", "dsn action=delivered status=2.0.0")
         low, high = self.receipt_delay_ms
         asyncio.get_running_loop().call_later(random.uniform(low, high) / 1000, self._report, op_id, *outcome)
