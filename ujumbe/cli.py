@@ -457,9 +457,12 @@ async def _set_callbacks(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _set_price(platform: Any, args: argparse.Namespace) -> Any:
-    price = await platform.credits.set_price(args.network, args.amount, args.channel)
+    price = await platform.credits.set_price(args.network, args.amount, args.channel, args.unit)
     # the price as stored, in credits like every other figure (not the text typed)
-    return {"network": args.network, "channel": args.channel, "price": display(price)}
+    out = {"network": args.network, "channel": args.channel, "price": display(price)}
+    if args.channel == "voice":
+        out["unit"] = args.unit or "per_minute"
+    return out
 
 
 async def _add_number(platform: Any, args: argparse.Namespace) -> Any:
@@ -725,7 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = admin_command(prices.add_parser("set", help="set the price per part for a network ('*' for the default)"), _set_price)
     p.add_argument("network")
     p.add_argument("amount")
-    p.add_argument("--channel", default="sms")
+    p.add_argument("--channel", default="sms", help="sms, email or voice")
+    p.add_argument("--unit", choices=("per_minute", "per_call"),
+                   help="voice: per started minute of the answered call (default) or once per answered call")
 
     numbers = sub.add_parser("numbers", help="short codes and long numbers").add_subparsers(dest="action", required=True)
     p = admin_command(numbers.add_parser("add", help="give an account a number that receives inbound messages"), _add_number)

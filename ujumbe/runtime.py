@@ -18,6 +18,8 @@ from ujumbe.channels.base import Channel
 from ujumbe.channels.email.sim import EmailSimulator
 from ujumbe.channels.email.smtp import smtp_from_url
 from ujumbe.channels.simulator import Simulator
+from ujumbe.channels.voice import VoiceChannel
+from ujumbe.channels.voice.sim import CallSimulator
 from ujumbe.config import Settings, private_dir
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
@@ -77,6 +79,14 @@ class Platform:
             elif settings.simulator:
                 self.email_simulator = EmailSimulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
                 chans.append(self.email_simulator)
+        # Voice: text-to-speech and uploaded audio (services/speech, when installed); the
+        # call simulator on the embedded default, SIP trunks as connectors (routing)
+        self.speech: Any = _speech(self.store, settings)
+        self.voice_simulator: VoiceChannel | None = None
+        if settings.simulator and not any(c.kind == "voice" for c in chans):
+            self.voice_simulator = VoiceChannel(CallSimulator(speed=settings.sim_call_speed), name="voice-simulator",
+                                                speech=self.speech)
+            chans.append(self.voice_simulator)
         self.channels = {c.name: c for c in chans}
         # texts with one-time codes are kept encrypted until the dispatcher sends them
         self.sealed_texts = Box(secret, "sealed-texts")
@@ -84,6 +94,8 @@ class Platform:
             self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email"},
             seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls, domains=self.domains,
         )
+        if self.speech is not None and hasattr(self.speech, "audio_ms"):
+            self.messaging.audio_ms = self.speech.audio_ms
         self.verifications = Verifications(self.store, self.messaging, secret)
         self.campaigns = Campaigns(self.store, self.messaging, default_rate=settings.campaign_rate)
         self.jobs = Jobs(self.store, self.campaigns, self.accounts)
@@ -93,6 +105,7 @@ class Platform:
         self.router = Router(self.channels, store=self.store, box=self.routing.box,
                              connector_options={"rebind_max_s": settings.smpp_rebind_max_s})
         self.router.email_keys = self.domains.key
+        self.router.speech = self.speech
         self.router.bounce_domain = settings.bounce_domain or None
         self.bounces: Any = None  # the DSN listener (channels.email.bounces), when its port is set
         self._stop = asyncio.Event()
@@ -256,6 +269,9 @@ class Platform:
             sim.replay(op_id, recipient)
 
     async def stop(self) -> None:
+        # Calls end first (terminated/shutdown), while the workers still record their outcomes.
+        voice = [c for c in {**self.channels, **self.router.connectors}.values() if isinstance(c, VoiceChannel)]
+        await asyncio.gather(*(c.drain() for c in voice), return_exceptions=True)
         self._stop.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -309,3 +325,17 @@ class Platform:
     def smpp_port(self) -> int | None:
         """The port the SMPP server listens on (None when it does not run here)."""
         return self.smpp.port if self.smpp is not None else None
+
+
+def _speech(store: Store, settings: Settings) -> Any:
+    """services/speech.Speech when it is installed here, else None (calls then
+    play silence as long as their text would take: the simulator on its own)."""
+    try:
+        from ujumbe.services.speech import Speech
+    except ImportError:
+        return None
+    try:
+        return Speech(store)
+    except Exception:
+        log.exception("text-to-speech is not available; calls play silence")
+        return None

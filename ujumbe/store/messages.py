@@ -404,20 +404,20 @@ async def part_error(tx: Tx, message_id: int, part: int) -> tuple[str | None, st
     return (row[0], row[1]) if row is not None else (None, None)
 
 
-async def insert_early_receipts(tx: Tx, rows: Sequence[tuple[str, str, str, int, str, str, int]]) -> None:
-    """(operator_id, connector, state, at, error_code, reason, received_at) rows."""
-    columns = "INSERT INTO early_receipts (operator_id, connector, state, at, error_code, reason, received_at) "
-    await many(tx, columns + "VALUES (?, ?, ?, ?, ?, ?, ?)", rows,
-               columns + f"SELECT * FROM {unnest('text', 'text', 'text', 'bigint', 'text', 'text', 'bigint')}")
+async def insert_early_receipts(tx: Tx, rows: Sequence[tuple[str, str, str, int, str, str, int, str | None]]) -> None:
+    """(operator_id, connector, state, at, error_code, reason, received_at, call) rows."""
+    columns = "INSERT INTO early_receipts (operator_id, connector, state, at, error_code, reason, received_at, call) "
+    await many(tx, columns + "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows,
+               columns + f"SELECT * FROM {unnest('text', 'text', 'text', 'bigint', 'text', 'text', 'bigint', 'text')}")
 
 
 async def parked_receipts(tx: Tx, since: int, limit: int) -> list[Any]:
     """Parked receipts received after ``since``, oldest first, locked for this
     transaction on PostgreSQL (another worker skips them): (operator_id,
-    connector, state, at, error_code, reason, received_at) rows."""
+    connector, state, at, error_code, reason, received_at, call) rows."""
     lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
     return await tx.fetch(
-        "SELECT operator_id, connector, state, at, error_code, reason, received_at FROM early_receipts "
+        "SELECT operator_id, connector, state, at, error_code, reason, received_at, call FROM early_receipts "
         f"WHERE received_at > ? ORDER BY received_at LIMIT ?{lock}",
         since, limit,
     )
@@ -450,7 +450,7 @@ async def take_early_receipts(
         where, args = is_in(tx, "operator_id", chunk, "text")
         rows = await tx.fetch(
             f"DELETE FROM early_receipts WHERE connector = ? AND {where} AND received_at >= ? "
-            "RETURNING operator_id, connector, state, at, error_code, reason, received_at",
+            "RETURNING operator_id, connector, state, at, error_code, reason, received_at, call",
             connector, *args, received_since,
         )
         out.extend(dicts(rows))
@@ -512,4 +512,5 @@ async def exchanges(tx: Tx, account_id: str, message_id: int) -> dict[str, Any] 
         "SELECT id, kind, url, status, attempts, last_status, last_error, created_at, delivered_at FROM callbacks "
         "WHERE message_id = ? AND account_id = ? ORDER BY id", message_id, account_id,
     )
-    return {"msg": msg, "events": events, "parts": parts, "callbacks": callbacks}
+    sip = await tx.fetchval("SELECT sip_log FROM calls WHERE message_id = ?", message_id)
+    return {"msg": msg, "events": events, "parts": parts, "callbacks": callbacks, "sip_log": sip}
