@@ -263,3 +263,14 @@ async def test_shutdown_ends_calls_terminated(tmp_path: Path, database_url: str 
         m = await p.messaging.message(account.id, mid)  # type: ignore[arg-type]
         assert m["call"]["outcome"] == "terminated" and m["call"]["reason"] == "shutdown"
         assert m["state"] == "delivered" and m["call"]["answered_at"]
+
+
+async def test_a_one_time_code_by_voice_is_a_call_that_says_the_digits(voice: Platform, vapi: httpx.AsyncClient) -> None:
+    account = await make_account(voice)
+    r = await vapi.post("/v1/verifications", headers=auth(account), json={
+        "to": "0708400200", "channel": "voice", "code": "4821"})
+    assert r.status_code == 201, r.text
+    mid = r.json()["message_id"]
+    m = await final(vapi, account, int(mid))
+    assert m["channel"] == "voice" and m["call"]["outcome"] == "completed"
+    assert "4821" not in m["text"] and "4 8 2 1" not in m["text"]  # kept masked at rest
