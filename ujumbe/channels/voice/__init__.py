@@ -154,7 +154,7 @@ class VoiceChannel(Channel):
                 if self.speech is None:
                     raise SendError("uploaded audio cannot be played here (no speech service)", transient=False,
                                     code="audio_not_found")
-                data = self.speech.load_audio(msg.account_id, vo.audio_id)
+                data = self.speech.load_audio(msg.account_id, int(vo.audio_id) if vo.audio_id.isdigit() else vo.audio_id)
                 return await data if inspect.isawaitable(data) else data
             if self.speech is None:
                 # no text-to-speech here (the simulator on its own): silence as long as the text would take
@@ -166,8 +166,11 @@ class VoiceChannel(Channel):
             return await asyncio.to_thread(render, msg.body, **kwargs)
         except SendError:
             raise
-        except (LookupError, ValueError) as exc:
-            raise SendError(f"the audio could not be made: {exc}"[:300], transient=False, code="audio_failed") from None
+        except Exception as exc:  # services/speech raises Invalid, NotFound (deleted since), ChannelUnavailable
+            code = getattr(exc, "code", "") or "audio_failed"
+            # no engine here is the server's to fix: tried again; bad or missing audio never will be
+            raise SendError(f"the audio could not be made: {getattr(exc, 'message', exc)}"[:300],
+                            transient=code == "tts_unavailable", code=code) from None
 
     async def _send(self, msg: Outbound) -> Submitted:
         if self._stopping:
