@@ -77,6 +77,9 @@ async def test_nepali_text_spoken_to_a_sipp_callee_over_pcma(
             assert m["state"] == "delivered" and m["connector"] == "trunk1", m
             assert call["outcome"] == "completed" and call["reason"] == "played_to_end" and call["sip_status"] == 200
             assert call["audio_seconds"] > 1 and call["playback_seconds"] > 1 and call["duration_seconds"] > 1
+            assert call["playback_seconds"] == pytest.approx(call["audio_seconds"], abs=0.1)  # the whole text
+            answered = [e["detail"] for e in m["events"] if e["state"] == "answered"]
+            assert answered and answered[0].endswith("PCMA"), m["events"]  # spoken over G.711 A-law
             ex = (await api.get(f"/v1/messages/{mid}/exchanges", headers=auth(account))).json()
             sip = " ".join(c["summary"] or "" for c in ex["carrier"] if c["kind"] == "sip")
             assert "s3cret" not in sip

@@ -173,7 +173,8 @@ def _apply_call(writes: Writes, tx_rows: list[dict[str, Any]], msg: dict[str, An
                      result.detail.get("ringing", "ringing")[:300])
     if result.answered_at is not None:
         writes.event(msg["id"], max(result.answered_at, floor), "answered",
-                     f"{result.sip_status or 200} {result.sip_phrase or 'OK'} after {result.ring_ms / 1000:.1f} s"[:300])
+                     f"{result.sip_status or 200} {result.sip_phrase or 'OK'} after {result.ring_ms / 1000:.1f} s"
+                     f"{', ' + result.detail['codec'] if result.detail.get('codec') else ''}"[:300])
     metrics.call_ended(r.channel, result.outcome.value, result.reason)
     msg["call"] = calls.call_view(row)
     msg["call_result"] = result

@@ -73,6 +73,7 @@ class _Live:
     end_reason: str | None = None  # why we ended it (stopped, shutdown)
     ringing_at: int | None = None
     ringing: str = ""
+    codec: str = ""  # the codec the answer chose (PCMA, PCMU)
     log: list[dict[str, Any]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
@@ -212,9 +213,11 @@ class VoiceChannel(Channel):
         assert live.placed is not None and live.handed_on is not None
 
         def on_event(name: str, detail: Any = None) -> None:
+            if name == "answered" and isinstance(detail, dict):
+                live.codec = str(detail.get("codec") or "")
             if name in ("ringing", "early_media", "answered") and live.ringing_at is None:
                 live.ringing_at = int(time.time() * 1000)
-                live.ringing = str(detail or name)[:200] if name != "answered" else "answered without ringing"
+                live.ringing = _said(name, detail)
             if name in ("ringing", "early_media", "answered") and not live.placed.done():  # type: ignore[union-attr]
                 live.placed.set_result(None)  # type: ignore[union-attr]
 
@@ -240,6 +243,8 @@ class VoiceChannel(Channel):
             result.reason = live.end_reason  # we ended it, and why: shutdown vs a stopped campaign
         if live.ringing_at is not None:
             result.detail = {**(result.detail or {}), "ringing_at": str(live.ringing_at), "ringing": live.ringing}
+        if live.codec:
+            result.detail = {**(result.detail or {}), "codec": live.codec}
         if not live.placed.done():
             live.placed.set_result(result)
         try:
@@ -268,6 +273,16 @@ class VoiceChannel(Channel):
             except Exception:
                 log.exception("%s: recording call %s failed; trying again", self.name, receipt.operator_id)
                 await asyncio.sleep(1 + attempt)
+
+
+def _said(name: str, detail: Any) -> str:
+    """The ringing event's words: "180 Ringing", "183 Session Progress (early media)"."""
+    if name == "answered":
+        return "answered without ringing"
+    if isinstance(detail, dict) and detail.get("status"):
+        words = f"{detail['status']} {detail.get('phrase') or ''}".strip()
+        return f"{words} (early media)" if name == "early_media" else words
+    return str(detail or name)[:200]
 
 
 def _accepts(fn: Any, name: str) -> bool:
