@@ -293,8 +293,8 @@ class Platform:
 
     async def _audio_ms(self, account_id: str, audio_id: str) -> int | None:
         """An account's uploaded audio's length in ms (the hold for its calls); None: no such audio."""
-        if not str(audio_id).isdigit():
-            return None
+        if not str(audio_id).isascii() or not str(audio_id).isdigit() or len(str(audio_id)) > 18:
+            return None  # not an id the store could hold
         try:
             row = await self.speech.get_audio(account_id, int(audio_id))
         except NotFound:
