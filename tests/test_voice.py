@@ -299,3 +299,19 @@ async def test_an_uploaded_audio_file_is_played_and_held_for_its_length(voice: P
     r = await vapi.post("/v1/messages", headers=auth(other), json={
         "channel": "voice", "to": "0708400210", "audio_id": audio_id})
     assert r.status_code == 400 and r.json()["error"]["code"] == "audio_not_found"
+
+
+async def test_an_outcome_parked_before_its_submit_is_recorded_keeps_the_call(
+    voice: Platform, vapi: httpx.AsyncClient,
+) -> None:
+    # no hold: an outcome that comes before its submit's record is parked at once (early_receipts)
+    voice.reports.hold_s = 0
+    account = await make_account(voice)
+    r = await vapi.post("/v1/messages", headers=auth(account), json={
+        "channel": "voice", "to": ["0708400222", "0708400224", "0708400220"], "text": "Hi"})
+    ms = [await final(vapi, account, m["id"]) for m in r.json()["messages"]]
+    assert [(m["state"], m["call"]["reason"]) for m in ms] == [
+        ("undelivered", "busy"), ("failed", "bad_number"), ("delivered", "played_to_end")]
+    assert ms[0]["call"]["sip_status"] == 486 and ms[0]["cost"] == 0 and ms[2]["cost"] == 1
+    parked = await voice.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts"))
+    assert parked == 0
