@@ -315,3 +315,19 @@ async def test_an_outcome_parked_before_its_submit_is_recorded_keeps_the_call(
     assert ms[0]["call"]["sip_status"] == 486 and ms[0]["cost"] == 0 and ms[2]["cost"] == 1
     parked = await voice.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts"))
     assert parked == 0
+
+
+async def test_with_no_voice_channel_a_call_fails_no_route_and_is_refunded(
+    tmp_path: Path, database_url: str | None,
+) -> None:
+    async with running(tmp_path, database_url, simulator=False) as p:
+        await p.credits.set_price("*", "2", "voice")
+        row = await make_account(p, credits="10")
+        async with client_of(p) as api:
+            r = await api.post("/v1/messages", headers=auth(row), json={"channel": "voice", "to": "0708400230",
+                                                                      "text": "Hi"})
+            assert r.status_code == 202 and r.json()["cost"] == 2, r.text
+            mid = r.json()["messages"][0]["id"]
+            m = await final(api, row, mid)
+            assert m["state"] == "failed" and m["error"]["code"] == "no_route" and m["cost"] == 0
+            assert (await api.get("/v1/balance", headers=auth(row))).json()["balance"] == 10
