@@ -331,3 +331,15 @@ async def test_with_no_voice_channel_a_call_fails_no_route_and_is_refunded(
             m = await final(api, row, mid)
             assert m["state"] == "failed" and m["error"]["code"] == "no_route" and m["cost"] == 0
             assert (await api.get("/v1/balance", headers=auth(row))).json()["balance"] == 10
+
+
+async def test_metrics_count_calls_by_outcome(voice: Platform, vapi: httpx.AsyncClient) -> None:
+    voice.settings.admin_token = "metrics-admin"
+    account = await make_account(voice)
+    r = await vapi.post("/v1/messages", headers=auth(account), json={"channel": "voice", "to": "0708400242",
+                                                                    "text": "Hi"})
+    await final(vapi, account, r.json()["messages"][0]["id"])
+    text = (await vapi.get("/metrics", headers={"authorization": "Bearer metrics-admin"})).text
+    busy = [line for line in text.splitlines() if line.startswith("ujumbe_calls_total{")
+            and 'outcome="unanswered"' in line and 'reason="busy"' in line and 'connector="voice-simulator"' in line]
+    assert busy and float(busy[0].rsplit(" ", 1)[1]) >= 1
