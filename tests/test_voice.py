@@ -343,3 +343,20 @@ async def test_metrics_count_calls_by_outcome(voice: Platform, vapi: httpx.Async
     busy = [line for line in text.splitlines() if line.startswith("ujumbe_calls_total{")
             and 'outcome="unanswered"' in line and 'reason="busy"' in line and 'connector="voice-simulator"' in line]
     assert busy and float(busy[0].rsplit(" ", 1)[1]) >= 1
+
+
+async def test_a_call_waiting_for_a_free_line_longer_than_a_lease_is_placed_once(
+    tmp_path: Path, database_url: str | None,
+) -> None:
+    async with running(tmp_path, database_url, sim_call_speed=0.1) as p:
+        assert p.dispatcher is not None and p.voice_simulator is not None
+        p.dispatcher.lease_ms = 1500  # a lease far shorter than the wait for a line
+        p.voice_simulator._slots = asyncio.Semaphore(1)  # one line: the calls go one after another
+        row = await make_account(p)
+        async with client_of(p) as api:
+            r = await api.post("/v1/messages", headers=auth(row), json={
+                "channel": "voice", "to": ["0708400250", "0708400260", "0708400270"], "text": TEXT * 6})
+            ms = [await final(api, row, m["id"], timeout=60) for m in r.json()["messages"]]
+        assert [m["call"]["outcome"] for m in ms] == ["completed"] * 3
+        assert sum(c["audio_ms"] for c in p.voice_simulator.caller.placed) / 1000 > 3 * 15  # each took > 1.5 s
+        assert [c["to"] for c in p.voice_simulator.caller.placed] == [m["to"] for m in ms]  # none twice
