@@ -642,3 +642,25 @@ async def test_an_answer_after_we_gave_up_is_acked_and_hung_up() -> None:
         peer.send(reply(bye, "200 OK", to_tag="uas1"), addr)
     finally:
         await trunk.stop()
+
+
+async def test_proxy_challenge_407() -> None:
+    peer, port = await raw_peer()
+    trunk = SipTrunk(TrunkConfig(host="127.0.0.1", port=port, username="alice", password="s3cret"))
+    await trunk.start()
+    try:
+        call = asyncio.create_task(trunk.call(to=TO, caller=CALLER, audio=b""))
+        first, addr, _ = await peer.next("INVITE ")
+        peer.send(reply(first, "407 Proxy Authentication Required",
+                        extra='Proxy-Authenticate: Digest realm="proxy.test", nonce="n0nce", qop="auth"'), addr)
+        ack, _, _ = await peer.next("ACK ")
+        assert branch_of(ack) == branch_of(first)  # the ACK to a failure is hop by hop, same transaction
+        second, _, _ = await peer.next("INVITE ")
+        assert header(second, "call-id", "i") == header(first, "call-id", "i")
+        assert header(second, "cseq") == "2 INVITE" and branch_of(second) != branch_of(first)
+        creds = header(second, "proxy-authorization")
+        assert 'username="alice"' in creds and 'realm="proxy.test"' in creds and "qop=auth" in creds
+        peer.send(reply(second, "486 Busy Here"), addr)
+        assert (await call).reason == "busy"
+    finally:
+        await trunk.stop()

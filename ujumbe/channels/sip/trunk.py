@@ -644,7 +644,7 @@ class _Call:
             self.detail["error"] = str(exc)
             return self.result("network_error")
         ring_deadline = loop.time() + self.cfg.ring_timeout_s
-        cancel_why: str | None = None  # "ring" | "stop" | "shutdown": we want the call to end
+        cancel_why: str | None = None  # "ring" | "stopped" | "shutdown": why we want the call to end
         cancel_sent = False
         cancel_deadline = 0.0
         auth_tried = False
@@ -729,8 +729,8 @@ class _Call:
                             return self._final(resp, "network_error")
                         continue
                 return self._final(resp, "auth_failed")
-            if cancel_why in ("stopped", "shutdown") and status == 487:
-                return self._final(resp, cancel_why)
+            if cancel_why in ("stopped", "shutdown") and status in (401, 407, 487):
+                return self._final(resp, cancel_why)  # we ended it (a challenge is not answered then)
             return self._final(resp, reason_for_status(status, after_cancel=cancel_why == "ring" and cancel_sent))
 
     def _ring_end(self) -> None:
