@@ -556,9 +556,12 @@ async def _set_callbacks(platform: Any, args: argparse.Namespace) -> Any:
 
 
 async def _set_price(platform: Any, args: argparse.Namespace) -> Any:
-    price = await platform.credits.set_price(args.network, args.amount, args.channel)
+    price = await platform.credits.set_price(args.network, args.amount, args.channel, args.unit)
     # the price as stored, in credits like every other figure (not the text typed)
-    return {"network": args.network, "channel": args.channel, "price": display(price)}
+    out = {"network": args.network, "channel": args.channel, "price": display(price)}
+    if args.channel == "voice":
+        out["unit"] = args.unit or "per_minute"
+    return out
 
 
 async def _add_number(platform: Any, args: argparse.Namespace) -> Any:
@@ -591,7 +594,9 @@ def _connector_fields(args: argparse.Namespace) -> dict[str, Any]:
              "data_coding": "data_coding", "long_messages": "long_messages", "enabled": "enabled", "kind": "kind",
              "username": "system_id"}
     fields = {column: getattr(args, attr) for attr, column in names.items() if getattr(args, attr, None) is not None}
-    options = {k: v for k in ("starttls", "verify", "bounce_domain") if (v := getattr(args, k, None)) is not None}
+    options = {k: v for k in ("starttls", "verify", "bounce_domain", "transport", "from_user", "from_domain",
+                              "max_calls", "cps", "ring_timeout_s", "max_duration_s")
+               if (v := getattr(args, k, None)) is not None}
     if options:
         fields["options"] = options
     return fields
@@ -840,7 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = admin_command(prices.add_parser("set", help="set the price per part for a network ('*' for the default)"), _set_price)
     p.add_argument("network")
     p.add_argument("amount")
-    p.add_argument("--channel", default="sms")
+    p.add_argument("--channel", default="sms", help="sms, email or voice")
+    p.add_argument("--unit", choices=("per_minute", "per_call"),
+                   help="voice: per started minute of the answered call (default) or once per answered call")
 
     numbers = sub.add_parser("numbers", help="short codes and long numbers").add_subparsers(dest="action", required=True)
     p = admin_command(numbers.add_parser("add", help="give an account a number that receives inbound messages"), _add_number)
@@ -863,14 +870,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name")
         p.add_argument("--host", required=creating)
         p.add_argument("--port", type=int, required=creating)
-        p.add_argument("--kind", choices=("smpp", "smtp"), help="smpp (default) or smtp (an email relay)")
+        p.add_argument("--kind", choices=("smpp", "smtp", "sip"),
+                       help="smpp (default), smtp (an email relay) or sip (a voice trunk)")
         p.add_argument("--system-id", help="SMPP system_id (required for smpp)")
-        p.add_argument("--username", help="smtp: the relay's AUTH username (none: no AUTH)")
+        p.add_argument("--username", help="smtp: the relay's AUTH username; sip: the digest username (none: no auth)")
+        p.add_argument("--transport", choices=("udp", "tcp"), help="sip: the transport (default udp)")
+        p.add_argument("--from-user", help="sip: the caller id when a message gives none")
+        p.add_argument("--from-domain", help="sip: the From domain (default the trunk's host)")
+        p.add_argument("--max-calls", type=int, help="sip: calls at once (default 10)")
+        p.add_argument("--cps", type=float, help="sip: calls started per second (default unlimited)")
+        p.add_argument("--ring-timeout", dest="ring_timeout_s", type=float, help="sip: seconds of ringing before CANCEL")
+        p.add_argument("--max-duration", dest="max_duration_s", type=float, help="sip: seconds before we hang up")
         p.add_argument("--starttls", action=argparse.BooleanOptionalAction, default=None, help="smtp: upgrade with STARTTLS")
         p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
                        help="smtp: check the relay's certificate (default on)")
         p.add_argument("--bounce-domain", help="smtp: the domain of VERP return paths (default: the sender's)")
-        _secret_options(p, "password", "SMPP or SMTP password (else UJUMBE_CONNECTOR_PASSWORD, else asked)")
+        _secret_options(p, "password", "SMPP, SMTP or SIP password (else UJUMBE_CONNECTOR_PASSWORD, else asked)")
         p.add_argument("--system-type")
         p.add_argument("--bind", choices=("transceiver", "transmitter", "receiver"))
         p.add_argument("--binds", type=int, help="connections to keep bound (default 1)")
@@ -881,7 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--long-messages", choices=("udh", "udh16", "payload", "sar"))
         p.add_argument("--enabled", action=argparse.BooleanOptionalAction, default=None)
 
-    p = admin_command(connectors.add_parser("add", help="add an SMPP (or --kind smtp) connector; running workers start it within seconds"), _add_connector)
+    p = admin_command(connectors.add_parser("add", help="add an SMPP (or --kind smtp, --kind sip) connector; running workers start it within seconds"), _add_connector)
     connector_options(p, True)
     p = admin_command(connectors.add_parser("set", help="change a connector (only the options given); it rebinds"), _set_connector)
     connector_options(p, False)

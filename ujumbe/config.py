@@ -73,6 +73,9 @@ class Settings:
     sim_receipt_delay_ms: tuple[int, int] = field(
         default_factory=lambda: _range(os.environ.get("UJUMBE_SIM_RECEIPT_DELAY_MS", "500-3000"))
     )
+    # The call simulator's pace: 1.0 real time; 0.01 makes a 6 s call last 60 ms
+    # (the figures it reports stay the real ones).
+    sim_call_speed: float = field(default_factory=lambda: float(os.environ.get("UJUMBE_SIM_CALL_SPEED", "1") or 1))
     validity_s: int = 48 * 3600  # no final receipt by then: EXPIRED
     # A campaign sends at most this many messages a second (per worker process)
     # unless it sets its own rate: 100,000 numbers must not flood a connector.

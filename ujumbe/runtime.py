@@ -14,13 +14,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ujumbe.channels.base import Channel
+from ujumbe.channels.base import Channel, Receipt
 from ujumbe.channels.email.sim import EmailSimulator
 from ujumbe.channels.email.smtp import smtp_from_url
 from ujumbe.channels.simulator import Simulator
 from ujumbe.channels.speech import decode as audio_decode
 from ujumbe.channels.speech import engine as tts_engine
+from ujumbe.channels.voice import VoiceChannel
+from ujumbe.channels.voice.sim import CallSimulator
 from ujumbe.config import Settings, private_dir
+from ujumbe.core.calls import REASON_TEXT, CallResult
+from ujumbe.core.calls import summary as calls_summary
+from ujumbe.core.errors import NotFound
+from ujumbe.core.speech import VOICES
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.campaigns import Campaigns, Jobs
@@ -80,24 +86,35 @@ class Platform:
             elif settings.simulator:
                 self.email_simulator = EmailSimulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
                 chans.append(self.email_simulator)
+        # Speech for calls: text-to-speech (UJUMBE_TTS_ENGINE) and uploaded audio files;
+        # the call simulator on the embedded default, SIP trunks as connectors (routing)
+        self.speech = Speech(self.store, tts_engine(settings.tts_engine), audio_decode.decode)
+        self.voice_simulator: VoiceChannel | None = None
+        if settings.simulator and not any(c.kind == "voice" for c in chans):
+            self.voice_simulator = VoiceChannel(CallSimulator(speed=settings.sim_call_speed), name="voice-simulator",
+                                                speech=self.speech)
+            chans.append(self.voice_simulator)
         self.channels = {c.name: c for c in chans}
         # texts with one-time codes are kept encrypted until the dispatcher sends them
         self.sealed_texts = Box(secret, "sealed-texts")
+        # Every kind is accepted: an API process runs no channels, and the workers'
+        # connectors (SMTP, SIP) come from the database; nothing to carry it: no_route.
         self.messaging = Messaging(
-            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email"},
+            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email", "voice"},
             seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls, domains=self.domains,
         )
+        self.messaging.audio_ms = self._audio_ms
+        self.messaging.voices = tuple(VOICES)
         self.verifications = Verifications(self.store, self.messaging, secret)
         self.campaigns = Campaigns(self.store, self.messaging, default_rate=settings.campaign_rate)
         self.jobs = Jobs(self.store, self.campaigns, self.accounts)
         self.phone_numbers = PhoneNumbers(self.store)
-        # Speech for calls: text-to-speech (UJUMBE_TTS_ENGINE) and uploaded audio files
-        self.speech = Speech(self.store, tts_engine(settings.tts_engine), audio_decode.decode)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
         self.router = Router(self.channels, store=self.store, box=self.routing.box,
                              connector_options={"rebind_max_s": settings.smpp_rebind_max_s})
         self.router.email_keys = self.domains.key
+        self.router.speech = self.speech
         self.router.bounce_domain = settings.bounce_domain or None
         self.bounces: Any = None  # the DSN listener (channels.email.bounces), when its port is set
         self._stop = asyncio.Event()
@@ -184,6 +201,8 @@ class Platform:
             await self._replay_simulator()
         if self.email_simulator is not None:
             await self._replay_simulator(self.email_simulator)
+        if self.voice_simulator is not None and self.store.dialect == "sqlite" and self.role == "all":
+            await self._end_lost_calls(self.voice_simulator)
         if self.settings.bounce_port is not None:
             from ujumbe.channels.email.bounces import BounceListener
 
@@ -260,7 +279,23 @@ class Platform:
         for op_id, recipient, _mid, _parts in rows:
             sim.replay(op_id, recipient)
 
+    async def _end_lost_calls(self, channel: VoiceChannel) -> None:
+        """Simulated calls a previous run died during (this server is the embedded
+        store's only one): their line is gone. Each ends terminated/shutdown,
+        not answered as far as we know: failed, and refunded."""
+        rows = await self.store.read(lambda tx: tx.fetch(
+            "SELECT operator_id FROM message_parts WHERE connector = ? AND state = 'submitted'", channel.name))
+        for (op_id,) in rows:
+            now = now_ms()
+            result = CallResult(call_id=op_id, reason="shutdown", sip_phrase="the server stopped during the call",
+                                started_at=now, ended_at=now)
+            await self.reports.receipt(Receipt(channel.name, op_id, result.state, now, "shutdown",
+                                               REASON_TEXT["shutdown"], calls_summary(result), call=result))
+
     async def stop(self) -> None:
+        # Calls end first (terminated/shutdown), while the workers still record their outcomes.
+        voice = [c for c in {**self.channels, **self.router.connectors}.values() if isinstance(c, VoiceChannel)]
+        await asyncio.gather(*(c.drain() for c in voice), return_exceptions=True)
         self._stop.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -274,6 +309,16 @@ class Platform:
         await self.store.close()
         if getattr(self, "_lock_file", None) is not None:
             self._lock_file.close()  # releases the lock
+
+    async def _audio_ms(self, account_id: str, audio_id: str) -> int | None:
+        """An account's uploaded audio's length in ms (the hold for its calls); None: no such audio."""
+        if not str(audio_id).isascii() or not str(audio_id).isdigit() or len(str(audio_id)) > 18:
+            return None  # not an id the store could hold
+        try:
+            row = await self.speech.get_audio(account_id, int(audio_id))
+        except NotFound:
+            return None
+        return int(round(float(row["seconds"]) * 1000))
 
     async def _webhook_secret(self, account_id: str) -> str:
         account = await self.accounts.get(account_id)
@@ -314,3 +359,4 @@ class Platform:
     def smpp_port(self) -> int | None:
         """The port the SMPP server listens on (None when it does not run here)."""
         return self.smpp.port if self.smpp is not None else None
+

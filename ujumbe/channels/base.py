@@ -77,6 +77,10 @@ class Receipt:
     raw: str = ""
     # epoch ms, when Ujumbe received it: a receipt belongs only to a part sent before
     received_at: int = field(default_factory=_now_ms)
+    # a voice call's facts (core.calls.CallResult) and its SIP exchange log,
+    # kept on the message with the receipt that ends it
+    call: Any = None
+    sip_log: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)

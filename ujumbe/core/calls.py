@@ -155,3 +155,124 @@ class CallResult:
 def billable_minutes(duration_ms: int) -> int:
     """Per started minute: 0 s is nothing, 1 ms to 60 s is one minute."""
     return 0 if duration_ms <= 0 else (duration_ms + 59_999) // 60_000
+
+
+# --- what a voice message asks for, and what it costs ---
+
+# TingTing's voices and languages (core/speech); channels/voice renders each through services/speech.
+from ujumbe.core.speech import DEFAULT_VOICE, LANGUAGES, VOICES  # noqa: E402
+# espeak's rate is 175 / length_factor words a minute and it accepts 80-450.
+LENGTH_FACTOR_RANGE = (175 / 450, 175 / 80)
+MAX_TEXT = 2000  # characters spoken in one call: far past any notice, a few minutes of speech
+# The slowest speech per character measured here (Nepali, length_factor 1.0,
+# pauses included) is about 13 characters a second: an upper bound for the
+# hold uses 8, plus a second of lead-in.
+CHARS_PER_S = 8.0
+UNITS = ("per_minute", "per_call")
+
+
+@dataclass(slots=True)
+class VoiceOptions:
+    """How a voice message is spoken: a text rendered at send time, or an
+    uploaded audio file (``audio_id``), never both."""
+
+    voice: str = DEFAULT_VOICE
+    length_factor: float = 1.0
+    language: str = "ne"
+    audio_id: str | None = None
+    audio_ms: int | None = None  # the uploaded audio's length, when known at accept
+
+    def as_meta(self) -> dict[str, object]:
+        out: dict[str, object] = {"voice": self.voice, "length_factor": self.length_factor, "language": self.language}
+        if self.audio_id:
+            out["audio_id"] = self.audio_id
+        if self.audio_ms is not None:
+            out["audio_ms"] = self.audio_ms
+        return out
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, object] | None) -> VoiceOptions:
+        m = meta or {}
+        return cls(
+            voice=str(m.get("voice") or DEFAULT_VOICE), length_factor=float(m.get("length_factor") or 1.0),  # type: ignore[arg-type]
+            language=str(m.get("language") or "ne"), audio_id=str(m["audio_id"]) if m.get("audio_id") else None,
+            audio_ms=int(m["audio_ms"]) if m.get("audio_ms") is not None else None,  # type: ignore[call-overload]
+        )
+
+
+def estimated_ms(text: str, length_factor: float = 1.0) -> int:
+    """An upper bound of how long ``text`` takes to say (for the credit hold)."""
+    return int(1000 + len(text) / CHARS_PER_S * length_factor * 1000)
+
+
+def hold_minutes(audio_ms: int) -> int:
+    """Minutes to hold for audio this long: rounded up, at least one, with a
+    second of slack for the hang-up after the last frame."""
+    return max(1, billable_minutes(audio_ms + 1000))
+
+
+def call_cost(unit: str, price: int, result: CallResult | None, held: int) -> int:
+    """What a call finally costs: per started minute of its duration, or the
+    price once per answered call; nothing when it was never answered; never
+    more than was held at accept."""
+    if result is None or not result.answered:
+        return 0
+    cost = price if unit == "per_call" else price * billable_minutes(result.duration_ms)
+    return max(0, min(cost, held))
+
+
+def result_from_dict(d: dict[str, object]) -> CallResult:
+    """A CallResult back from ``as_record`` (parked receipts, stored rows)."""
+    names = set(CallResult.__slots__)  # type: ignore[attr-defined]
+    return CallResult(**{k: v for k, v in d.items() if k in names})  # type: ignore[arg-type]
+
+
+def as_record(r: CallResult) -> dict[str, object]:
+    """Every field of a CallResult, JSON-able (to park it or store it)."""
+    return {k: getattr(r, k) for k in CallResult.__slots__}  # type: ignore[attr-defined]
+
+
+def call_row(result: CallResult, *, message_id: int, account_id: str, connector: str, now: int,
+             sip_log: list[dict[str, object]] | None = None) -> dict[str, object]:
+    """The ``calls`` row of an ended call."""
+    ringing = result.detail.get("ringing_at") if result.detail else None
+    return {
+        "message_id": message_id, "account_id": account_id, "connector": connector, "call_id": result.call_id,
+        "outcome": result.outcome.value, "reason": result.reason, "sip_status": result.sip_status,
+        "sip_phrase": result.sip_phrase or "", "q850": result.q850, "started_at": result.started_at or None,
+        "ringing_at": int(ringing) if ringing else None, "answered_at": result.answered_at,
+        "ended_at": result.ended_at or None, "ring_ms": result.ring_ms, "duration_ms": result.duration_ms,
+        "playback_ms": result.playback_ms, "audio_ms": result.audio_ms, "dtmf": result.dtmf or "",
+        "sip_log": sip_log or [], "created_at": now,
+    }
+
+
+def call_view(row: dict[str, object]) -> dict[str, object]:
+    """A stored call as the API and the callbacks show it: ``CallResult.as_dict``
+    and its instants in ISO 8601."""
+    from ujumbe.core.timefmt import iso
+
+    result = CallResult(
+        call_id=str(row["call_id"]), reason=str(row["reason"]), sip_status=row.get("sip_status"),  # type: ignore[arg-type]
+        sip_phrase=str(row.get("sip_phrase") or ""), q850=row.get("q850"),  # type: ignore[arg-type]
+        ring_ms=int(row.get("ring_ms") or 0), duration_ms=int(row.get("duration_ms") or 0),  # type: ignore[call-overload]
+        playback_ms=int(row.get("playback_ms") or 0), audio_ms=int(row.get("audio_ms") or 0),  # type: ignore[call-overload]
+        dtmf=str(row.get("dtmf") or ""),
+    )
+    out = result.as_dict()
+    out["billable_minutes"] = billable_minutes(result.duration_ms) if row.get("answered_at") else 0
+    out["call_id"] = result.call_id  # the SIP Call-ID, what a carrier's support asks for
+    for key in ("started_at", "ringing_at", "answered_at", "ended_at"):
+        out[key] = iso(row.get(key))  # type: ignore[arg-type]
+    return out
+
+
+def summary(result: CallResult) -> str:
+    """One line for the final event: the outcome, the SIP answer, the figures."""
+    status = f"{result.sip_status} {result.sip_phrase}".strip() if result.sip_status else "no SIP answer"
+    q850 = f", Q.850 cause {result.q850}" if result.q850 is not None else ""
+    figures = ""
+    if result.answered:
+        figures = (f"; duration {result.duration_ms / 1000:.1f} s, played {result.playback_ms / 1000:.1f} s"
+                   f" of {result.audio_ms / 1000:.1f} s")
+    return f"{result.outcome.value} ({result.reason}): {status}{q850}{figures}"

@@ -33,9 +33,18 @@ def display(units: int) -> float | int:
 class PriceTable:
     """Price per part by (network, channel), falling back to '*' then a default."""
 
-    def __init__(self, prices: Mapping[tuple[str, str], int], default: int = DEFAULT_PRICE) -> None:
+    def __init__(self, prices: Mapping[tuple[str, str], int], default: int = DEFAULT_PRICE,
+                 units: Mapping[tuple[str, str], str] | None = None) -> None:
         self._prices = dict(prices)
         self.default = default
+        # how a price counts where it is not per part: voice per_minute | per_call
+        self._units = dict(units or {})
+
+    def unit(self, network: str | None, channel: str = "sms") -> str:
+        """How the price that ``per_part`` gives counts: per_part for SMS and
+        email; per_minute (the default) or per_call for voice."""
+        key = (network, channel) if network is not None and (network, channel) in self._prices else ("*", channel)
+        return self._units.get(key) or ("per_minute" if channel == "voice" else "per_part")
 
     def per_part(self, network: str | None, channel: str = "sms") -> int:
         if network is not None:

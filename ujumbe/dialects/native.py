@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ujumbe.core import emails
+from ujumbe.core.calls import DEFAULT_VOICE, VoiceOptions
 from ujumbe.core.errors import Conflict, Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
@@ -70,6 +71,33 @@ class SendBody(msgspec.Struct, forbid_unknown_fields=True):
     html: str | None = None  # email: the HTML alternative of the text
     from_: str | None = msgspec.field(default=None, name="from")  # email: an address at a sending domain
     unsubscribe_url: str | None = None  # email: RFC 8058 one-click unsubscribe (https)
+    # voice (channel "voice"): the text is spoken in this voice, or audio_id (POST /v1/audio) is played
+    voice: str | None = None
+    length_factor: float | None = None  # bigger is slower; 1.0 normal speed
+    language: str | None = None  # the text's language, default ne (Nepali)
+    audio_id: int | str | None = None  # an id from POST /v1/audio
+
+
+class CallOut(msgspec.Struct):
+    """What a voice message's call did (see docs/voice.md)."""
+
+    outcome: str  # completed | hungup | unanswered | failed | terminated
+    reason: str
+    reason_text: str
+    sip_status: int | None
+    sip_phrase: str
+    q850: int | None
+    ring_seconds: float
+    duration_seconds: float
+    playback_seconds: float
+    audio_seconds: float
+    billable_minutes: int
+    dtmf: str
+    call_id: str  # the SIP Call-ID
+    started_at: str | None
+    ringing_at: str | None
+    answered_at: str | None
+    ended_at: str | None
 
 
 class RecipientOut(msgspec.Struct):
@@ -120,6 +148,7 @@ class MessageOut(msgspec.Struct):
     done_at: str | None
     events: list[EventOut] | None = None
     subject: str | None = None  # email
+    call: CallOut | None = None  # voice, once the call ended
 
 
 class MessagePage(msgspec.Struct):
@@ -305,6 +334,7 @@ def message_out(m: dict[str, Any]) -> MessageOut:
         created_at=iso(m["created_at"]) or "", submitted_at=iso(m["submitted_at"]), done_at=iso(m["done_at"]),
         events=[EventOut(e["state"], iso(e["at"]) or "", e["detail"]) for e in m["events"]] if "events" in m else None,
         subject=_email_meta(m).get("subject"),
+        call=CallOut(**m["call"]) if m.get("call") else None,
     )
 
 
@@ -366,7 +396,17 @@ async def send_messages(request: Request) -> Response:
         await platform.check_callback_url(body.callback_url)
     to = [body.to] if isinstance(body.to, str) else body.to
     channel = body.channel or ("email" if to and all(emails.looks_like_email(str(t)) for t in to) else "sms")
-    if channel != "email" and (body.subject or body.html or body.from_ or body.unsubscribe_url):
+    voice = None
+    if channel == "voice":
+        if body.subject or body.html or body.unsubscribe_url or body.unicode:
+            raise Invalid("subject, html, unsubscribe_url and unicode are not for channel voice", code="invalid_request")
+        voice = VoiceOptions(
+            voice=body.voice or DEFAULT_VOICE, length_factor=1.0 if body.length_factor is None else body.length_factor,
+            language=body.language or "ne", audio_id=None if body.audio_id is None else str(body.audio_id),
+        )
+    elif body.voice or body.length_factor is not None or body.language or body.audio_id:
+        raise Invalid("voice, length_factor, language and audio_id are for channel voice", code="invalid_request")
+    elif channel != "email" and (body.subject or body.html or body.from_ or body.unsubscribe_url):
         raise Invalid("subject, html, from and unsubscribe_url are for channel email", code="invalid_request")
     result = await platform.messaging.send(
         account,
@@ -376,7 +416,7 @@ async def send_messages(request: Request) -> Response:
             reference=body.reference, callback_url=body.callback_url, channel=channel,
             send_at=int(body.send_at.timestamp() * 1000) if body.send_at else None,
             validity_s=body.validity, meta=body.meta, unicode=body.unicode,
-            subject=body.subject, html=body.html, unsubscribe_url=body.unsubscribe_url,
+            subject=body.subject, html=body.html, unsubscribe_url=body.unsubscribe_url, voice=voice,
         ),
     )
     return JSON(send_response(result), 200 if result.duplicate else 202)
@@ -654,6 +694,7 @@ def dlr_payload(msg: dict[str, Any], event: callbacks.Event) -> dict[str, Any] |
             "parts": msg["parts"],
             "cost": display(msg["cost"]),
             "error": {"code": event.error_code, "message": event.reason} if event.error_code or event.reason else None,
+            **({"channel": "voice", "call": msg["call"]} if msg.get("call") else {}),
         },
     }
 

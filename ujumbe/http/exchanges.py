@@ -13,6 +13,7 @@ messages; message text and payloads are not repeated here.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -48,6 +49,11 @@ def assemble(found: dict[str, Any]) -> dict[str, Any]:
         elif e["state"] in ("retry", "failed", "rejected") and detail:
             carrier.append({"kind": "submit", "at": iso(e["at"]), "connector": msg["connector"],
                             "status": e["state"], "error": detail})
+    if found.get("sip_log"):
+        # a call's SIP exchange, as the voice channel logged it (credentials redacted there)
+        carrier.extend({"kind": "sip", "at": iso(x.get("at")), "direction": x.get("direction"),
+                        "summary": x.get("summary")} for x in json.loads(found["sip_log"]))
+        carrier.sort(key=lambda c: c["at"] or "")
     return {
         "message_id": str(msg["id"]),
         "state": msg["state"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ujumbe.core.errors import Invalid, NotFound
+from ujumbe.core.calls import UNITS
 from ujumbe.core.pricing import to_units
 from ujumbe.store import Store
 from ujumbe.store import accounts as q
@@ -37,15 +38,24 @@ class Credits:
     async def transactions(self, account_id: str, limit: int, before: int | None) -> list[dict[str, Any]]:
         return await self.store.read(lambda tx: q.ledger_page(tx, account_id, limit, before))
 
-    async def set_price(self, network: str, amount: str, channel: str = "sms") -> int:
-        """Set the price per part; the price as stored (in ledger units)."""
+    async def set_price(self, network: str, amount: str, channel: str = "sms", unit: str | None = None) -> int:
+        """Set the price per part (voice: per started minute, or ``unit``
+        per_call); the price as stored (in ledger units)."""
         try:
             units = to_units(amount)
         except ValueError as exc:
             raise Invalid(str(exc), code="invalid_amount") from None
         if units < 0:
             raise Invalid("A price cannot be negative", code="invalid_amount")
-        await self.store.run(lambda tx: q.set_price(tx, network, channel, units))
+        if channel == "voice":
+            unit = unit or "per_minute"
+            if unit not in UNITS:
+                raise Invalid(f"A voice price is {' or '.join(UNITS)}", code="invalid_unit")
+        elif unit not in (None, "per_part"):
+            raise Invalid("SMS and email prices are per part", code="invalid_unit")
+        else:
+            unit = None
+        await self.store.run(lambda tx: q.set_price(tx, network, channel, units, unit))
         return units
 
     async def remove_price(self, network: str, channel: str = "sms") -> None:

@@ -13,9 +13,12 @@ batch instead of three round trips per message.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ujumbe import metrics
+from ujumbe.core import calls
+from ujumbe.core.pricing import display
 from ujumbe.core.states import State, fold_parts, may_follow
 from ujumbe.services.callbacks import Event, dlr_row, insert_callbacks
 from ujumbe.store import Tx
@@ -118,6 +121,8 @@ async def _settle(tx: Tx, msg: dict[str, Any], final: State) -> tuple[str, int]:
     Returns the charge state and the message's new cost: what it finally cost
     the account (the price stays in the ledger's charge row), so every answer
     and callback that shows a message's cost shows what was charged."""
+    if msg.get("channel") == "voice":
+        return await _settle_call(tx, msg, final)
     if msg.get("submitted_at") or (final.reached_operator and final != State.EXPIRED):
         return "settled", msg["cost"]
     if msg["cost"]:
@@ -126,6 +131,24 @@ async def _settle(tx: Tx, msg: dict[str, Any], final: State) -> tuple[str, int]:
             message_id=msg["id"], note=f"message {final.value}",
         )
     return "refunded", 0
+
+
+async def _settle_call(tx: Tx, msg: dict[str, Any], final: State) -> tuple[str, int]:
+    """A call costs what its answered duration does (per started minute, or
+    once per answered call), capped at the hold taken at accept; the rest of
+    the hold, all of it for a call never answered, goes back as one refund."""
+    meta = msg.get("meta") or {}
+    if isinstance(meta, str):
+        meta = json.loads(meta)
+    voice = meta.get("voice") or {}
+    held = msg["cost"]
+    cost = calls.call_cost(voice.get("unit", "per_minute"), int(voice.get("price", held)), msg.get("call_result"), held)
+    if held - cost:
+        await accounts_q.add_ledger(
+            tx, msg["account_id"], "refund", held - cost, request_id=msg["request_id"], message_id=msg["id"],
+            note=f"call {final.value}: {display(cost)} of the {display(held)} held charged",
+        )
+    return ("settled" if cost else "refunded"), cost
 
 
 async def apply_part_state(

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ujumbe import logs, metrics
-from ujumbe.core import emails, encoding, numbers, templates
+from ujumbe.core import calls, emails, encoding, numbers, templates
+from ujumbe.core.calls import VoiceOptions
 from ujumbe.core.errors import ChannelUnavailable, InsufficientCredit, Invalid, NotFound
 from ujumbe.core.pricing import PriceTable, display
 from ujumbe.core.states import State
@@ -26,6 +27,7 @@ from ujumbe.services.callbacks import CallbackUrls, Event, enqueue_dlr
 from ujumbe.services.senders import Senders
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import accounts as accounts_q
+from ujumbe.store import calls as calls_q
 from ujumbe.store import messages as q
 
 MAX_RECIPIENTS = 100_000
@@ -87,6 +89,9 @@ class SendRequest:
     # Not with a template, params or conceal. A text too long rejects its
     # recipient alone.
     texts: list[str] | None = None
+    # Voice (channel "voice"): how the text is spoken, or the uploaded audio
+    # to play instead (core.calls.VoiceOptions); None: the defaults.
+    voice: VoiceOptions | None = None
 
 
 @dataclass(slots=True)
@@ -136,6 +141,10 @@ class Messaging:
         # kinds of channel this deployment can deliver ("sms", "email", "voice")
         self.channels = channels if channels is not None else {"sms"}
         self.validity_s = validity_s
+        # (account_id, audio_id) -> the uploaded audio's length in ms, None when
+        # the account has no such audio (services/speech, set by runtime)
+        self.audio_ms: Callable[[str, str], Awaitable[int | None]] | None = None
+        self.voices: tuple[str, ...] = tuple(calls.VOICES)  # what the voice channel can speak
         self._prices = PriceTable({})
         self._prices_loaded = 0.0
 
@@ -143,7 +152,8 @@ class Messaging:
         # Prices change rarely; re-read them at most every 30 s.
         if time.monotonic() - self._prices_loaded > 30:
             rows = await self.store.read(accounts_q.prices)
-            self._prices = PriceTable({(r[0], r[1]): r[2] for r in rows})
+            self._prices = PriceTable({(r[0], r[1]): r[2] for r in rows},
+                                      units={(r[0], r[1]): r[3] for r in rows if r[3]})
             self._prices_loaded = time.monotonic()
         return self._prices
 
@@ -207,7 +217,12 @@ class Messaging:
         if texts is not None and (len(texts) != len(req.recipients) or req.conceal or req.template_key or req.params
                                   or req.channel == "email"):
             raise ValueError("texts: one per recipient, for SMS, without a template, params or conceal")
-        body, subject = (texts[0], None) if texts else await self.resolve_text(account, req)
+        voice_call = req.channel == "voice"
+        vo = await self._check_voice(account, req) if voice_call else None
+        if vo is not None and vo.audio_id:
+            body, subject = "", None  # the audio is the message
+        else:
+            body, subject = (texts[0], None) if texts else await self.resolve_text(account, req)
         email = req.channel == "email"
         html = None
         if email:
@@ -239,6 +254,11 @@ class Messaging:
 
         if email:
             enc, parts = "utf-8", 1  # one message whatever its size or script
+        elif vo is not None:
+            enc, parts = ("audio" if vo.audio_id else "speech"), 1  # one call
+            if texts is None and len(body) > calls.MAX_TEXT:  # per recipient with texts (below)
+                raise Invalid(f"The text has {len(body)} characters; a call speaks at most {calls.MAX_TEXT}",
+                              code="message_too_long")
         else:
             try:
                 if texts is None:
@@ -299,6 +319,18 @@ class Messaging:
                 )
                 continue
             r_parts = parts
+            if vo is not None:
+                spoken = texts[k] if texts is not None else body
+                if len(spoken) > calls.MAX_TEXT:
+                    recipients.append(Recipient(raw, number.e164, None, State.REJECTED.value, number.network,
+                                                error_code="message_too_long",
+                                                error=f"The text has {len(spoken)} characters; a call speaks at most "
+                                                      f"{calls.MAX_TEXT}"))
+                    continue
+                cost = self._call_hold(prices, number.network, vo, spoken)
+                total += cost
+                recipients.append(Recipient(raw, number.e164, None, State.QUEUED.value, number.network, 1, cost))
+                continue
             if texts is not None:
                 shaped = shape(texts[k])
                 if isinstance(shaped, str):
@@ -321,6 +353,12 @@ class Messaging:
         if email and req.unsubscribe_url:
             message_meta["unsubscribe_url"] = req.unsubscribe_url
         msg_meta = json.dumps(message_meta) if message_meta else None
+
+        def voice_meta(r: Recipient) -> str:
+            # per message: the price and how it counts, as held, for the settlement
+            unit = prices.unit(r.network, "voice")
+            meta = {**vo.as_meta(), "unit": unit, "price": prices.per_part(r.network, "voice")}  # type: ignore[union-attr]
+            return json.dumps({**message_meta, "voice": meta})
         initial = State.QUEUED if start == now else State.ACCEPTED
         accepted = [r for r in recipients if r.state == State.QUEUED.value]
         for r in accepted:
@@ -360,10 +398,13 @@ class Messaging:
                     r_body = texts[k]
                     shaped = shape(r_body)
                     r_enc = shaped[0] if isinstance(shaped, tuple) else enc
+                if vo is not None:
+                    r_enc = enc
                 rows.append((
                     mid, request_id, account.id, req.channel, req.dialect, req.sender, r.to, r.network, r_body,
                     r_enc, r.parts if ok else 0, r.cost, "reserved" if r.cost else "none", r.state,
-                    r.error_code, r.error, callback_url, msg_meta, now, now, None if ok else now, expires,
+                    r.error_code, r.error, callback_url, voice_meta(r) if vo is not None and ok else msg_meta,
+                    now, now, None if ok else now, expires,
                 ))
                 events.append((mid, now, State.ACCEPTED.value if ok else State.REJECTED.value, r.error))
                 if ok:
@@ -408,6 +449,49 @@ class Messaging:
             assert found is not None
             return found
         return result
+
+    async def _check_voice(self, account: Account, req: SendRequest) -> VoiceOptions:
+        """A voice message's options, checked: a text or an uploaded audio (not
+        both), a voice the channel speaks, a length factor espeak accepts, a
+        caller id that is a number. Sets ``req.sender`` to the caller id's E.164 form."""
+        vo = req.voice or VoiceOptions()
+        has_text = bool(req.text or req.template_key or req.texts)
+        if vo.audio_id and has_text:
+            raise Invalid("Give a text or an audio_id, not both", code="invalid_request")
+        if not vo.audio_id and not has_text:
+            raise Invalid("A call needs a text to speak or an audio_id to play", code="missing_text")
+        if vo.voice not in self.voices:
+            raise Invalid(f"'{vo.voice}' is not a voice; use one of {', '.join(self.voices)}", code="invalid_voice")
+        low, high = calls.LENGTH_FACTOR_RANGE
+        if isinstance(vo.length_factor, bool) or not isinstance(vo.length_factor, (int, float)) \
+                or not low <= vo.length_factor <= high:
+            raise Invalid(f"length_factor must be {low:.2f}-{high:.2f} (bigger is slower)", code="invalid_length_factor")
+        if vo.language not in calls.LANGUAGES:
+            raise Invalid(f"'language' is one of {', '.join(calls.LANGUAGES)}", code="invalid_language")
+        if vo.audio_id:
+            if self.audio_ms is None:
+                raise Invalid("Uploaded audio is not available on this server", code="audio_not_found")
+            length = await self.audio_ms(account.id, vo.audio_id)
+            if length is None:
+                raise Invalid(f"No audio {vo.audio_id} (upload it with POST /v1/audio)", code="audio_not_found")
+            vo.audio_ms = length
+        if req.sender:
+            try:
+                req.sender = numbers.normalize(req.sender, account.region).e164
+            except numbers.InvalidNumber as exc:
+                raise Invalid(f"The caller id ('from') is not a number: {exc.reason}", code="invalid_sender") from None
+        return vo
+
+    @staticmethod
+    def _call_hold(prices: PriceTable, network: str | None, vo: VoiceOptions, text: str) -> int:
+        """Credits held for one call: per_call its price; per_minute its price
+        for every started minute of the audio (uploaded: its length; a text:
+        an upper bound of how long it takes to say)."""
+        price = prices.per_part(network, "voice")
+        if prices.unit(network, "voice") == "per_call":
+            return price
+        length = vo.audio_ms if vo.audio_id and vo.audio_ms is not None else calls.estimated_ms(text, vo.length_factor)
+        return price * calls.hold_minutes(length)
 
     async def _check_email(self, account: Account, req: SendRequest, body: str, subject: str | None) -> str | None:
         """Checks an email's parts and sets its From; returns the HTML alternative (filled like the text)."""
@@ -458,6 +542,8 @@ class Messaging:
             msg = await q.message(tx, message_id, account_id)
             if msg is not None and with_events:
                 msg["events"] = await q.events(tx, message_id)
+            if msg is not None:
+                await _with_calls(tx, [msg])
             return msg
 
         msg = await self.store.read(unit)
@@ -466,7 +552,10 @@ class Messaging:
         return msg
 
     async def messages(self, account_id: str, **filters: Any) -> list[dict[str, Any]]:
-        return await self.store.read(lambda tx: q.list_messages(tx, account_id, **filters))
+        async def unit(tx: Tx) -> list[dict[str, Any]]:
+            return await _with_calls(tx, await q.list_messages(tx, account_id, **filters))
+
+        return await self.store.read(unit)
 
     async def exchanges(self, account_id: str, message_id: int) -> dict[str, Any] | None:
         """What passed with the carrier and the callback URL for one message (None: not this account's)."""
@@ -484,6 +573,19 @@ class Messaging:
             tx, account_id, offset=offset, limit=limit, sender=filters.get("from"), keyword=filters.get("keyword"),
             network=filters.get("carrier"), since=filters.get("since"), until=filters.get("until"),
         ))
+
+
+async def _with_calls(tx: Tx, msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Voice messages get their call (``msg["call"]``, as the API shows it) once it ended."""
+    voice = [m["id"] for m in msgs if m.get("channel") == "voice"]
+    if voice:
+        found = await calls_q.calls_of(tx, voice)
+        for m in msgs:
+            row = found.get(m["id"])
+            if row is not None:
+                m["call"] = calls.call_view(row)
+                m["sip_log"] = row["sip_log"]
+    return msgs
 
 
 async def _result_of(tx: Tx, req: dict[str, Any], *, duplicate: bool) -> SendResult:

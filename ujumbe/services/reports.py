@@ -27,14 +27,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ujumbe import logs
+from ujumbe import metrics
 from ujumbe.channels.base import Inbound, Receipt
-from ujumbe.core import numbers
+from ujumbe.core import calls, numbers
 from ujumbe.core.errors import Invalid, NotFound, UjumbeError
 from ujumbe.core.ids import id_variants
 from ujumbe.core.states import State
 from ujumbe.services import callbacks
 from ujumbe.services.lifecycle import Writes, apply_part_state
 from ujumbe.store import Store, Tx, now_ms
+from ujumbe.store import calls as calls_q
 from ujumbe.store import inbound as inbound_q
 from ujumbe.store import messages as q
 from ujumbe.store.accounts import as_dict
@@ -103,6 +105,7 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
     unmatched = []
     writes = Writes()
     tracing = logs.tracing()
+    call_rows: list[dict[str, Any]] = []
     for r in receipts:
         hit = hits.get(id(r))
         if hit is None:
@@ -115,6 +118,8 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
         # Timed by when we record it, never before what we recorded last: an
         # SMSC's clock may put its done date before our submit.
         at = max(now, msg["updated_at"] or 0)
+        if r.call is not None and not State(msg["state"]).final:
+            _apply_call(writes, call_rows, msg, r, now)
         await apply_part_state(
             tx, msg, part, r.state, at, detail=receipt_detail(r), error_code=r.error_code or None,
             reason=r.reason or None, parts=states.setdefault(message_id, {}), writes=writes,
@@ -122,6 +127,8 @@ async def apply_receipts(tx: Tx, receipts: list[Receipt]) -> list[Receipt]:
         if tracing:
             log_receipt(r, message_id, part)
     await writes.flush(tx)
+    for row in call_rows:
+        await calls_q.insert_call(tx, row)
     return unmatched
 
 
@@ -149,8 +156,47 @@ def awaits_record(check: Callable[[str, str], bool] | None, r: Receipt) -> bool:
     return check(r.channel, op_id) or any(check(r.channel, v) for v in id_variants(op_id)[1:])
 
 
-def park_rows(receipts: list[Receipt]) -> list[tuple[str, str, str, int, str, str, int]]:
-    return [(r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, r.received_at) for r in receipts]
+def park_rows(receipts: list[Receipt]) -> list[tuple[str, str, str, int, str, str, int, str | None]]:
+    return [(r.operator_id, r.channel, r.state.value, r.at, r.error_code, r.reason, r.received_at, _call_json(r))
+            for r in receipts]
+
+
+def _call_json(r: Receipt) -> str | None:
+    """A voice receipt's call, parked with it: a fast call's outcome may come
+    before its submit is recorded, and must not lose its facts."""
+    if r.call is None:
+        return None
+    return json.dumps({"result": calls.as_record(r.call), "sip_log": r.sip_log or [], "raw": r.raw},
+                      ensure_ascii=False)
+
+
+def with_call(r: Receipt, parked: str | None) -> Receipt:
+    """``r`` with the call parked beside it (see ``_call_json``)."""
+    if parked:
+        d = json.loads(parked)
+        r.call, r.sip_log, r.raw = calls.result_from_dict(d["result"]), d.get("sip_log") or [], d.get("raw") or r.raw
+    return r
+
+
+def _apply_call(writes: Writes, tx_rows: list[dict[str, Any]], msg: dict[str, Any], r: Receipt, now: int) -> None:
+    """A voice receipt: keep the call's row, and tell its story as events
+    (ringing, answered) before the final one; the message carries the call
+    into the settlement and the callback (``msg["call"]``)."""
+    result: calls.CallResult = r.call
+    row = calls.call_row(result, message_id=msg["id"], account_id=msg["account_id"], connector=r.channel, now=now,
+                         sip_log=r.sip_log)
+    tx_rows.append(row)
+    floor = msg.get("submitted_at") or 0  # told after the call was placed (the submit), never before it
+    if row["ringing_at"]:
+        writes.event(msg["id"], max(int(row["ringing_at"]), floor), "ringing",  # type: ignore[call-overload]
+                     result.detail.get("ringing", "ringing")[:300])
+    if result.answered_at is not None:
+        writes.event(msg["id"], max(result.answered_at, floor), "answered",
+                     f"{result.sip_status or 200} {result.sip_phrase or 'OK'} after {result.ring_ms / 1000:.1f} s"
+                     f"{', ' + result.detail['codec'] if result.detail.get('codec') else ''}"[:300])
+    metrics.call_ended(r.channel, result.outcome.value, result.reason)
+    msg["call"] = calls.call_view(row)
+    msg["call_result"] = result
 
 
 async def apply_early_receipts(tx: Tx, connector: str, operator_ids: list[str], sent_since: int = 0) -> None:
@@ -159,8 +205,8 @@ async def apply_early_receipts(tx: Tx, connector: str, operator_ids: list[str], 
     we never recorded) and stays parked."""
     variants = [v for op in operator_ids for v in id_variants(op)]
     early = [
-        Receipt(row["connector"], row["operator_id"], State(row["state"]), row["at"], row["error_code"] or "",
-                row["reason"] or "", received_at=row["received_at"])
+        with_call(Receipt(row["connector"], row["operator_id"], State(row["state"]), row["at"], row["error_code"] or "",
+                          row["reason"] or "", received_at=row["received_at"]), row.get("call"))
         for row in await q.take_early_receipts(tx, connector, variants, sent_since - CLOCK_SLACK_MS)
     ]
     if early:

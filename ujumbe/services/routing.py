@@ -47,7 +47,7 @@ from ujumbe.store.accounts import account_exists
 
 log = logging.getLogger("ujumbe.routing")
 
-BUILTIN_NAMES = frozenset({"simulator", "email-simulator", "smtp-relay"})  # routes may name the built-in simulator; connectors may not take it
+BUILTIN_NAMES = frozenset({"simulator", "email-simulator", "smtp-relay", "voice-simulator"})  # routes may name the built-in simulator; connectors may not take it
 ROUTE_KINDS = ("prefix", "network", "default")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -64,7 +64,7 @@ _CONFIG_FIELDS = (
     "host", "port", "system_id", "password_enc", "system_type", "bind_mode", "binds", "window_size", "tps", "tls",
     "data_coding", "long_messages", "kind", "options",
 )
-CHANNEL_KINDS = {"smpp": "sms", "smtp": "email"}  # connector kind -> the channel kind it carries
+CHANNEL_KINDS = {"smpp": "sms", "smtp": "email", "sip": "voice"}  # connector kind -> the channel kind it carries
 
 
 class PasswordBox:
@@ -101,8 +101,12 @@ def _check_connector(c: dict[str, Any]) -> None:
         from ujumbe.services.emails import check_smtp_connector
 
         return check_smtp_connector(c)
+    if c.get("kind") == "sip":
+        from ujumbe.services.voice import check_sip_connector
+
+        return check_sip_connector(c)
     if c.get("kind", "smpp") != "smpp":
-        raise Invalid("A connector's kind is 'smpp' or 'smtp'", code="invalid_connector")
+        raise Invalid("A connector's kind is 'smpp', 'smtp' or 'sip'", code="invalid_connector")
     if not isinstance(c.get("host"), str) or not c["host"].strip() or len(c["host"]) > 255:
         raise Invalid("'host' is required", code="invalid_connector")
     if not isinstance(c.get("port"), int) or not 1 <= c["port"] <= 65535:
@@ -124,7 +128,7 @@ def _check_connector(c: dict[str, Any]) -> None:
 
 
 def _check_password(password: Any, kind: str = "smpp") -> str:
-    if kind == "smtp":  # SMTP AUTH has no length limit; a relay may need none (allowed by address)
+    if kind in ("smtp", "sip"):  # no length limit; a relay or trunk may need none (allowed by address)
         if password is not None and (not isinstance(password, str) or len(password) > 1024):
             raise Invalid("'password' is at most 1024 characters", code="invalid_connector")
         return password or ""
@@ -397,6 +401,7 @@ class Router:
         self.box = box
         self.connector_options = connector_options or {}
         self.email_keys: Any = None  # DKIM key lookup for SMTP connectors (services.emails.SendingDomains.key)
+        self.speech: Any = None  # text-to-speech and uploaded audio for SIP connectors (services.speech.Speech)
         self.bounce_domain: str | None = None  # the VERP domain of SMTP connectors without their own
         self.drain_s = drain_s
         self.connectors: dict[str, Channel] = {}
@@ -560,6 +565,8 @@ class Router:
                  getattr(channel, "binds_up", 0))
 
     def _build(self, row: dict[str, Any]) -> Channel:
+        if row["kind"] == "sip":
+            return self._build_sip(row)
         if row["kind"] == "smtp":
             from ujumbe.channels.email.smtp import SmtpConnector
 
@@ -582,6 +589,31 @@ class Router:
             name=row["name"], data_coding=row["data_coding"], long_messages=row["long_messages"],
             **self.connector_options,
         )
+
+    def _build_sip(self, row: dict[str, Any]) -> Channel:
+        """A SIP trunk wrapped in the voice channel; it fails over to the next trunk the routes give."""
+        import dataclasses
+
+        from ujumbe.channels.sip import SipTrunk, TrunkConfig
+        from ujumbe.channels.voice import VoiceChannel
+        from ujumbe.services.voice import trunk_settings
+
+        assert self.box is not None
+        settings = trunk_settings(row, self.box.open(row["password_enc"]))
+        known = {f.name for f in dataclasses.fields(TrunkConfig)}
+        trunk = SipTrunk(TrunkConfig(**{k: v for k, v in settings.items() if k in known}))
+        channel = VoiceChannel(trunk, name=row["name"], speech=self.speech, max_calls=settings["max_calls"])
+        channel.alternatives = lambda out, ch=channel: self.fails_over(out, ch)
+        return channel
+
+    def fails_over(self, out: Any, channel: Channel) -> bool:
+        """Whether a call ``channel`` could not place has another channel that is up to go to."""
+        msg = {"recipient": out.recipient, "network": out.network, "account_id": out.account_id,
+               "channel": channel.kind}
+        try:
+            return self.route(msg) is not channel
+        except SendError:
+            return False
 
     async def _drain_and_stop(self, channel: Channel) -> None:
         if self._in_flight.get(channel):

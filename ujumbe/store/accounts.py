@@ -186,14 +186,15 @@ async def ledger_page(tx: Tx, account_id: str, limit: int, before: int | None) -
 
 
 async def prices(tx: Tx) -> list[Row]:
-    return await tx.fetch("SELECT network, channel, price FROM prices")
+    """(network, channel, price, unit) rows; unit NULL: per part."""
+    return await tx.fetch("SELECT network, channel, price, unit FROM prices")
 
 
-async def set_price(tx: Tx, network: str, channel: str, price: int) -> None:
+async def set_price(tx: Tx, network: str, channel: str, price: int, unit: str | None = None) -> None:
     await tx.execute(
-        "INSERT INTO prices (network, channel, price) VALUES (?, ?, ?) "
-        "ON CONFLICT (network, channel) DO UPDATE SET price = excluded.price",
-        network, channel, price,
+        "INSERT INTO prices (network, channel, price, unit) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (network, channel) DO UPDATE SET price = excluded.price, unit = excluded.unit",
+        network, channel, price, unit,
     )
 
 

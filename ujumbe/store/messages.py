@@ -269,6 +269,13 @@ async def outbox_wake_waiting(tx: Tx, now: int) -> None:
     tx.notify("outbox")
 
 
+async def outbox_extend(tx: Tx, owner: str, until: int, before: int) -> None:
+    """Push ``owner``'s leases that run out before ``before`` to ``until``: a
+    live worker's send may wait longer than a lease (a call waits for a free
+    line), and must not be claimed a second time meanwhile."""
+    await tx.execute("UPDATE outbox SET due_at = ? WHERE lease_owner = ? AND due_at < ?", until, owner, before)
+
+
 async def outbox_release(tx: Tx, owner: str) -> None:
     """Give back every lease ``owner`` holds (a clean shutdown)."""
     await tx.execute("UPDATE outbox SET due_at = 0, lease_owner = NULL WHERE lease_owner = ?", owner)
@@ -404,20 +411,20 @@ async def part_error(tx: Tx, message_id: int, part: int) -> tuple[str | None, st
     return (row[0], row[1]) if row is not None else (None, None)
 
 
-async def insert_early_receipts(tx: Tx, rows: Sequence[tuple[str, str, str, int, str, str, int]]) -> None:
-    """(operator_id, connector, state, at, error_code, reason, received_at) rows."""
-    columns = "INSERT INTO early_receipts (operator_id, connector, state, at, error_code, reason, received_at) "
-    await many(tx, columns + "VALUES (?, ?, ?, ?, ?, ?, ?)", rows,
-               columns + f"SELECT * FROM {unnest('text', 'text', 'text', 'bigint', 'text', 'text', 'bigint')}")
+async def insert_early_receipts(tx: Tx, rows: Sequence[tuple[str, str, str, int, str, str, int, str | None]]) -> None:
+    """(operator_id, connector, state, at, error_code, reason, received_at, call) rows."""
+    columns = "INSERT INTO early_receipts (operator_id, connector, state, at, error_code, reason, received_at, call) "
+    await many(tx, columns + "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows,
+               columns + f"SELECT * FROM {unnest('text', 'text', 'text', 'bigint', 'text', 'text', 'bigint', 'text')}")
 
 
 async def parked_receipts(tx: Tx, since: int, limit: int) -> list[Any]:
     """Parked receipts received after ``since``, oldest first, locked for this
     transaction on PostgreSQL (another worker skips them): (operator_id,
-    connector, state, at, error_code, reason, received_at) rows."""
+    connector, state, at, error_code, reason, received_at, call) rows."""
     lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
     return await tx.fetch(
-        "SELECT operator_id, connector, state, at, error_code, reason, received_at FROM early_receipts "
+        "SELECT operator_id, connector, state, at, error_code, reason, received_at, call FROM early_receipts "
         f"WHERE received_at > ? ORDER BY received_at LIMIT ?{lock}",
         since, limit,
     )
@@ -450,7 +457,7 @@ async def take_early_receipts(
         where, args = is_in(tx, "operator_id", chunk, "text")
         rows = await tx.fetch(
             f"DELETE FROM early_receipts WHERE connector = ? AND {where} AND received_at >= ? "
-            "RETURNING operator_id, connector, state, at, error_code, reason, received_at",
+            "RETURNING operator_id, connector, state, at, error_code, reason, received_at, call",
             connector, *args, received_since,
         )
         out.extend(dicts(rows))
@@ -515,4 +522,5 @@ async def exchanges(tx: Tx, account_id: str, message_id: int) -> dict[str, Any] 
     from ujumbe.store.callbacks import attempts_of  # here: that module imports this one
 
     attempts = await attempts_of(tx, account_id, [c["id"] for c in callbacks])
-    return {"msg": msg, "events": events, "parts": parts, "callbacks": callbacks, "attempts": attempts}
+    sip = await tx.fetchval("SELECT sip_log FROM calls WHERE message_id = ?", message_id)
+    return {"msg": msg, "events": events, "parts": parts, "callbacks": callbacks, "attempts": attempts, "sip_log": sip}

@@ -64,7 +64,7 @@ async def purge_messages(tx: Tx, after_id: int, cutoff_ms: int, limit: int) -> t
         )
         ids = [r["id"] for r in purge]
         marks = _marks(len(ids))
-        for table in ("message_events", "message_parts", "outbox", "callback_attempts"):
+        for table in ("message_events", "message_parts", "outbox", "callback_attempts", "calls"):
             await tx.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", *ids)
     return len(purge), rows[-1]["id"], more
 

@@ -59,7 +59,9 @@ CLAIM_AHEAD = 4
 
 # Failures that mean "no bind to send on", not a refusal by the operator: the
 # message waits for a bind (or goes at once on another), and no try is spent.
-NO_BIND = frozenset({"no_connector_up", "unbound", "disconnected"})
+# A SIP trunk that failed a call it could not place (503, Timer B) says
+# "trunk_unavailable" when another trunk is up: the call goes there at once.
+NO_BIND = frozenset({"no_connector_up", "unbound", "disconnected", "trunk_unavailable"})
 # How often the worker looks whether a bind came up (an in-memory check).
 BIND_WATCH_S = 0.2
 # The event on a message sent again because the worker that held it died.
@@ -329,10 +331,15 @@ class Dispatcher:
 
         renamed = f"{self._name}.{self._epoch + 1}"
 
+        holding = bool(self._tasks)
+
         async def unit(tx: Tx) -> tuple[bool, list[tuple[str, int]]]:
             alive = await q.worker_beat(tx, self.owner, beat)
             if not alive:
                 await q.worker_register(tx, renamed, beat)
+            elif holding:
+                # sends still waiting (a call for a free line): their leases must not run out
+                await q.outbox_extend(tx, self.owner, beat + self.lease_ms, beat + self.lease_ms // 2)
             return alive, await q.workers(tx)
 
         alive, others = await self.store.run(unit)

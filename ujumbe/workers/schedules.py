@@ -10,7 +10,7 @@ from collections.abc import Callable
 from ujumbe.core.states import State
 from ujumbe.channels.base import Receipt
 from ujumbe.services.lifecycle import Writes, transition
-from ujumbe.services.reports import apply_receipts, awaits_record
+from ujumbe.services.reports import apply_receipts, awaits_record, with_call
 from ujumbe.store import Store, Tx, now_ms
 from ujumbe.store import messages as q
 
@@ -62,7 +62,8 @@ class Sweeper:
         if not rows:
             return
         pairs = [
-            (row, Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "", received_at=row[6]))
+            (row, with_call(Receipt(row[1], row[0], State(row[2]), row[3], row[4] or "", row[5] or "",
+                                    received_at=row[6]), row[7]))
             for row in rows
         ]
         pairs = [(row, r) for row, r in pairs if not awaits_record(self.awaiting_record, r)]
