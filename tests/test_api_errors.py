@@ -20,7 +20,7 @@ from ujumbe.runtime import Platform
         (b'{"to": [], "text": "x"}', 400, "missing_recipients", "No recipients"),
         (b'{"to": "0708400000", "text": "Hi {name}", "params": {"nam": "x"}}', 400, "missing_params", "name"),
         (b'{"to": "0708400000", "text": "' + b"a" * 921 + b'"}', 400, "message_too_long", "921"),
-        (b'{"to": "0708400000", "text": "x", "channel": "voice"}', 422, "channel_not_configured", "voice"),
+        (b'{"to": "0708400000", "text": "x", "channel": "fax"}', 422, "channel_not_configured", "fax"),
         (b'{"to": "0708400000", "text": "x", "channel": "email"}', 400, "missing_subject", "subject"),
         (b'{"to": "0708400000", "text": "x", "subject": "Hi"}', 400, "invalid_request", "email"),
     ],

@@ -182,7 +182,6 @@ async def test_bad_requests_and_other_accounts(platform: Platform) -> None:
             ({"code": "12ab"}, 400, "invalid_code"),
             ({"text": "no placeholder here"}, 400, "missing_placeholder"),
             ({"to": "12"}, 400, "invalid_number"),
-            ({"channel": "voice"}, 422, "channel_not_configured"),
             ({"channel": "fax"}, 400, "invalid_channel"),
             ({"expires_in": 5}, 400, "invalid_expiry"),
         ]

@@ -495,7 +495,9 @@ def _connector_fields(args: argparse.Namespace) -> dict[str, Any]:
              "data_coding": "data_coding", "long_messages": "long_messages", "enabled": "enabled", "kind": "kind",
              "username": "system_id"}
     fields = {column: getattr(args, attr) for attr, column in names.items() if getattr(args, attr, None) is not None}
-    options = {k: v for k in ("starttls", "verify", "bounce_domain") if (v := getattr(args, k, None)) is not None}
+    options = {k: v for k in ("starttls", "verify", "bounce_domain", "transport", "from_user", "from_domain",
+                              "max_calls", "cps", "ring_timeout_s", "max_duration_s")
+               if (v := getattr(args, k, None)) is not None}
     if options:
         fields["options"] = options
     return fields
@@ -753,14 +755,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name")
         p.add_argument("--host", required=creating)
         p.add_argument("--port", type=int, required=creating)
-        p.add_argument("--kind", choices=("smpp", "smtp"), help="smpp (default) or smtp (an email relay)")
+        p.add_argument("--kind", choices=("smpp", "smtp", "sip"),
+                       help="smpp (default), smtp (an email relay) or sip (a voice trunk)")
         p.add_argument("--system-id", help="SMPP system_id (required for smpp)")
-        p.add_argument("--username", help="smtp: the relay's AUTH username (none: no AUTH)")
+        p.add_argument("--username", help="smtp: the relay's AUTH username; sip: the digest username (none: no auth)")
+        p.add_argument("--transport", choices=("udp", "tcp"), help="sip: the transport (default udp)")
+        p.add_argument("--from-user", help="sip: the caller id when a message gives none")
+        p.add_argument("--from-domain", help="sip: the From domain (default the trunk's host)")
+        p.add_argument("--max-calls", type=int, help="sip: calls at once (default 10)")
+        p.add_argument("--cps", type=float, help="sip: calls started per second (default unlimited)")
+        p.add_argument("--ring-timeout", dest="ring_timeout_s", type=float, help="sip: seconds of ringing before CANCEL")
+        p.add_argument("--max-duration", dest="max_duration_s", type=float, help="sip: seconds before we hang up")
         p.add_argument("--starttls", action=argparse.BooleanOptionalAction, default=None, help="smtp: upgrade with STARTTLS")
         p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
                        help="smtp: check the relay's certificate (default on)")
         p.add_argument("--bounce-domain", help="smtp: the domain of VERP return paths (default: the sender's)")
-        _secret_options(p, "password", "SMPP or SMTP password (else UJUMBE_CONNECTOR_PASSWORD, else asked)")
+        _secret_options(p, "password", "SMPP, SMTP or SIP password (else UJUMBE_CONNECTOR_PASSWORD, else asked)")
         p.add_argument("--system-type")
         p.add_argument("--bind", choices=("transceiver", "transmitter", "receiver"))
         p.add_argument("--binds", type=int, help="connections to keep bound (default 1)")
@@ -771,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--long-messages", choices=("udh", "udh16", "payload", "sar"))
         p.add_argument("--enabled", action=argparse.BooleanOptionalAction, default=None)
 
-    p = admin_command(connectors.add_parser("add", help="add an SMPP (or --kind smtp) connector; running workers start it within seconds"), _add_connector)
+    p = admin_command(connectors.add_parser("add", help="add an SMPP (or --kind smtp, --kind sip) connector; running workers start it within seconds"), _add_connector)
     connector_options(p, True)
     p = admin_command(connectors.add_parser("set", help="change a connector (only the options given); it rebinds"), _set_connector)
     connector_options(p, False)

@@ -61,6 +61,8 @@ CONNECTOR_IN_FLIGHT = Gauge("ujumbe_connector_in_flight", "Submits in flight (wi
                             multiprocess_mode="livesum")
 CONNECTOR_THROTTLES = Counter("ujumbe_connector_throttles", "Throttling answers from the SMSC", ["connector"])
 CONNECTOR_RECONNECTS = Counter("ujumbe_connector_reconnects", "Binds made again after the first", ["connector"])
+CALLS = Counter("ujumbe_calls", "Voice calls ended, by outcome and reason", ["connector", "outcome", "reason"])
+ACTIVE_CALLS = Gauge("ujumbe_active_calls", "Voice calls in progress", ["connector"], multiprocess_mode="livesum")
 HTTP_REQUESTS = Counter("ujumbe_http_requests", "HTTP requests by route template and status",
                         ["method", "route", "status"])
 
@@ -104,6 +106,11 @@ def final(msg: dict[str, Any], state: str, at: int) -> None:
     child(MESSAGES_FINAL, msg["channel"], msg["dialect"], connector, msg.get("network") or "", state).inc()
     if msg.get("submitted_at"):
         child(RECEIPT_LATENCY, connector).observe(max(0, at - msg["submitted_at"]) / 1000)
+
+
+def call_ended(connector: str, outcome: str, reason: str) -> None:
+    if ENABLED:
+        child(CALLS, connector, outcome, reason).inc()
 
 
 def registry() -> Any:
@@ -169,6 +176,9 @@ class ConnectorGauges:
         if not ENABLED:
             return
         alive = set()
+        for name, channel in list(self.router.channels.items()):
+            if getattr(channel, "kind", "") == "voice":
+                child(ACTIVE_CALLS, name).set(getattr(channel, "active_calls", 0))
         for name, channel in list(self.router.connectors.items()):
             binds = getattr(channel, "binds", None)
             if not isinstance(binds, list):

@@ -18,9 +18,13 @@ from ujumbe.channels.base import Channel
 from ujumbe.channels.email.sim import EmailSimulator
 from ujumbe.channels.email.smtp import smtp_from_url
 from ujumbe.channels.simulator import Simulator
+from ujumbe.channels.speech import decode as audio_decode
+from ujumbe.channels.speech import engine as tts_engine
 from ujumbe.channels.voice import VoiceChannel
 from ujumbe.channels.voice.sim import CallSimulator
 from ujumbe.config import Settings, private_dir
+from ujumbe.core.errors import NotFound
+from ujumbe.core.speech import VOICES
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.campaigns import Campaigns, Jobs
@@ -34,6 +38,7 @@ from ujumbe.services.reports import Reports
 from ujumbe.services.routing import PasswordBox, Router, Routing, RoutingWatcher
 from ujumbe.services.sealing import Box
 from ujumbe.services.senders import Senders
+from ujumbe.services.speech import Speech
 from ujumbe.services.templates import Templates
 from ujumbe.services.verifications import Verifications
 from ujumbe.metrics import ConnectorGauges
@@ -79,9 +84,9 @@ class Platform:
             elif settings.simulator:
                 self.email_simulator = EmailSimulator(receipt_delay_ms=settings.sim_receipt_delay_ms)
                 chans.append(self.email_simulator)
-        # Voice: text-to-speech and uploaded audio (services/speech, when installed); the
-        # call simulator on the embedded default, SIP trunks as connectors (routing)
-        self.speech: Any = _speech(self.store, settings)
+        # Speech for calls: text-to-speech (UJUMBE_TTS_ENGINE) and uploaded audio files;
+        # the call simulator on the embedded default, SIP trunks as connectors (routing)
+        self.speech = Speech(self.store, tts_engine(settings.tts_engine), audio_decode.decode)
         self.voice_simulator: VoiceChannel | None = None
         if settings.simulator and not any(c.kind == "voice" for c in chans):
             self.voice_simulator = VoiceChannel(CallSimulator(speed=settings.sim_call_speed), name="voice-simulator",
@@ -94,8 +99,8 @@ class Platform:
             self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email"},
             seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls, domains=self.domains,
         )
-        if self.speech is not None and hasattr(self.speech, "audio_ms"):
-            self.messaging.audio_ms = self.speech.audio_ms
+        self.messaging.audio_ms = self._audio_ms
+        self.messaging.voices = tuple(VOICES)
         self.verifications = Verifications(self.store, self.messaging, secret)
         self.campaigns = Campaigns(self.store, self.messaging, default_rate=settings.campaign_rate)
         self.campaigns.speech = self.speech
@@ -291,6 +296,16 @@ class Platform:
         if getattr(self, "_lock_file", None) is not None:
             self._lock_file.close()  # releases the lock
 
+    async def _audio_ms(self, account_id: str, audio_id: str) -> int | None:
+        """An account's uploaded audio's length in ms (the hold for its calls); None: no such audio."""
+        if not str(audio_id).isdigit():
+            return None
+        try:
+            row = await self.speech.get_audio(account_id, int(audio_id))
+        except NotFound:
+            return None
+        return int(round(float(row["seconds"]) * 1000))
+
     async def _webhook_secret(self, account_id: str) -> str:
         account = await self.accounts.get(account_id)
         return self.accounts.webhook_secret(account.key_seed)
@@ -338,16 +353,3 @@ class Platform:
         """The port the SMPP server listens on (None when it does not run here)."""
         return self.smpp.port if self.smpp is not None else None
 
-
-def _speech(store: Store, settings: Settings) -> Any:
-    """services/speech.Speech when it is installed here, else None (calls then
-    play silence as long as their text would take: the simulator on its own)."""
-    try:
-        from ujumbe.services.speech import Speech
-    except ImportError:
-        return None
-    try:
-        return Speech(store)
-    except Exception:
-        log.exception("text-to-speech is not available; calls play silence")
-        return None

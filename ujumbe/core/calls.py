@@ -159,9 +159,8 @@ def billable_minutes(duration_ms: int) -> int:
 
 # --- what a voice message asks for, and what it costs ---
 
-DEFAULT_VOICE = "np_rija"
-# TingTing's voices; channels/voice renders each through services/speech.
-VOICES = ("np_rija", "np_prasanna", "np_binod", "np_shreegya")
+# TingTing's voices and languages (core/speech); channels/voice renders each through services/speech.
+from ujumbe.core.speech import DEFAULT_VOICE, LANGUAGES, VOICES  # noqa: E402
 # espeak's rate is 175 / length_factor words a minute and it accepts 80-450.
 LENGTH_FACTOR_RANGE = (175 / 450, 175 / 80)
 MAX_TEXT = 2000  # characters spoken in one call: far past any notice, a few minutes of speech

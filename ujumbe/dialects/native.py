@@ -75,7 +75,7 @@ class SendBody(msgspec.Struct, forbid_unknown_fields=True):
     voice: str | None = None
     length_factor: float | None = None  # bigger is slower; 1.0 normal speed
     language: str | None = None  # the text's language, default ne (Nepali)
-    audio_id: str | None = None
+    audio_id: int | str | None = None  # an id from POST /v1/audio
 
 
 class CallOut(msgspec.Struct):
@@ -401,7 +401,7 @@ async def send_messages(request: Request) -> Response:
             raise Invalid("subject, html, unsubscribe_url and unicode are not for channel voice", code="invalid_request")
         voice = VoiceOptions(
             voice=body.voice or DEFAULT_VOICE, length_factor=1.0 if body.length_factor is None else body.length_factor,
-            language=body.language or "ne", audio_id=body.audio_id,
+            language=body.language or "ne", audio_id=None if body.audio_id is None else str(body.audio_id),
         )
     elif body.voice or body.length_factor is not None or body.language or body.audio_id:
         raise Invalid("voice, length_factor, language and audio_id are for channel voice", code="invalid_request")

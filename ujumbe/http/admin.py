@@ -46,10 +46,12 @@ class ConnectorBody(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     host: str
     port: int
-    system_id: str = ""  # SMPP system_id; an SMTP connector's AUTH username (empty: no AUTH)
+    system_id: str = ""  # SMPP system_id; an SMTP or SIP connector's username (empty: no auth)
     password: str | None = None  # required for SMPP
-    kind: str = "smpp"  # smpp | smtp
-    options: dict[str, Any] | None = None  # smtp: starttls, verify, bounce_domain
+    kind: str = "smpp"  # smpp | smtp | sip
+    # smtp: starttls, verify, bounce_domain; sip: transport, from_user, from_domain, max_calls, cps,
+    # ring_timeout_s, max_duration_s (docs/voice.md)
+    options: dict[str, Any] | None = None
     system_type: str = ""
     bind: str = "transceiver"
     binds: int = 1
@@ -266,7 +268,7 @@ async def list_connectors(request: Request) -> Response:
 
 
 @admin_route("POST", "/admin/v1/connectors",
-             summary="Add an SMPP operator connector; workers start it without a restart",
+             summary="Add an operator connector (SMPP, SMTP or SIP); workers start it without a restart",
              tag="connectors", body=ConnectorBody, response=ConnectorOut, status=201)
 async def create_connector(request: Request) -> Response:
     await admin_only(request)

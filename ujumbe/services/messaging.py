@@ -144,7 +144,7 @@ class Messaging:
         # (account_id, audio_id) -> the uploaded audio's length in ms, None when
         # the account has no such audio (services/speech, set by runtime)
         self.audio_ms: Callable[[str, str], Awaitable[int | None]] | None = None
-        self.voices: tuple[str, ...] = calls.VOICES  # what the voice channel can speak
+        self.voices: tuple[str, ...] = tuple(calls.VOICES)  # what the voice channel can speak
         self._prices = PriceTable({})
         self._prices_loaded = 0.0
 
@@ -457,8 +457,8 @@ class Messaging:
         if isinstance(vo.length_factor, bool) or not isinstance(vo.length_factor, (int, float)) \
                 or not low <= vo.length_factor <= high:
             raise Invalid(f"length_factor must be {low:.2f}-{high:.2f} (bigger is slower)", code="invalid_length_factor")
-        if not isinstance(vo.language, str) or not vo.language.isalpha() or not 2 <= len(vo.language) <= 8:
-            raise Invalid("'language' is a language code such as ne", code="invalid_language")
+        if vo.language not in calls.LANGUAGES:
+            raise Invalid(f"'language' is one of {', '.join(calls.LANGUAGES)}", code="invalid_language")
         if vo.audio_id:
             if self.audio_ms is None:
                 raise Invalid("Uploaded audio is not available on this server", code="audio_not_found")

@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ujumbe import metrics
 from ujumbe.channels.base import Inbound, Receipt
 from ujumbe.core import calls, numbers
 from ujumbe.core.errors import Invalid, NotFound, UjumbeError
@@ -172,7 +173,9 @@ def _apply_call(writes: Writes, tx_rows: list[dict[str, Any]], msg: dict[str, An
                      result.detail.get("ringing", "ringing")[:300])
     if result.answered_at is not None:
         writes.event(msg["id"], max(result.answered_at, floor), "answered",
-                     f"{result.sip_status or 200} {result.sip_phrase or 'OK'} after {result.ring_ms / 1000:.1f} s"[:300])
+                     f"{result.sip_status or 200} {result.sip_phrase or 'OK'} after {result.ring_ms / 1000:.1f} s"
+                     f"{', ' + result.detail['codec'] if result.detail.get('codec') else ''}"[:300])
+    metrics.call_ended(r.channel, result.outcome.value, result.reason)
     msg["call"] = calls.call_view(row)
     msg["call_result"] = result
 

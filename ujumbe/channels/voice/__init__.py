@@ -73,6 +73,7 @@ class _Live:
     end_reason: str | None = None  # why we ended it (stopped, shutdown)
     ringing_at: int | None = None
     ringing: str = ""
+    codec: str = ""  # the codec the answer chose (PCMA, PCMU)
     log: list[dict[str, Any]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
@@ -154,7 +155,7 @@ class VoiceChannel(Channel):
                 if self.speech is None:
                     raise SendError("uploaded audio cannot be played here (no speech service)", transient=False,
                                     code="audio_not_found")
-                data = self.speech.load_audio(msg.account_id, vo.audio_id)
+                data = self.speech.load_audio(msg.account_id, int(vo.audio_id) if vo.audio_id.isdigit() else vo.audio_id)
                 return await data if inspect.isawaitable(data) else data
             if self.speech is None:
                 # no text-to-speech here (the simulator on its own): silence as long as the text would take
@@ -166,8 +167,11 @@ class VoiceChannel(Channel):
             return await asyncio.to_thread(render, msg.body, **kwargs)
         except SendError:
             raise
-        except (LookupError, ValueError) as exc:
-            raise SendError(f"the audio could not be made: {exc}"[:300], transient=False, code="audio_failed") from None
+        except Exception as exc:  # services/speech raises Invalid, NotFound (deleted since), ChannelUnavailable
+            code = getattr(exc, "code", "") or "audio_failed"
+            # no engine here is the server's to fix: tried again; bad or missing audio never will be
+            raise SendError(f"the audio could not be made: {getattr(exc, 'message', exc)}"[:300],
+                            transient=code == "tts_unavailable", code=code) from None
 
     async def _send(self, msg: Outbound) -> Submitted:
         if self._stopping:
@@ -209,9 +213,11 @@ class VoiceChannel(Channel):
         assert live.placed is not None and live.handed_on is not None
 
         def on_event(name: str, detail: Any = None) -> None:
+            if name == "answered" and isinstance(detail, dict):
+                live.codec = str(detail.get("codec") or "")
             if name in ("ringing", "early_media", "answered") and live.ringing_at is None:
                 live.ringing_at = int(time.time() * 1000)
-                live.ringing = str(detail or name)[:200] if name != "answered" else "answered without ringing"
+                live.ringing = _said(name, detail)
             if name in ("ringing", "early_media", "answered") and not live.placed.done():  # type: ignore[union-attr]
                 live.placed.set_result(None)  # type: ignore[union-attr]
 
@@ -237,6 +243,8 @@ class VoiceChannel(Channel):
             result.reason = live.end_reason  # we ended it, and why: shutdown vs a stopped campaign
         if live.ringing_at is not None:
             result.detail = {**(result.detail or {}), "ringing_at": str(live.ringing_at), "ringing": live.ringing}
+        if live.codec:
+            result.detail = {**(result.detail or {}), "codec": live.codec}
         if not live.placed.done():
             live.placed.set_result(result)
         try:
@@ -265,6 +273,16 @@ class VoiceChannel(Channel):
             except Exception:
                 log.exception("%s: recording call %s failed; trying again", self.name, receipt.operator_id)
                 await asyncio.sleep(1 + attempt)
+
+
+def _said(name: str, detail: Any) -> str:
+    """The ringing event's words: "180 Ringing", "183 Session Progress (early media)"."""
+    if name == "answered":
+        return "answered without ringing"
+    if isinstance(detail, dict) and detail.get("status"):
+        words = f"{detail['status']} {detail.get('phrase') or ''}".strip()
+        return f"{words} (early media)" if name == "early_media" else words
+    return str(detail or name)[:200]
 
 
 def _accepts(fn: Any, name: str) -> bool:

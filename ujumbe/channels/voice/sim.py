@@ -78,7 +78,7 @@ class CallSimulator:
         started = _now()
         say("out", f"INVITE sip:{to}@simulator SIP/2.0 (from {caller or 'anonymous'}, PCMA/PCMU)")
         say("in", "SIP/2.0 100 Trying")
-        event("trying", "100 Trying")
+        event("trying", {"status": 100})
 
         def ended(reason: str, status: int | None, phrase: str, ring_ms: int, **kw: Any) -> CallResult:
             return CallResult(call_id=call_id, reason=reason, sip_status=status, sip_phrase=phrase,
@@ -95,7 +95,7 @@ class CallSimulator:
             say("out", "ACK")
             return ended(reason, status, phrase, ms, q850=q850)
         say("in", "SIP/2.0 180 Ringing")
-        event("ringing", "180 Ringing")
+        event("ringing", {"status": 180, "phrase": "Ringing"})
         if digit == "3":
             if await self._wait(self.ring_timeout_ms, stop):
                 say("out", "CANCEL")
@@ -117,7 +117,7 @@ class CallSimulator:
         say("in", "SIP/2.0 200 OK (PCMA/8000)")
         say("out", "ACK")
         answered = _now()  # real instants; the figures are the realistic ones whatever the speed
-        event("answered", "200 OK")
+        event("answered", {"status": 200, "codec": "PCMA"})
         play_ms = audio_ms if digit != "1" else min(HANGUP_AFTER_MS, audio_ms // 2 or HANGUP_AFTER_MS)
         t0 = time.monotonic()
         stopped = await self._wait(play_ms, stop)
