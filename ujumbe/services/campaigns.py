@@ -53,9 +53,6 @@ MAX_ROWS = 200_000
 IMPORT_CHUNK = 5000
 LEASE_MS = 60_000
 SEND_BATCH = 250  # numbers per Messaging.send: short enough for PostgreSQL to group an account's sends
-# Calls are messages now (channel "voice", docs/voice.md); sending a PHONE
-# campaign's numbers as calls is the next step, until then PHONE is refused.
-PHONE_CAMPAIGNS = False
 NUMBER_HEADERS = ("number", "numbers", "phone", "phone_number", "mobile", "msisdn", "contact", "contact_number")
 
 
@@ -238,8 +235,8 @@ class Campaigns:
             services = rules.parse_services(value)
         except rules.RuleError as exc:
             raise _fail(exc) from None
-        if "PHONE" in services and ("voice" not in self.messaging.channels or not PHONE_CAMPAIGNS):
-            raise ChannelUnavailable("PHONE campaigns cannot run on this server yet (calls can: channel voice)")
+        if "PHONE" in services and "voice" not in self.messaging.channels:
+            raise ChannelUnavailable("The voice channel is not configured on this server: PHONE campaigns cannot run")
         if "SMS" in services and "sms" not in self.messaging.channels:
             raise ChannelUnavailable("The sms channel is not configured on this server")
         return ",".join(services)
