@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hmac
+import inspect
 import io
 import json
 import logging
-import inspect
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +55,7 @@ MAX_ROWS = 200_000
 IMPORT_CHUNK = 5000
 LEASE_MS = 60_000
 SEND_BATCH = 250  # numbers per Messaging.send: short enough for PostgreSQL to group an account's sends
+VOICE_TEST_TTL_MS = 3_600_000
 NUMBER_HEADERS = ("number", "numbers", "phone", "phone_number", "mobile", "msisdn", "contact", "contact_number")
 
 
@@ -908,6 +911,47 @@ class Jobs:
 
         found = await self.store.read(unit)
         return None if found is None else job_out(found)
+
+    # -- TingTing's test/voice: a rendered sample kept for an hour behind an unguessable URL --
+
+    async def voice_test(self, account: Account, text: str, *, voice: str | None, length_factor: object
+                         ) -> dict[str, Any]:
+        """Say ``text`` (services/speech) and keep the WAV as a finished job's
+        file, so any process can serve it; its id, token and length."""
+        speech = self.campaigns.speech
+        if speech is None:
+            raise ChannelUnavailable("Text-to-speech is not available on this server: voices cannot be tested",
+                                     code="tts_unavailable")
+        fields = self.campaigns._voice_fields(voice, length_factor)
+        if not text or not str(text).strip():
+            raise Invalid("Give the message to say", code="missing_text")
+        voice_name = fields.get("voice") or calls.DEFAULT_VOICE
+        factor = float(fields.get("length_factor") or 1.0)
+        pcm = await speech.render(str(text), voice=voice_name, length_factor=factor)
+        wav = speech.wav(pcm)
+        token = secrets.token_urlsafe(24)
+        seconds = round(len(pcm) / 16_000, 3)  # PCM16 at 8 kHz
+
+        async def unit(tx: Tx) -> int:
+            jid = await q.insert_job(tx, account.id, "voice_test", None,
+                                     {"token": token, "voice": voice_name, "length_factor": factor}, status="done")
+            await q.put_file(tx, jid, "voice.wav", "audio/wav", wav)
+            return jid
+
+        jid = await self.store.run(unit)
+        return {"id": jid, "token": token, "voice": voice_name, "length_factor": factor, "seconds": seconds}
+
+    async def voice_test_audio(self, job_id: int, token: str) -> bytes:
+        """The WAV of a voice test, for whoever has its URL, for an hour."""
+        job = await self.store.read(lambda tx: q.job(tx, job_id))
+        params = json.loads(job["params"] or "{}") if job is not None and job["kind"] == "voice_test" else {}
+        fresh = job is not None and now_ms() - job["created_at"] < VOICE_TEST_TTL_MS
+        if not fresh or not hmac.compare_digest(str(params.get("token", "")), token):
+            raise NotFound("No such voice test (they are kept for an hour)", code="voice_test_not_found")
+        found = await self.store.read(lambda tx: q.get_file(tx, job_id, "voice.wav"))
+        if found is None:
+            raise NotFound("No such voice test (they are kept for an hour)", code="voice_test_not_found")
+        return found[1]
 
     # -- the worker's side --
 

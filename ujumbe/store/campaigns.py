@@ -283,12 +283,14 @@ async def add_ledger(tx: Tx, account_id: str, kind: str, amount: int, campaign_i
 # --- jobs ---
 
 
-async def insert_job(tx: Tx, account_id: str, kind: str, campaign_id: int | None, params: dict[str, Any]) -> int:
+async def insert_job(tx: Tx, account_id: str, kind: str, campaign_id: int | None, params: dict[str, Any],
+                     status: str = "queued") -> int:
+    """A job for the worker (queued), or one already done (a voice test's file)."""
     now = now_ms()
     return int(await tx.fetchval(
         "INSERT INTO jobs (account_id, kind, campaign_id, status, params, created_at, updated_at) "
-        "VALUES (?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
-        account_id, kind, campaign_id, json.dumps(params), now, now,
+        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        account_id, kind, campaign_id, status, json.dumps(params), now, now,
     ))
 
 
