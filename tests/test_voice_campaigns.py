@@ -162,3 +162,111 @@ async def test_what_a_phone_run_plays(voice: Platform) -> None:
     assert err.value.code == "invalid_request"
     assert (await ledger(voice, account.id))[-1]["kind"] != "hold"  # nothing held by refusals
     _ = make_account
+
+
+def wav_of(seconds: float) -> bytes:
+    """A WAV file of a tone, as a client would upload it."""
+    import math
+
+    from ujumbe.core.speech import wav
+
+    pcm = b"".join(int(8000 * math.sin(i / 8)).to_bytes(2, "little", signed=True) for i in range(int(8000 * seconds)))
+    return wav(pcm)
+
+
+async def test_tingting_phone_campaign_with_the_documents_samples(voice: Platform) -> None:
+    from tests.test_tingting import envelope_error, envelope_ok, logged_in, xlsx
+
+    from tests.conftest import client_of
+
+    await voice.credits.set_price("*", "2", "voice")
+    async with client_of(voice) as api:
+        account, headers, _ = await logged_in(api, voice, credits="200")
+        start = await balance(voice, account["account_id"])
+        # a bulk PHONE campaign from an xlsx with tags; numbers end in the simulator's digits
+        data = xlsx([["number", "tags_name"], [9841234500.0, "Adwait"], [9841234501.0, "Sita"],
+                     [9841234502.0, "Ram"], [9841234504.0, "Hari"]])
+        r = await api.post("/api/system/campaigns/", headers=headers, data={"name": "sample campaign name",
+                           "services": "PHONE"}, files={"send_to_number_file": ("numbers.xlsx", data, "application/octet-stream")})
+        assert r.status_code == 201 and r.json()["errors"] == [], r.text
+        cid = r.json()["data"]["details"][0]["id"]
+        assert r.json()["data"]["details"][0]["services"] == "PHONE"
+        # the document's begin sample with voice_input and length_factor (as text)
+        r = await api.post(f"/api/system/campaigns/{cid}/begin/", headers=headers, json={
+            "message": "नमस्कार, {tags_name}, टिङ्टिंगमा हजुरलाई स्वागत छ", "voice_input": "np_prasanna",
+            "length_factor": "1.4"})
+        body = envelope_ok(r)
+        assert body["message"] == "Campaign is running"
+        held = body["data"]["hold amount"]
+        assert held.endswith("credits on hold for sample campaign name campaign.")
+
+        async def numbers_final() -> Any:
+            r = await api.get(f"/api/system/campaigns/number/{cid}/", headers=headers)
+            ns = envelope_ok(r)["data"]["number-lists"]
+            return ns if all(n["status"] in rules.FINAL_NUMBER for n in ns) else None
+
+        ns = await eventually(numbers_final, timeout=30)
+        assert [(n["number"], n["status"]) for n in ns] == [
+            (9841234500, "completed"), (9841234501, "hungup"), (9841234502, "unanswered"), (9841234504, "failed")]
+        assert set(ns[0]) == {"id", "number", "campaing", "available_tags", "status", "duration", "playback",
+                              "credit_consumed"}
+        assert ns[0]["campaing"] == "sample campaign name" and ns[0]["available_tags"] == {"tags_name": "Adwait"}
+        assert ns[0]["duration"] >= 1 and ns[0]["playback"] > 1 and ns[0]["credit_consumed"] == 2
+        assert 0 < ns[1]["playback"] <= ns[1]["duration"] <= 3 and ns[1]["credit_consumed"] == 2
+        assert (ns[2]["duration"], ns[2]["playback"], ns[2]["credit_consumed"]) == (0, 0.0, 0)
+        r = await api.get(f"/api/system/number/{ns[1]['id']}/", headers=headers)
+        assert envelope_ok(r)["data"]["number-detail"] == ns[1]
+        await settled(voice, await voice.accounts.get(account["account_id"]), cid)
+
+        # re-run by status with the document's own sample: only the failed and hung-up numbers are called
+        placed = len(voice.voice_simulator.caller.placed)  # type: ignore[union-attr]
+        r = await api.post(f"/api/system/campaigns/{cid}/begin", headers=headers, json={
+            "message": "Here you send your message you want to convey", "status": ["failed, hungup"]})
+        assert envelope_ok(r)["message"] == "Campaign is running"
+        await settled(voice, await voice.accounts.get(account["account_id"]), cid)
+        again = voice.voice_simulator.caller.placed[placed:]  # type: ignore[union-attr]
+        assert sorted(p["to"] for p in again) == ["9779841234501", "9779841234504"]
+
+        # an uploaded aud_file plays instead; the campaign now has both: a re-run needs priority
+        r = await api.post(f"/api/system/campaigns/{cid}/begin/", headers=headers, data={"status": "completed"},
+                           files={"aud_file": ("audio.wav", wav_of(2.0), "audio/wav")})
+        assert envelope_ok(r)["data"]["hold amount"] == "2 credits on hold for sample campaign name campaign."
+        await settled(voice, await voice.accounts.get(account["account_id"]), cid)
+        last = voice.voice_simulator.caller.placed[-1]  # type: ignore[union-attr]
+        assert last["to"] == "9779841234500" and last["audio_ms"] == 2000
+        r = await api.post(f"/api/system/campaigns/{cid}/begin/", headers=headers, json={"status": ["completed"]})
+        envelope_error(r, 400, "missing_priority")
+        # the document's sample with every attribute: priority audio, a voice, a schedule, statuses
+        r = await api.post(f"/api/system/campaigns/{cid}/begin/", headers=headers, json={
+            "priority": "audio", "voice_input": "np_prasanna", "schedule_date": "2099-05-09T17:07",
+            "status": ["failed", "hungup"]})
+        body = envelope_ok(r)
+        assert body["message"] == "Campaign is scheduled"
+        assert body["data"]["hold amount"] == "4 credits on hold for sample campaign name campaign."
+        r = await api.delete(f"/api/system/campaigns/{cid}/delete/", headers=headers)  # stops: the hold goes back
+        envelope_ok(r)
+        envelope_error(await api.post(f"/api/system/campaigns/{cid}/begin/", headers=headers,
+                                      json={"aud_file": "path/containing/audio.mp3"}), 404, "campaign_not_found")
+
+        # summary with durations, and the report's columns
+        r = await api.post("/api/system/campaigns/", headers=headers, json={
+            "name": "calls", "services": "PHONE", "individual_number": [9841234510, 9841234512]})
+        cid2 = r.json()["data"]["details"][0]["id"]
+        envelope_error(await api.post(f"/api/system/campaigns/{cid2}/begin/", headers=headers,
+                                      json={"aud_file": "path/containing/audio.mp3"}), 400, "invalid_upload")
+        envelope_ok(await api.post(f"/api/system/campaigns/{cid2}/begin/", headers=headers, json={"message": "Namaste"}))
+        await settled(voice, await voice.accounts.get(account["account_id"]), cid2)
+        r = await api.get(f"/api/system/campaigns/report/summary/?campaign_id={cid2}", headers=headers)
+        summary = envelope_ok(r)["data"]["summary"][0]
+        assert summary["by_status"]["completed"] == 1 and summary["by_status"]["unanswered"] == 1
+        nums = envelope_ok(await api.get(f"/api/system/campaigns/number/{cid2}", headers=headers))["data"]["number-lists"]
+        assert summary["duration"] == nums[0]["duration"] == summary["duration_by_status"]["completed"]
+        r = await api.get(f"/api/system/campaigns/report/download?campaign_id={cid2}&format=csv", headers=headers)
+        lines = r.text.splitlines()
+        assert lines[0] == "id,number,campaign,status,credit_consumed,duration,playback,message_id,error"
+        assert lines[1].split(",")[3:7] == ["completed", "2", str(nums[0]["duration"]), str(nums[0]["playback"])]
+        assert lines[2].split(",")[3] == "unanswered" and lines[2].split(",")[-1] == "busy"
+    # the ledger explains the balance: what the numbers consumed, nothing more
+    consumed = await voice.store.read(lambda tx: tx.fetchval(
+        "SELECT coalesce(sum(credit_consumed), 0) FROM campaign_numbers WHERE account_id = ?", account["account_id"]))
+    assert await balance(voice, account["account_id"]) == start - consumed
