@@ -409,7 +409,7 @@ async def _audio_of(request: Request, body: dict[str, Any], account: Account) ->
     if value in (None, ""):
         return None
     if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.strip().isdigit():
-        return str(value).strip()
+        return str(value).strip()  # Campaigns checks it is one of the account's audio files
     raise Invalid("Upload aud_file as a file (multipart/form-data), not its path, or give the id of an audio "
                   "uploaded with POST /v1/audio", code="invalid_upload")
 

@@ -199,7 +199,9 @@ class Campaigns:
         return fields
 
     async def _audio_ms(self, account: Account, audio_id: str) -> int:
-        length = await self.messaging.audio_ms(account.id, audio_id) if self.messaging.audio_ms else None
+        # ids are positive 64-bit integers (services/speech): anything else is no audio, not a query
+        real = audio_id.isascii() and audio_id.isdigit() and len(audio_id) <= 18
+        length = await self.messaging.audio_ms(account.id, audio_id) if self.messaging.audio_ms and real else None
         if length is None:
             raise Invalid(f"No audio {audio_id} (upload the file as aud_file, or with POST /v1/audio)",
                           code="audio_not_found")
