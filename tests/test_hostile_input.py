@@ -134,7 +134,8 @@ NATIVE_NOT_FOUND = {
     "/v1/messages/": "not_found", "/v1/callbacks/": "not_found", "/v1/premium-services/": "service_not_found",
     "/v1/routes/": "route_not_found", "/v1/requests/": "not_found",
     "/v1/verifications/": "verification_not_found", "/v1/campaigns/": "campaign_not_found",
-    "/v1/campaign-numbers/": "number_not_found", "/v1/jobs/": "job_not_found", "/v1/audio/": "audio_not_found",
+    "/v1/campaign-numbers/": "number_not_found", "/v1/jobs/": "job_not_found",
+    "/v1/audio/": "audio_not_found",
 }
 SEND = {"to": "0708400000", "text": "hi"}
 
@@ -169,6 +170,12 @@ def native_cases() -> list[Case]:
         # wrong types
         Case("POST", "/v1/messages", js({"to": {"a": 1}, "text": 5}), 400, "validation_error"),
         Case("POST", "/v1/messages", js({**SEND, "unicode": "yes"}), 400, "validation_error"),
+        Case("POST", "/v1/messages", b'{"to": "0708400000", "text": "hi", "channel": "voice", "length_factor": 1e400}',
+             400),
+        Case("POST", "/v1/messages", js({**SEND, "channel": "voice", "length_factor": float("nan")}), 400),
+        Case("POST", "/v1/messages", js({"to": "0708400000", "channel": "voice", "audio_id": "9" * 400}), 400,
+             "audio_not_found"),
+        Case("POST", "/v1/messages", js({**SEND, "channel": "voice", "voice": ["np_rija"]}), 400, "validation_error"),
         Case("POST", "/v1/messages", js([SEND]), 400, "validation_error"),
         Case("POST", "/v1/messages", b'"just a string"', 400, "validation_error"),
         Case("PUT", "/v1/account/callbacks", js(["x"]), 400),

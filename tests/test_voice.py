@@ -299,3 +299,64 @@ async def test_an_uploaded_audio_file_is_played_and_held_for_its_length(voice: P
     r = await vapi.post("/v1/messages", headers=auth(other), json={
         "channel": "voice", "to": "0708400210", "audio_id": audio_id})
     assert r.status_code == 400 and r.json()["error"]["code"] == "audio_not_found"
+
+
+async def test_an_outcome_parked_before_its_submit_is_recorded_keeps_the_call(
+    voice: Platform, vapi: httpx.AsyncClient,
+) -> None:
+    # no hold: an outcome that comes before its submit's record is parked at once (early_receipts)
+    voice.reports.hold_s = 0
+    account = await make_account(voice)
+    r = await vapi.post("/v1/messages", headers=auth(account), json={
+        "channel": "voice", "to": ["0708400222", "0708400224", "0708400220"], "text": "Hi"})
+    ms = [await final(vapi, account, m["id"]) for m in r.json()["messages"]]
+    assert [(m["state"], m["call"]["reason"]) for m in ms] == [
+        ("undelivered", "busy"), ("failed", "bad_number"), ("delivered", "played_to_end")]
+    assert ms[0]["call"]["sip_status"] == 486 and ms[0]["cost"] == 0 and ms[2]["cost"] == 1
+    parked = await voice.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM early_receipts"))
+    assert parked == 0
+
+
+async def test_with_no_voice_channel_a_call_fails_no_route_and_is_refunded(
+    tmp_path: Path, database_url: str | None,
+) -> None:
+    async with running(tmp_path, database_url, simulator=False) as p:
+        await p.credits.set_price("*", "2", "voice")
+        row = await make_account(p, credits="10")
+        async with client_of(p) as api:
+            r = await api.post("/v1/messages", headers=auth(row), json={"channel": "voice", "to": "0708400230",
+                                                                      "text": "Hi"})
+            assert r.status_code == 202 and r.json()["cost"] == 2, r.text
+            mid = r.json()["messages"][0]["id"]
+            m = await final(api, row, mid)
+            assert m["state"] == "failed" and m["error"]["code"] == "no_route" and m["cost"] == 0
+            assert (await api.get("/v1/balance", headers=auth(row))).json()["balance"] == 10
+
+
+async def test_metrics_count_calls_by_outcome(voice: Platform, vapi: httpx.AsyncClient) -> None:
+    voice.settings.admin_token = "metrics-admin"
+    account = await make_account(voice)
+    r = await vapi.post("/v1/messages", headers=auth(account), json={"channel": "voice", "to": "0708400242",
+                                                                    "text": "Hi"})
+    await final(vapi, account, r.json()["messages"][0]["id"])
+    text = (await vapi.get("/metrics", headers={"authorization": "Bearer metrics-admin"})).text
+    busy = [line for line in text.splitlines() if line.startswith("ujumbe_calls_total{")
+            and 'outcome="unanswered"' in line and 'reason="busy"' in line and 'connector="voice-simulator"' in line]
+    assert busy and float(busy[0].rsplit(" ", 1)[1]) >= 1
+
+
+async def test_a_call_waiting_for_a_free_line_longer_than_a_lease_is_placed_once(
+    tmp_path: Path, database_url: str | None,
+) -> None:
+    async with running(tmp_path, database_url, sim_call_speed=0.1) as p:
+        assert p.dispatcher is not None and p.voice_simulator is not None
+        p.dispatcher.lease_ms = 1500  # a lease far shorter than the wait for a line
+        p.voice_simulator._slots = asyncio.Semaphore(1)  # one line: the calls go one after another
+        row = await make_account(p)
+        async with client_of(p) as api:
+            r = await api.post("/v1/messages", headers=auth(row), json={
+                "channel": "voice", "to": ["0708400250", "0708400260", "0708400270"], "text": TEXT * 6})
+            ms = [await final(api, row, m["id"], timeout=60) for m in r.json()["messages"]]
+        assert [m["call"]["outcome"] for m in ms] == ["completed"] * 3
+        assert sum(c["audio_ms"] for c in p.voice_simulator.caller.placed) / 1000 > 3 * 15  # each took > 1.5 s
+        assert [c["to"] for c in p.voice_simulator.caller.placed] == [m["to"] for m in ms]  # none twice

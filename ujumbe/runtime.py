@@ -95,8 +95,10 @@ class Platform:
         self.channels = {c.name: c for c in chans}
         # texts with one-time codes are kept encrypted until the dispatcher sends them
         self.sealed_texts = Box(secret, "sealed-texts")
+        # Every kind is accepted: an API process runs no channels, and the workers'
+        # connectors (SMTP, SIP) come from the database; nothing to carry it: no_route.
         self.messaging = Messaging(
-            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email"},
+            self.store, validity_s=settings.validity_s, channels={c.kind for c in chans} | {"sms", "email", "voice"},
             seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls, domains=self.domains,
         )
         self.messaging.audio_ms = self._audio_ms
@@ -298,8 +300,8 @@ class Platform:
 
     async def _audio_ms(self, account_id: str, audio_id: str) -> int | None:
         """An account's uploaded audio's length in ms (the hold for its calls); None: no such audio."""
-        if not str(audio_id).isdigit():
-            return None
+        if not str(audio_id).isascii() or not str(audio_id).isdigit() or len(str(audio_id)) > 18:
+            return None  # not an id the store could hold
         try:
             row = await self.speech.get_audio(account_id, int(audio_id))
         except NotFound:

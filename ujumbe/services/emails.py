@@ -99,16 +99,21 @@ class SendingDomains:
         return key
 
 
-def check_smtp_connector(c: dict[str, Any]) -> None:
-    """An SMTP connector: host, port, optional username (``system_id``), ``tls``
-    (implicit TLS), ``binds`` (pooled connections), ``window_size`` (sends at once),
-    ``tps``; ``options`` starttls / verify / bounce_domain."""
+def check_address(c: dict[str, Any]) -> None:
+    """A relay's or a trunk's host, port and optional username (``system_id``)."""
     if not isinstance(c.get("host"), str) or not c["host"].strip() or len(c["host"]) > 255:
         raise Invalid("'host' is required", code="invalid_connector")
     if not isinstance(c.get("port"), int) or not 1 <= c["port"] <= 65535:
         raise Invalid("'port' must be 1-65535", code="invalid_connector")
     if len(c.get("system_id") or "") > 255:
         raise Invalid("'username' is at most 255 characters", code="invalid_connector")
+
+
+def check_smtp_connector(c: dict[str, Any]) -> None:
+    """An SMTP connector: host, port, optional username (``system_id``), ``tls``
+    (implicit TLS), ``binds`` (pooled connections), ``window_size`` (sends at once),
+    ``tps``; ``options`` starttls / verify / bounce_domain."""
+    check_address(c)
     if not isinstance(c.get("binds"), int) or not 1 <= c["binds"] <= 64:
         raise Invalid("'binds' (pooled connections) must be 1-64", code="invalid_connector")
     if not isinstance(c.get("window_size"), int) or not 1 <= c["window_size"] <= 4096:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ujumbe.core.errors import Invalid
+from ujumbe.services.emails import check_address
 
 SIP_OPTIONS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
     # name: (type, lowest, highest) for numbers; strings are checked below
@@ -28,12 +29,7 @@ DEFAULT_MAX_CALLS = 10
 
 
 def check_sip_connector(c: dict[str, Any]) -> None:
-    if not isinstance(c.get("host"), str) or not c["host"].strip() or len(c["host"]) > 255:
-        raise Invalid("'host' is required", code="invalid_connector")
-    if not isinstance(c.get("port"), int) or not 1 <= c["port"] <= 65535:
-        raise Invalid("'port' must be 1-65535", code="invalid_connector")
-    if len(c.get("system_id") or "") > 255:
-        raise Invalid("'username' is at most 255 characters", code="invalid_connector")
+    check_address(c)
     options = c.get("options") or {}
     if not isinstance(options, dict):
         raise Invalid("'options' must be an object", code="invalid_connector")

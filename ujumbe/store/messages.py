@@ -269,6 +269,13 @@ async def outbox_wake_waiting(tx: Tx, now: int) -> None:
     tx.notify("outbox")
 
 
+async def outbox_extend(tx: Tx, owner: str, until: int, before: int) -> None:
+    """Push ``owner``'s leases that run out before ``before`` to ``until``: a
+    live worker's send may wait longer than a lease (a call waits for a free
+    line), and must not be claimed a second time meanwhile."""
+    await tx.execute("UPDATE outbox SET due_at = ? WHERE lease_owner = ? AND due_at < ?", until, owner, before)
+
+
 async def outbox_release(tx: Tx, owner: str) -> None:
     """Give back every lease ``owner`` holds (a clean shutdown)."""
     await tx.execute("UPDATE outbox SET due_at = 0, lease_owner = NULL WHERE lease_owner = ?", owner)

@@ -309,10 +309,15 @@ class Dispatcher:
 
         renamed = f"{self._name}.{self._epoch + 1}"
 
+        holding = bool(self._tasks)
+
         async def unit(tx: Tx) -> tuple[bool, list[tuple[str, int]]]:
             alive = await q.worker_beat(tx, self.owner, beat)
             if not alive:
                 await q.worker_register(tx, renamed, beat)
+            elif holding:
+                # sends still waiting (a call for a free line): their leases must not run out
+                await q.outbox_extend(tx, self.owner, beat + self.lease_ms, beat + self.lease_ms // 2)
             return alive, await q.workers(tx)
 
         alive, others = await self.store.run(unit)

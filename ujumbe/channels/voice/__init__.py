@@ -110,7 +110,7 @@ class VoiceChannel(Channel):
     def binds_up(self) -> int:
         """1 while the trunk takes calls; 0 while stopping or cooling down after
         it failed (routing skips it then, as an SMPP connector with no bind)."""
-        return 0 if self._stopping or time.monotonic() < self._down_until else 1
+        return 0 if self._stopping or not self.started or time.monotonic() < self._down_until else 1
 
     @property
     def active_calls(self) -> int:
@@ -118,12 +118,33 @@ class VoiceChannel(Channel):
 
     async def start(self, events: ChannelEvents) -> None:
         await super().start(events)
-        if not self.started:
+        self._stopping = False
+        if not self.started and not await self._start_caller():
+            # like an SMPP connector that cannot bind: down (skipped by routing), trying again
+            self._starter = asyncio.create_task(self._keep_starting(), name=f"{self.name}-start")
+
+    async def _start_caller(self) -> bool:
+        try:
             await self.caller.start()
-            self.started = True
+        except Exception as exc:
+            log.error("%s: the trunk did not start (%s); trying again", self.name, exc)
+            return False
+        self.started = True
+        return True
+
+    async def _keep_starting(self) -> None:
+        delay = 1.0
+        while not self._stopping and not self.started:
+            await asyncio.sleep(delay)
+            if self._stopping or await self._start_caller():
+                return
+            delay = min(delay * 2, 30.0)
 
     async def stop(self) -> None:
         await self.drain()
+        starter = getattr(self, "_starter", None)
+        if starter is not None:
+            starter.cancel()
         if self.started:
             await self.caller.stop()
             self.started = False
@@ -178,8 +199,9 @@ class VoiceChannel(Channel):
                             transient=code == "tts_unavailable", code=code) from None
 
     async def _send(self, msg: Outbound) -> Submitted:
-        if self._stopping:
-            raise SendError(f"{self.name} is stopping", transient=True, code="disconnected")
+        if self._stopping or not self.started:
+            raise SendError(f"{self.name} is {'stopping' if self._stopping else 'not up'}", transient=True,
+                            code="disconnected")
         audio = await self._audio(msg)
         await self._slots.acquire()
         loop = asyncio.get_running_loop()
