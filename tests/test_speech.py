@@ -6,6 +6,7 @@ only its own, and POST /v1/voice/test."""
 from __future__ import annotations
 
 import array
+import asyncio
 import io
 import math
 import wave
@@ -43,6 +44,19 @@ def pauses(pcm: bytes, min_ms: int = 200) -> int:
             runs += 1
         started, quiet = True, 0
     return runs
+
+
+def pitch(pcm: bytes) -> float:
+    """The median fundamental frequency (Hz) of the voiced 40 ms frames, by autocorrelation."""
+    samples = array.array("h", pcm)
+    found = []
+    for i in range(0, len(samples) - 320, 640):  # every other frame is plenty
+        frame = samples[i:i + 320]
+        if max(map(abs, frame)) < 2000:
+            continue  # silence or a consonant
+        lag = max(range(16, 160), key=lambda n: sum(frame[j] * frame[j + n] for j in range(320 - n)))
+        found.append(8000 / lag)
+    return sorted(found)[len(found) // 2]
 
 
 def tone(freq: float, rate: int, secs: float, channels: int = 1) -> bytes:
@@ -93,6 +107,8 @@ async def test_nepali_is_said_as_8khz_audio_twice_as_long_at_length_factor_2(pla
 async def test_the_three_voices_sound_different(platform: Platform) -> None:
     said = {v: await platform.speech.render(GREETING, voice=v) for v in ("np_rija", "np_prasanna", "np_binod")}
     assert len(set(said.values())) == 3
+    # np_rija is a woman's voice: about an octave above the two men's (measured ~210 Hz against ~100-115)
+    assert pitch(said["np_rija"]) > 1.5 * max(pitch(said["np_prasanna"]), pitch(said["np_binod"]))
     assert said["np_rija"] == await platform.speech.render(GREETING)  # the default
 
 
@@ -105,6 +121,17 @@ async def test_a_code_is_said_digit_by_digit_longer_than_the_number_read_whole(p
     # a pause after each digit but the last; the number read whole has none
     assert pauses(one_by_one) >= 3 and pauses(whole) == 0
     assert pauses(as_code) >= 7 and seconds(as_code) > 2 * seconds(whole)
+
+
+async def test_many_texts_said_at_once_each_come_out_as_said_alone(platform: Platform) -> None:
+    texts = [f"ग्राहक नम्बर {n}, हजुरलाई स्वागत छ" for n in range(12)]
+    together = await asyncio.gather(*(platform.speech.render(t, voice="np_binod") for t in texts))
+    platform.speech._cache.clear()  # said again by the engine, one at a time
+    alone = [await platform.speech.render(t, voice="np_binod") for t in texts]
+    # espeak-ng's noise sources make no two renderings the same bytes: compare lengths
+    for a, b in zip(together, alone):
+        assert seconds(a) == pytest.approx(seconds(b), rel=0.03) and rms(a) > 500
+    assert seconds(together[11]) > seconds(together[1])  # "११" is a longer word than "१": nothing mixed up
 
 
 async def test_bad_speech_arguments_are_refused_with_what_is_accepted(platform: Platform) -> None:
@@ -205,7 +232,9 @@ async def test_a_wav_and_an_mp3_upload_decode_to_8khz_and_download_as_wav(platfo
 
 async def test_another_accounts_audio_is_not_found(platform: Platform, api: Any) -> None:
     owner, other = await make_account(platform), await make_account(platform)
-    r = await api.post("/v1/audio", headers=auth(owner), files={"file": ("a.wav", wav_file(8000, 1, 1.0))})
+    r = await api.post("/v1/audio", headers=auth(owner), files={"file": ("a.wav", wav_file(8000, 1, 1.0))},
+                       data={"name": "Greeting"})
+    assert r.status_code == 201 and r.json()["name"] == "Greeting"
     audio_id = r.json()["id"]
     for method, path in (("GET", f"/v1/audio/{audio_id}"), ("GET", f"/v1/audio/{audio_id}/wav"),
                          ("DELETE", f"/v1/audio/{audio_id}")):
