@@ -7,18 +7,21 @@ ledger to the unit."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import eventually, make_account, running
+from tests.conftest import client_of, eventually, running
 from tests.test_campaigns import account_of, balance, ledger, money_is_exact, settled
+from tests.test_tingting import envelope_error, envelope_ok, logged_in, xlsx
 from ujumbe.core import calls
 from ujumbe.core import campaigns as rules
 from ujumbe.core.errors import Invalid
 from ujumbe.core.pricing import to_units
+from ujumbe.core.speech import wav
 from ujumbe.runtime import Platform
 
 TEXT = "नमस्ते {tags_name}, तपाईंको अर्डर तयार छ। धन्यवाद।"
@@ -161,24 +164,15 @@ async def test_what_a_phone_run_plays(voice: Platform) -> None:
         await voice.campaigns.begin(account, sms["id"], message="x", audio="aud_1")
     assert err.value.code == "invalid_request"
     assert (await ledger(voice, account.id))[-1]["kind"] != "hold"  # nothing held by refusals
-    _ = make_account
 
 
 def wav_of(seconds: float) -> bytes:
     """A WAV file of a tone, as a client would upload it."""
-    import math
-
-    from ujumbe.core.speech import wav
-
     pcm = b"".join(int(8000 * math.sin(i / 8)).to_bytes(2, "little", signed=True) for i in range(int(8000 * seconds)))
     return wav(pcm)
 
 
 async def test_tingting_phone_campaign_with_the_documents_samples(voice: Platform) -> None:
-    from tests.test_tingting import envelope_error, envelope_ok, logged_in, xlsx
-
-    from tests.conftest import client_of
-
     await voice.credits.set_price("*", "2", "voice")
     async with client_of(voice) as api:
         account, headers, _ = await logged_in(api, voice, credits="200")
