@@ -21,6 +21,11 @@ hold refunded by the lifecycle) is ``credit_consumed``. SMS,PHONE sends each
 number a text and a call; the number's status is the call's, its
 ``credit_consumed`` both. ``stop`` also ends the calls in progress
 (terminated, reason stopped).
+
+SMS,PHONE sends a batch's texts first (their send releases the whole hold,
+text and call, as an SMS batch's does), then its calls at once; a call the
+balance can no longer cover then (another send of the account spent the
+released credits in between) fails its number, whose text was sent.
 """
 
 from __future__ import annotations
