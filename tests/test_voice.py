@@ -360,3 +360,37 @@ async def test_a_call_waiting_for_a_free_line_longer_than_a_lease_is_placed_once
         assert [m["call"]["outcome"] for m in ms] == ["completed"] * 3
         assert sum(c["audio_ms"] for c in p.voice_simulator.caller.placed) / 1000 > 3 * 15  # each took > 1.5 s
         assert [c["to"] for c in p.voice_simulator.caller.placed] == [m["to"] for m in ms]  # none twice
+
+
+async def test_a_call_lost_with_a_dead_process_ends_at_the_next_start(tmp_path: Path, database_url: str | None) -> None:
+    from ujumbe.services.messaging import SendRequest
+
+    async with running(tmp_path, database_url, sim_call_speed=1.0) as p:
+        await p.credits.set_price("*", "2", "voice")
+        p.messaging.forget_prices()
+        row = await make_account(p, credits="10")
+        account = await p.accounts.get(row["account_id"])
+        result = await p.messaging.send(account, SendRequest(recipients=["0708400260"], text="क" * 800, channel="voice"))
+        mid = result.recipients[0].message_id
+        assert mid is not None
+
+        async def placed() -> bool:
+            return (await p.messaging.message(account.id, mid))["state"] == "submitted"
+
+        await eventually(placed)
+        assert p.voice_simulator is not None
+        p.voice_simulator.events = None  # the process "dies": what the call did is never told
+    async with running(tmp_path, database_url, sim_call_speed=1.0) as p:
+        if database_url is not None:
+            # a cluster's other workers may still be on the call: it waits for its validity to end
+            assert (await p.messaging.message(account.id, mid))["state"] == "submitted"
+            return
+
+        async def ended() -> dict[str, Any] | None:
+            m = await p.messaging.message(account.id, mid)
+            return m if m.get("call") else None
+
+        # the embedded store's only server knows the line is gone: failed, refunded
+        m = await eventually(ended)
+        assert m["state"] == "failed" and m["call"]["reason"] == "shutdown" and m["cost"] == 0
+        assert await p.credits.balance(account.id) == to_units("10")

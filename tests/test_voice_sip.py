@@ -76,6 +76,7 @@ async def test_nepali_text_spoken_to_a_sipp_callee_over_pcma(
             call = m["call"]
             assert m["state"] == "delivered" and m["connector"] == "trunk1", m
             assert call["outcome"] == "completed" and call["reason"] == "played_to_end" and call["sip_status"] == 200
+            assert call["call_id"] and "@" in call["call_id"]
             assert call["audio_seconds"] > 1 and call["playback_seconds"] > 1 and call["duration_seconds"] > 1
             assert call["playback_seconds"] == pytest.approx(call["audio_seconds"], abs=0.1)  # the whole text
             answered = [e["detail"] for e in m["events"] if e["state"] == "answered"]

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ujumbe.channels.base import Channel
+from ujumbe.channels.base import Channel, Receipt
 from ujumbe.channels.email.sim import EmailSimulator
 from ujumbe.channels.email.smtp import smtp_from_url
 from ujumbe.channels.simulator import Simulator
@@ -23,6 +23,8 @@ from ujumbe.channels.speech import engine as tts_engine
 from ujumbe.channels.voice import VoiceChannel
 from ujumbe.channels.voice.sim import CallSimulator
 from ujumbe.config import Settings, private_dir
+from ujumbe.core.calls import REASON_TEXT, CallResult
+from ujumbe.core.calls import summary as calls_summary
 from ujumbe.core.errors import NotFound
 from ujumbe.core.speech import VOICES
 from ujumbe.services.accounts import Accounts
@@ -204,6 +206,8 @@ class Platform:
             await self._replay_simulator()
         if self.email_simulator is not None:
             await self._replay_simulator(self.email_simulator)
+        if self.voice_simulator is not None and self.store.dialect == "sqlite" and self.role == "all":
+            await self._end_lost_calls(self.voice_simulator)
         if self.settings.bounce_port is not None:
             from ujumbe.channels.email.bounces import BounceListener
 
@@ -279,6 +283,19 @@ class Platform:
         )
         for op_id, recipient, _mid, _parts in rows:
             sim.replay(op_id, recipient)
+
+    async def _end_lost_calls(self, channel: VoiceChannel) -> None:
+        """Simulated calls a previous run died during (this server is the embedded
+        store's only one): their line is gone. Each ends terminated/shutdown,
+        not answered as far as we know: failed, and refunded."""
+        rows = await self.store.read(lambda tx: tx.fetch(
+            "SELECT operator_id FROM message_parts WHERE connector = ? AND state = 'submitted'", channel.name))
+        for (op_id,) in rows:
+            now = now_ms()
+            result = CallResult(call_id=op_id, reason="shutdown", sip_phrase="the server stopped during the call",
+                                started_at=now, ended_at=now)
+            await self.reports.receipt(Receipt(channel.name, op_id, result.state, now, "shutdown",
+                                               REASON_TEXT["shutdown"], calls_summary(result), call=result))
 
     async def stop(self) -> None:
         # Calls end first (terminated/shutdown), while the workers still record their outcomes.

@@ -261,6 +261,7 @@ def call_view(row: dict[str, object]) -> dict[str, object]:
     )
     out = result.as_dict()
     out["billable_minutes"] = billable_minutes(result.duration_ms) if row.get("answered_at") else 0
+    out["call_id"] = result.call_id  # the SIP Call-ID, what a carrier's support asks for
     for key in ("started_at", "ringing_at", "answered_at", "ended_at"):
         out[key] = iso(row.get(key))  # type: ignore[arg-type]
     return out

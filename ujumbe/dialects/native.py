@@ -93,6 +93,7 @@ class CallOut(msgspec.Struct):
     audio_seconds: float
     billable_minutes: int
     dtmf: str
+    call_id: str  # the SIP Call-ID
     started_at: str | None
     ringing_at: str | None
     answered_at: str | None

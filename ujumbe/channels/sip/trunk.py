@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ujumbe.channels.sip import digest, sdp
-from ujumbe.channels.sip.message import NameAddr, SipMessage, SipParseError, Uri, Via, response_to, split_commas
+from ujumbe.channels.sip.message import NameAddr, SipMessage, SipParseError, Uri, parse, response_to, split_commas
 from ujumbe.channels.sip.rtp import RtpStream
 from ujumbe.channels.sip.transport import TcpTransport, TransportError, UdpTransport
 from ujumbe.channels.smpp.ratelimit import TokenBucket
@@ -315,7 +315,6 @@ class SipTrunk:
 
     def _exchange(self, direction: str, msg: SipMessage | None, data: bytes) -> None:
         if msg is None:
-            from ujumbe.channels.sip.message import parse
             try:
                 msg = parse(data)
             except SipParseError:
@@ -391,7 +390,7 @@ class SipTrunk:
             return
         call = self._calls.get(resp.call_id)
         if call is not None and method == "INVITE" and 200 <= resp.status < 300:
-            call.stray_2xx(resp)
+            call._deliver(None, resp)  # a 200 after its transaction ended: re-ACK, or ACK and BYE
 
     def _on_request(self, req: SipMessage, source: tuple[str, int]) -> None:
         now = time.monotonic()
@@ -484,6 +483,7 @@ class _Call:
         self.phrase = ""
         self.detail: dict[str, str] = {}
         self.extra_dtmf: list[str] = []
+        self._late = False  # a 200 came after the call was over: being ACKed and hung up
 
     # --- plumbing ---
 
@@ -598,8 +598,28 @@ class _Call:
         await event.wait()
         self.post(("stop",))
 
-    def _deliver(self, tx: _ClientTx, resp: SipMessage | None) -> None:
+    def _deliver(self, tx: _ClientTx | None, resp: SipMessage | None) -> None:
+        if self.result_ is not None:  # the call is over: only a late answer still matters
+            if resp is not None and 200 <= resp.status < 300:
+                if self.ack is not None:
+                    self.stray_2xx(resp)
+                elif not self._late:
+                    self._late = True
+                    self.trunk._spawn(self._late_answer(resp))
+            return
         self.post(("resp", tx, resp))
+
+    async def _late_answer(self, resp: SipMessage) -> None:
+        """A 200 after we gave up on the call (our CANCEL went unanswered, or
+        shutdown): RFC 3261 15 has the caller ACK it and hang up at once, or
+        the callee's side would stay up, and be billed."""
+        self.remote_tag = resp.to.tag
+        contacts = resp.get_all("contact")
+        self.remote_target = NameAddr.parse(contacts[0]).uri if contacts else self.ruri
+        self.route_set = list(reversed(resp.get_all("record-route")))
+        await self._ack_2xx(resp)
+        self.cseq += 1
+        await self._bye(self._request("BYE", in_dialog=True, extra=[("reason", "Q.850;cause=16")]))
 
     async def _send_invite(self) -> _ClientTx:
         self.cseq += 1
@@ -624,7 +644,7 @@ class _Call:
             self.detail["error"] = str(exc)
             return self.result("network_error")
         ring_deadline = loop.time() + self.cfg.ring_timeout_s
-        cancel_why: str | None = None  # "ring" | "stop" | "shutdown": we want the call to end
+        cancel_why: str | None = None  # "ring" | "stopped" | "shutdown": why we want the call to end
         cancel_sent = False
         cancel_deadline = 0.0
         auth_tried = False
@@ -709,8 +729,8 @@ class _Call:
                             return self._final(resp, "network_error")
                         continue
                 return self._final(resp, "auth_failed")
-            if cancel_why in ("stopped", "shutdown") and status == 487:
-                return self._final(resp, cancel_why)
+            if cancel_why in ("stopped", "shutdown") and status in (401, 407, 487):
+                return self._final(resp, cancel_why)  # we ended it (a challenge is not answered then)
             return self._final(resp, reason_for_status(status, after_cancel=cancel_why == "ring" and cancel_sent))
 
     def _ring_end(self) -> None:
