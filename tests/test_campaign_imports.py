@@ -165,8 +165,11 @@ async def test_ten_thousand_rows_import_with_progress_and_a_report_downloads(pla
 async def test_native_campaign_errors_are_clear(platform: Platform) -> None:
     account = await make_account(platform, credits="1")
     async with client_of(platform) as api:
+        voice = platform.messaging.channels
+        platform.messaging.channels = voice - {"voice"}  # a server without a voice channel
         r = await api.post("/v1/campaigns", headers=auth(account), json={"name": "Calls", "services": "PHONE"})
         assert r.status_code == 422 and r.json()["error"]["code"] == "channel_not_configured"
+        platform.messaging.channels = voice
         r = await api.post("/v1/campaigns", headers=auth(account), json={"name": "X", "services": "FAX"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_services"
         r = await api.post("/v1/campaigns", headers=auth(account), json={"name": "X", "bogus": 1})

@@ -84,10 +84,11 @@ async def test_login_refresh_and_user_details(platform: Platform) -> None:
 async def test_campaigns_with_the_documents_samples(platform: Platform) -> None:
     async with client_of(platform) as api:
         account, headers, _ = await logged_in(api, platform)
-        # PHONE waits for the voice channel
+        # PHONE campaigns are calls (test_voice_campaigns.py); the sample's numbers are not valid Nepali ones
         r = await api.post("/api/system/campaigns/", headers=headers, json={
-            "name": "sample individual campaign", "services": "PHONE", "individual_number": [9876543210, 98675432123]})
-        envelope_error(r, 422, "channel_not_configured")
+            "name": "sample phone campaign", "services": "PHONE", "individual_number": [9876543210, 98675432123]})
+        assert r.status_code == 201 and len(r.json()["errors"]) == 2
+        await api.delete(f"/api/system/campaigns/{r.json()['data']['details'][0]['id']}/delete/", headers=headers)
 
         # the sample's numbers are not valid Nepali numbers: created, each reported
         r = await api.post("/api/system/campaigns/", headers=headers, json={
@@ -194,11 +195,11 @@ async def test_campaigns_with_the_documents_samples(platform: Platform) -> None:
         envelope_error(r, 400, "no_numbers")
         r = await api.post(f"/api/system/campaigns/{cid}/begin", headers=headers, json={"status": ["lost"]})
         envelope_error(r, 400, "invalid_status")
-        # the sample with every attribute asks for audio: the voice channel
+        # the sample with every attribute asks for audio: not for an SMS campaign
         r = await api.post(f"/api/system/campaigns/{cid}/begin/", headers=headers, json={
             "priority": "audio", "voice_input": "np_prasanna", "schedule_date": "2023-05-09T17:07",
             "status": ["failed", "hungup"]})
-        envelope_error(r, 422, "channel_not_configured")
+        envelope_error(r, 400, "invalid_request")
         # a schedule read in Nepal's time (+05:45)
         r = await api.post(f"/api/system/campaigns/{cid}/begin/", headers=headers,
                            json={"message": "Namaste {tags_name}", "schedule_date": "2099-05-09T17:07"})
@@ -265,13 +266,41 @@ async def test_send_otp_with_the_documents_samples(platform: Platform) -> None:
         r = await api.post("/api/system/send/otp/", headers=headers, json={
             "number": "9851023212", "message": "Hi your OTP is {otp}", "sms_send_options": "voice",
             "otp_options": "generated", "otp_length": "4"})
-        spoken = envelope_ok(r)["data"]["details"]["otp"]  # a call (channel voice) says the digits
+        details = envelope_ok(r)["data"]["details"]  # a call (channel voice) says the digits
+        spoken = details["otp"]
+        assert len(spoken) == 4 and details["sms_send_options"] == "voice" and details["otp_options"] == "generated"
+        assert details["message"] == "Hi your OTP is " + " ".join(spoken)  # as the document's sample shows it
         bodies = await platform.store.read(lambda tx: tx.fetch("SELECT body FROM messages WHERE channel = 'voice'"))
         assert len(bodies) == 1 and all(spoken not in b[0] for b in bodies)
+        assert bodies[0][0] == "Hi your OTP is ****"
         r = await api.post("/api/system/send/otp/", headers=headers, json={"number": "9851023212"})
         envelope_error(r, 400, "missing_parameters")
-        r = await api.post("/api/system/test/voice/", headers=headers, json={"message": "hello"})
-        envelope_error(r, 422, "channel_not_configured")
+
+
+async def test_test_voice_says_the_message_and_serves_the_audio(platform: Platform) -> None:
+    async with client_of(platform) as api:
+        _, headers, _ = await logged_in(api, platform)
+        r = await api.post("/api/system/test/voice/", headers=headers, json={"message": NEPALI})
+        body = envelope_ok(r)
+        assert body["message"] == "Voice generated successfully."
+        details = body["data"]["details"]
+        assert details["message"] == NEPALI and details["voice_input"] == "np_rija"  # the document's default
+        assert details["length_factor"] == 1.0 and details["duration"] > 1
+        wav = await api.get(details["audio_url"])  # no token needed: the URL is the key, for an hour
+        assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+        assert wav.content[:4] == b"RIFF" and abs(len(wav.content) - 44 - details["duration"] * 16_000) < 16
+        # slower with a bigger length factor, in another voice
+        r = await api.post("/api/system/test/voice", headers=headers,
+                           json={"message": NEPALI, "voice_input": "np_prasanna", "length_factor": "1.4"})
+        slow = envelope_ok(r)["data"]["details"]
+        assert slow["voice_input"] == "np_prasanna" and slow["length_factor"] == 1.4
+        assert slow["duration"] > details["duration"]
+        # a wrong token, a bad voice or no message: clear errors in the envelope
+        envelope_error(await api.get(details["audio_url"].replace(".wav", "x.wav")), 404, "voice_test_not_found")
+        envelope_error(await api.post("/api/system/test/voice/", headers=headers,
+                                      json={"message": "hi", "voice_input": "np_robot"}), 400, "invalid_voice")
+        envelope_error(await api.post("/api/system/test/voice/", headers=headers, json={}), 400, "missing_message")
+        envelope_error(await api.post("/api/system/test/voice/", json={"message": "hi"}), 401, "missing_token")
 
 
 async def test_phone_numbers_bought_charged_routed_and_released(platform: Platform) -> None:

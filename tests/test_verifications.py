@@ -246,3 +246,45 @@ async def test_tingg_otp_code_is_kept_masked(platform: Platform) -> None:
         listed = (await api.get("/v1/messages", headers=auth(account))).json()["data"]
         assert [m["text"] for m in listed] == ["Your code is ******"]
     await assert_not_stored(platform, "864213")
+
+
+async def test_voice_code_is_a_call_that_says_it_twice_and_rests_nowhere(
+        tmp_path: Path, database_url: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running(tmp_path, database_url, sim_call_speed=0.01) as platform:
+        said: list[tuple[str, str | None]] = []
+        speech = platform.voice_simulator.speech  # type: ignore[union-attr]
+        render = speech.render
+
+        async def listening(text: str, **kw: Any) -> bytes:  # what the call was asked to say
+            said.append((text, kw.get("code")))
+            return await render(text, **kw)
+
+        speech.render = listening
+        account = await make_account(platform)
+        async with client_of(platform) as api:
+            r = await start(api, account, channel="voice", text="Your Duka code is {otp}.", length=5, to="0708400110")
+            assert r.status_code == 201, r.text
+            v = r.json()
+            assert v["channel"] == "voice" and "code" not in v
+            got = await eventually(lambda: _final_call(api, account, v["message_id"]))
+            assert got["channel"] == "voice" and got["call"]["outcome"] == "completed"
+            assert got["text"] == "Your Duka code is *****."
+            # the call said the text with the code, given as code=: digit by digit, twice (services/speech)
+            assert len(said) == 1
+            text, code = said[0]
+            assert code is not None and len(code) == 5 and text == f"Your Duka code is {code}."
+            r = await api.post(f"/v1/verifications/{v['id']}/check", headers=auth(account), json={"code": code})
+            assert r.json()["result"] == "approved"
+            callbacks = (await api.get("/v1/callbacks", headers=auth(account))).text
+            exchanges = (await api.get(f"/v1/messages/{v['message_id']}/exchanges", headers=auth(account))).text
+        for shown in (str(got), callbacks, exchanges, caplog.text):
+            assert code not in shown
+        # the speech of a code is never kept in the speech cache
+        assert not any(code in str(k) for k in speech._cache)
+        await assert_not_stored(platform, code)
+
+
+async def _final_call(api: Any, account: dict[str, Any], message_id: int) -> Any:
+    m = (await api.get(f"/v1/messages/{message_id}", headers=auth(account))).json()
+    return m if m.get("call") else None

@@ -107,6 +107,11 @@ class Platform:
         self.messaging.voices = tuple(VOICES)
         self.verifications = Verifications(self.store, self.messaging, secret)
         self.campaigns = Campaigns(self.store, self.messaging, default_rate=settings.campaign_rate)
+        self.campaigns.speech = self.speech
+        self.campaigns.hang_up = self._hang_up
+        self.campaigns.live_calls = lambda: sum(c.active_calls for c in self._voice_channels())
+        # calls the lines here hold at once (None: no voice channel in this process, no cap)
+        self.campaigns.call_capacity = lambda: sum(c.max_in_flight for c in self._voice_channels()) or None
         self.jobs = Jobs(self.store, self.campaigns, self.accounts)
         self.phone_numbers = PhoneNumbers(self.store)
         # Operator connectors and routes come from the database (services/routing.py).
@@ -354,6 +359,13 @@ class Platform:
             ) from None
         self.smpp = gateway
         return {"smpp": gateway.deliver}
+
+    def _voice_channels(self) -> list[VoiceChannel]:
+        return [c for c in {**self.channels, **self.router.connectors}.values() if isinstance(c, VoiceChannel)]
+
+    def _hang_up(self, message_ids: Any) -> int:
+        """End these calls where this process placed them (a campaign stopped)."""
+        return sum(c.hang_up(str(mid), "stopped") for mid in message_ids for c in self._voice_channels())
 
     @property
     def smpp_port(self) -> int | None:

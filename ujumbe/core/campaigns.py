@@ -45,6 +45,72 @@ def outcome(message_state: str) -> str:
     return _BY_STATE.get(message_state, FAILED)
 
 
+def call_status(call_outcome: str | None, message_state: str) -> str:
+    """A PHONE number's status: its call's outcome (core.calls.Outcome, the
+    same words: completed, hungup, unanswered, failed, terminated); a call
+    never placed (refused, expired) failed."""
+    if call_outcome in (COMPLETED, HUNGUP, UNANSWERED, FAILED, TERMINATED):
+        return call_outcome
+    return FAILED if message_state != "delivered" else COMPLETED
+
+
+def seconds(ms: int | None) -> int | None:
+    """A call's duration as the number shows it: whole seconds, rounded up
+    (a 0.2 s answer is 1 s), None when it was never placed."""
+    return None if ms is None else (int(ms) + 999) // 1000
+
+
+def playback_text(ms: int | None) -> str | None:
+    """Seconds of audio played, to a tenth ("12.5"), None when never placed."""
+    return None if ms is None else f"{int(ms) / 1000:.1f}"
+
+
+# --- what a PHONE run plays ---
+
+PRIORITIES = ("message", "audio")
+
+
+def length_factor(value: object, low: float, high: float) -> float | None:
+    """TingTing sends ``"1.4"`` as text; a number in ``low..high`` (bigger is slower)."""
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        factor = float(str(value).strip())
+    except ValueError:
+        raise RuleError(f"'length_factor' must be a number such as 1.4, not {value!r}", "invalid_length_factor") from None
+    if not low <= factor <= high:
+        raise RuleError(f"'length_factor' must be {low:.2f}-{high:.2f} (bigger is slower)", "invalid_length_factor")
+    return factor
+
+
+def plays_audio(*, priority: str | None, new_message: bool, new_audio: bool, has_message: bool,
+                has_audio: bool) -> bool:
+    """Whether a PHONE run plays the audio (else it speaks the message).
+    TingTing: a new message or audio given is what plays; a campaign that has
+    both needs ``priority`` (message or audio) to say which."""
+    if priority:
+        name = priority.strip().lower()
+        if name not in PRIORITIES:
+            raise RuleError("'priority' is message or audio", "invalid_priority")
+        if name == "audio" and not (has_audio or new_audio):
+            raise RuleError("priority audio, but the campaign has no audio: upload aud_file", "missing_audio")
+        if name == "message" and not (has_message or new_message):
+            raise RuleError("priority message, but the campaign has no message", "missing_text")
+        return name == "audio"
+    if new_audio and new_message:
+        raise RuleError("Give a message or an audio for the calls, or both with 'priority'", "missing_priority")
+    if new_audio or new_message:
+        return new_audio
+    if has_audio and has_message:
+        raise RuleError("The campaign has a message and an audio: give 'priority' message or audio",
+                        "missing_priority")
+    if not has_audio and not has_message:
+        raise RuleError("Give the message to say or the audio to play (the campaign has none)", "missing_text")
+    return has_audio
+
+
 def parse_services(value: str | Sequence[str]) -> tuple[str, ...]:
     """``"SMS"``, ``"PHONE"``, ``"SMS,PHONE"`` or a list of them; upper case, each once."""
     items = value.split(",") if isinstance(value, str) else list(value)

@@ -30,6 +30,10 @@ class CampaignBody(msgspec.Struct, forbid_unknown_fields=True):
     sender: str | None = None
     rate: int | None = None  # messages a second; none: the server's UJUMBE_CAMPAIGN_RATE
     numbers: list[NumberIn | str | int | float] = []
+    # PHONE: the calls speak the message in this voice at this length factor, or play audio_id (POST /v1/audio)
+    voice: str | None = None
+    length_factor: float | None = None
+    audio_id: int | str | None = None
 
 
 class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -39,6 +43,9 @@ class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     message: str | None = None
     sender: str | None = None
     rate: int | None = None
+    voice: str | None = None
+    length_factor: float | None = None
+    audio_id: int | str | None = None
 
 
 class NumbersBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,6 +63,12 @@ class BeginBody(msgspec.Struct, forbid_unknown_fields=True):
     status: str | list[str] | None = None  # re-run the numbers with these statuses
     numbers: list[int] | None = None  # run for these number ids only
     rate: int | None = None
+    # PHONE: a new audio to play (POST /v1/audio), the voice and length factor to speak the message in, and
+    # which plays (message or audio) when the campaign has both
+    audio_id: int | str | None = None
+    voice: str | None = None
+    length_factor: float | None = None
+    priority: str | None = None
 
 
 class TimeZoneBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -74,6 +87,7 @@ def campaign_json(c: dict[str, Any], tz: Any) -> dict[str, Any]:
     return {
         "id": c["id"], "name": c["name"], "description": c["description"], "services": c["services"].split(","),
         "message": c["message"], "sender": c["sender"], "status": c["status"], "rate": c["rate"] or None,
+        "voice": c["voice"], "length_factor": c["length_factor"], "audio_id": c["audio"],
         "usable_tags": c["usable_tags"], "schedule_at": rules.local_iso(c["schedule_at"], tz),
         "credits_on_hold": display(c["held_units"]), "created_at": iso(c["created_at"]),
         "updated_at": iso(c["updated_at"]),
@@ -85,7 +99,12 @@ def number_json(n: dict[str, Any]) -> dict[str, Any]:
         "id": n["id"], "campaign_id": n["campaign_id"], "number": n["number"], "network": n["network"],
         "tags": n["tags"], "status": n["status"], "credit_consumed": display(n["credit_consumed_units"]),
         "message_id": n["message_id"], "error": n["error"], "duration": n["duration"], "playback": n["playback"],
+        "sms_message_id": n["sms_message_id"],
     }
+
+
+def _audio(audio_id: int | str | None) -> str | None:
+    return None if audio_id is None or audio_id == "" else str(audio_id)
 
 
 def job_json(j: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +140,8 @@ async def create_campaign(request: Request) -> Response:
     body = await read_json(request, CampaignBody)
     camp, bad = await services(request).campaigns.create(
         account, name=body.name, services=body.services, description=body.description, message=body.message,
-        sender=body.sender, rate=body.rate, numbers_in=entries(body.numbers),
+        sender=body.sender, rate=body.rate, numbers_in=entries(body.numbers), voice=body.voice,
+        length_factor=body.length_factor, audio=_audio(body.audio_id),
     )
     return JSON({"campaign": campaign_json(camp, await zone(request, account)),
                  "invalid": [e.as_dict() for e in bad]}, 201)
@@ -142,7 +162,8 @@ async def patch_campaign(request: Request) -> Response:
     body = await read_json(request, CampaignPatch)
     camp = await services(request).campaigns.update(
         account, cid, name=body.name, services=body.services, description=body.description,
-        message=body.message, sender=body.sender, rate=body.rate,
+        message=body.message, sender=body.sender, rate=body.rate, voice=body.voice,
+        length_factor=body.length_factor, audio=_audio(body.audio_id),
     )
     return JSON(campaign_json(camp, await zone(request, account)))
 
@@ -241,7 +262,8 @@ async def begin(request: Request) -> Response:
     body = await read_json(request, BeginBody) if (await request.body()).strip() else BeginBody()
     run = await services(request).campaigns.begin(
         account, cid, message=body.message, schedule=body.schedule_at, statuses=body.status,
-        individual=body.numbers, rate=body.rate,
+        individual=body.numbers, rate=body.rate, audio=_audio(body.audio_id), voice=body.voice,
+        length_factor=body.length_factor, priority=body.priority,
     )
     tz = await zone(request, account)
     return JSON({"campaign_id": run["campaign_id"], "status": run["status"], "numbers": run["numbers"],
@@ -261,7 +283,8 @@ def _verb(name: str, summary: str) -> None:
 
 _verb("pause", "Pause a run: nothing more is sent until resumed")
 _verb("resume", "Resume a paused run")
-_verb("stop", "Stop a run: numbers not sent end terminated and their held credits go back")
+_verb("stop", "Stop a run: numbers not sent end terminated and their held credits go back; calls in progress "
+      "are ended (terminated, reason stopped)")
 
 
 @route("GET", "/v1/campaigns/{id:id}/summary", summary="Counts by status and credits of a campaign",

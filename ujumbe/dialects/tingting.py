@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ujumbe.core.errors import ChannelUnavailable, Invalid, UjumbeError
+from ujumbe.core.errors import Invalid, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.dialects.native_campaigns import uploaded
 from ujumbe.http.common import (
@@ -239,7 +239,8 @@ async def add_campaign(request: Request) -> Response:
     camp, bad = await svc.campaigns.create(
         account, name=str(body.get("name") or ""), services=body.get("services") or "",
         description=str(body.get("description") or ""), message=body.get("message"),
-        numbers_in=[(n, {}) for n in individual],
+        numbers_in=[(n, {}) for n in individual], voice=_text(body.get("voice_input")),
+        length_factor=body.get("length_factor"),
     )
     errors = [f"row {e.row}: {e.number} {e.reason}".replace("  ", " ") for e in bad]
     if upload is not None:
@@ -262,7 +263,8 @@ async def update_campaign(request: Request) -> Response:
     body = await body_of(request)
     camp = await services(request).campaigns.update(
         account, _pid(request), name=body.get("name"), services=body.get("services"),
-        description=body.get("description"), message=body.get("message"),
+        description=body.get("description"), message=body.get("message"), voice=_text(body.get("voice_input")),
+        length_factor=body.get("length_factor"),
     )
     return envelope({"details": [campaign_json(camp, tags=False)]}, "Campaign details successfully updated.")
 
@@ -285,15 +287,18 @@ async def begin(request: Request) -> Response:
     svc = services(request).campaigns
     cid = _pid(request)
     camp = await svc.get(account, cid)
-    if body.get("aud_file") or body.get("audio") or str(body.get("priority", "")).lower() == "audio":
-        raise ChannelUnavailable("Audio needs the voice channel, which is not configured on this server")
+    audio = await _audio_of(request, body, account)
     individual = [_int(i, "individual") for i in _list(body["individual"])] if "individual" in body else None
     statuses = body.get("status")
     if isinstance(statuses, str) and statuses.strip().startswith("["):
         statuses = _list(statuses)
+    priority = body.get("priority")
+    if priority is not None and not isinstance(priority, str):
+        raise Invalid("'priority' is message or audio", code="invalid_priority")
     run = await svc.begin(
         account, cid, message=body.get("message"), schedule=body.get("schedule_date") or None,
-        statuses=statuses if statuses else None, individual=individual,
+        statuses=statuses if statuses else None, individual=individual, audio=audio,
+        voice=_text(body.get("voice_input")), length_factor=body.get("length_factor"), priority=priority or None,
     )
     name = "Individual Number" if individual is not None else camp["name"]
     message = "Campaign is scheduled" if run["status"] == "scheduled" else (
@@ -386,9 +391,56 @@ async def report_summary(request: Request) -> Response:
     return envelope({"summary": [await svc.summary(account, i) for i in ids]}, "Report summary retrieved")
 
 
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Invalid(f"{value!r} is not a voice; use np_rija, np_prasanna, np_binod or np_shreegya",
+                      code="invalid_voice")
+    return value
+
+
+async def _audio_of(request: Request, body: dict[str, Any], account: Account) -> str | None:
+    """The run's new audio: a file uploaded as ``aud_file`` (or ``audio``,
+    the document's other spelling), kept through services/speech; or the id
+    of one uploaded before (POST /v1/audio). A path as text cannot be read."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        for field in ("aud_file", "audio"):
+            if hasattr(form.get(field), "read"):
+                name, data = await uploaded(request, (field,))
+                return await services(request).campaigns.save_audio(account, name, data)
+    value = body.get("aud_file") or body.get("audio")
+    if value in (None, ""):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.strip().isdigit():
+        return str(value).strip()  # Campaigns checks it is one of the account's audio files
+    raise Invalid("Upload aud_file as a file (multipart/form-data), not its path, or give the id of an audio "
+                  "uploaded with POST /v1/audio", code="invalid_upload")
+
+
 async def test_voice(request: Request) -> Response:
-    await account_of(request)
-    raise ChannelUnavailable("The voice channel is not configured on this server: voices cannot be tested")
+    """The document names the inputs (message, voice_input) but not the
+    answer: the envelope with the sample's settings, its length and a URL
+    that serves the WAV for an hour (docs/tingting.md)."""
+    account = await account_of(request)
+    body = await body_of(request)
+    message = body.get("message")
+    if not isinstance(message, str) or not message.strip():
+        raise Invalid("Give the message to say", code="missing_message")
+    test = await services(request).jobs.voice_test(account, message, voice=_text(body.get("voice_input")),
+                                                   length_factor=body.get("length_factor"))
+    url = str(request.url_for("tingting_voice_test_audio", id=str(test["id"]), token=test["token"]))
+    return envelope({"details": {
+        "message": message, "voice_input": test["voice"], "length_factor": test["length_factor"],
+        "duration": test["seconds"], "audio_url": url,
+    }}, "Voice generated successfully.")
+
+
+async def voice_test_audio(request: Request) -> Response:
+    jid = _pid(request)
+    data = await services(request).jobs.voice_test_audio(jid, request.path_params["token"])
+    return Response(data, media_type="audio/wav", headers={"content-disposition": 'inline; filename="voice-test.wav"'})
 
 
 async def send_otp(request: Request) -> Response:
@@ -415,7 +467,8 @@ async def send_otp(request: Request) -> Response:
         account, to=str(number), channel="sms" if how == "text" else "voice", length=length, code=code,
         text=str(message),
     )
-    sent_text = str(message).replace("{otp}", started.code)
+    # a call says the code digit by digit: shown spaced, as the document's sample shows it
+    sent_text = str(message).replace("{otp}", " ".join(started.code) if how == "voice" else started.code)
     return envelope({"details": {
         "number": str(number), "otp_options": option, "message": sent_text, "otp": started.code,
         "sms_send_options": how,
@@ -450,4 +503,6 @@ def routes() -> list[Any]:
         ("/api/system/test/voice", test_voice, ["POST"]),
         ("/api/system/send/otp", send_otp, ["POST"]),
     ]
-    return [r for path, handler, methods in table for r in _both(path, handler, methods)]
+    audio = Route("/api/system/test/voice/{id:id}/{token}.wav", handles_errors(voice_test_audio, error_response),
+                  methods=["GET"], name="tingting_voice_test_audio")
+    return [audio, *(r for path, handler, methods in table for r in _both(path, handler, methods))]

@@ -12,21 +12,40 @@ Money, in ledger rows (all exact, in ledger units):
 - a message that never reached the operator is refunded by the lifecycle as any
   message is; the number's ``credit_consumed`` is what its message finally cost.
 - ``stop`` releases what is held for the numbers not sent (they end terminated).
+
+PHONE numbers are calls (channel voice): the hold is what Messaging holds for
+each call (its price for every started minute the audio can last, or once
+per call), the call's outcome is the number's status, its duration and
+playback are the number's, and what the call finally cost (the rest of its
+hold refunded by the lifecycle) is ``credit_consumed``. SMS,PHONE sends each
+number a text and a call; the number's status is the call's, its
+``credit_consumed`` both. ``stop`` also ends the calls in progress
+(terminated, reason stopped).
+
+SMS,PHONE sends a batch's texts first (their send releases the whole hold,
+text and call, as an SMS batch's does), then its calls at once; a call the
+balance can no longer cover then (another send of the account spent the
+released credits in between) fails its number, whose text was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import hmac
+import inspect
 import io
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import secrets
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ujumbe.core import calls
 from ujumbe.core import campaigns as rules
 from ujumbe.core import encoding, numbers
+from ujumbe.core.calls import VoiceOptions
 from ujumbe.core.errors import ChannelUnavailable, Conflict, InsufficientCredit, Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.services.accounts import Account
@@ -41,9 +60,7 @@ MAX_ROWS = 200_000
 IMPORT_CHUNK = 5000
 LEASE_MS = 60_000
 SEND_BATCH = 250  # numbers per Messaging.send: short enough for PostgreSQL to group an account's sends
-# Calls are messages now (channel "voice", docs/voice.md); sending a PHONE
-# campaign's numbers as calls is the next step, until then PHONE is refused.
-PHONE_CAMPAIGNS = False
+VOICE_TEST_TTL_MS = 3_600_000
 NUMBER_HEADERS = ("number", "numbers", "phone", "phone_number", "mobile", "msisdn", "contact", "contact_number")
 
 
@@ -162,6 +179,49 @@ class Campaigns:
         self.store = store
         self.messaging = messaging
         self.default_rate = max(1, default_rate)
+        # set by runtime: services/speech (uploaded audio), and the voice channels
+        # of this process, to end a stopped campaign's calls (message ids -> how many ended)
+        self.speech: Any = None
+        self.hang_up: Callable[[Sequence[int]], int] | None = None
+        self.live_calls: Callable[[], int] | None = None
+        self.call_capacity: Callable[[], int | None] | None = None  # calls this process can hold at once
+
+    # --- voice: what a call says or plays ---
+
+    def _voice_fields(self, voice: str | None, length_factor: object) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if voice is not None and voice != "":
+            if voice not in self.messaging.voices:
+                raise Invalid(f"'{voice}' is not a voice; use one of {', '.join(self.messaging.voices)}",
+                              code="invalid_voice")
+            fields["voice"] = voice
+        try:
+            factor = rules.length_factor(length_factor, *calls.LENGTH_FACTOR_RANGE)
+        except rules.RuleError as exc:
+            raise _fail(exc) from None
+        if factor is not None:
+            fields["length_factor"] = repr(factor)
+        return fields
+
+    async def _audio_ms(self, account: Account, audio_id: str) -> int:
+        # ids are positive 64-bit integers (services/speech): anything else is no audio, not a query
+        real = audio_id.isascii() and audio_id.isdigit() and len(audio_id) <= 18
+        length = await self.messaging.audio_ms(account.id, audio_id) if self.messaging.audio_ms and real else None
+        if length is None:
+            raise Invalid(f"No audio {audio_id} (upload the file as aud_file, or with POST /v1/audio)",
+                          code="audio_not_found")
+        return int(length)
+
+    async def save_audio(self, account: Account, filename: str, data: bytes) -> str:
+        """An uploaded campaign audio kept through services/speech; its id."""
+        if self.speech is None or not hasattr(self.speech, "save_audio"):
+            raise ChannelUnavailable("Uploaded audio needs the speech service, which is not installed on this server")
+        if not data:
+            raise Invalid("The audio file is empty", code="invalid_audio")
+        saved = self.speech.save_audio(account.id, data, filename)
+        if inspect.isawaitable(saved):
+            saved = await saved
+        return str(saved["id"] if isinstance(saved, dict) else getattr(saved, "id", saved))
 
     # --- time zones ---
 
@@ -185,8 +245,8 @@ class Campaigns:
             services = rules.parse_services(value)
         except rules.RuleError as exc:
             raise _fail(exc) from None
-        if "PHONE" in services and ("voice" not in self.messaging.channels or not PHONE_CAMPAIGNS):
-            raise ChannelUnavailable("PHONE campaigns cannot run on this server yet (calls can: channel voice)")
+        if "PHONE" in services and "voice" not in self.messaging.channels:
+            raise ChannelUnavailable("The voice channel is not configured on this server: PHONE campaigns cannot run")
         if "SMS" in services and "sms" not in self.messaging.channels:
             raise ChannelUnavailable("The sms channel is not configured on this server")
         return ",".join(services)
@@ -194,12 +254,17 @@ class Campaigns:
     async def create(
         self, account: Account, *, name: str, services: str | Sequence[str], description: str = "",
         message: str | None = None, sender: str | None = None, rate: int | None = None,
-        numbers_in: Sequence[tuple[object, dict[str, object]]] = (),
+        numbers_in: Sequence[tuple[object, dict[str, object]]] = (), voice: str | None = None,
+        length_factor: object = None, audio: str | None = None,
     ) -> tuple[dict[str, Any], list[RowError]]:
         name = (name or "").strip()
         if not name:
             raise Invalid("The campaign needs a name", code="missing_name")
         svc = self._services(services)
+        voice_fields = self._voice_fields(voice, length_factor)
+        if audio:
+            await self._audio_ms(account, audio)
+            voice_fields["audio"] = audio
         if rate is not None and not 1 <= rate <= 100_000:
             raise Invalid("'rate' must be between 1 and 100000 messages a second", code="invalid_rate")
         if sender:
@@ -208,7 +273,7 @@ class Campaigns:
         row = {
             "account_id": account.id, "name": name, "description": description or "", "services": svc,
             "message": message, "sender": sender or None, "rate": rate or 0, "status": rules.C_NOT_STARTED,
-            "usable_tags": "[]", "created_at": now, "updated_at": now,
+            "usable_tags": "[]", "created_at": now, "updated_at": now, **voice_fields,
         }
         rows = [(i, cell, tags) for i, (cell, tags) in enumerate(numbers_in, 1)]
         good, bad = normalize_rows(rows, account.region, set())
@@ -250,6 +315,10 @@ class Campaigns:
             fields["rate"] = int(changes["rate"])
         if fields.get("sender"):
             await self.messaging.senders.check_use(account.id, fields["sender"])
+        fields.update(self._voice_fields(changes.get("voice"), changes.get("length_factor")))
+        if changes.get("audio"):
+            await self._audio_ms(account, changes["audio"])
+            fields["audio"] = changes["audio"]
 
         async def unit(tx: Tx) -> None:
             if await q.campaign(tx, account.id, campaign_id, lock=True) is None:
@@ -369,11 +438,15 @@ class Campaigns:
     async def begin(
         self, account: Account, campaign_id: int, *, message: str | None = None, schedule: str | None = None,
         statuses: str | Sequence[str] | None = None, individual: Sequence[int] | None = None,
-        rate: int | None = None,
+        rate: int | None = None, audio: str | None = None, voice: str | None = None,
+        length_factor: object = None, priority: str | None = None,
     ) -> dict[str, Any]:
         """Start a run: the numbers chosen (``individual`` ids), else those with
         the ``statuses`` given (a re-run), else every number not started.
-        Holds what the run can cost; answers what is on hold."""
+        Holds what the run can cost; answers what is on hold. PHONE: the
+        calls speak the message (``voice``, ``length_factor``) or play the
+        ``audio`` (an uploaded audio's id); ``priority`` picks one when the
+        campaign has both (core.campaigns.plays_audio)."""
         try:
             wanted = rules.rerun_statuses(statuses)
         except rules.RuleError as exc:
@@ -387,10 +460,31 @@ class Campaigns:
         if rate is not None and not 1 <= rate <= 100_000:
             raise Invalid("'rate' must be between 1 and 100000 messages a second", code="invalid_rate")
         camp = await self.get(account, campaign_id)
-        self._services(camp["services"])  # a channel removed since it was created
+        services = self._services(camp["services"]).split(",")  # a channel removed since it was created
         text = message if message is not None else camp["message"]
-        if not text or not text.strip():
+        voice_fields = self._voice_fields(voice, length_factor)
+        run_audio: str | None = None
+        vo: VoiceOptions | None = None
+        if "PHONE" in services:
+            try:
+                play = rules.plays_audio(priority=priority, new_message=bool(message and message.strip()),
+                                         new_audio=bool(audio), has_message=bool(camp["message"]),
+                                         has_audio=bool(camp["audio"]))
+            except rules.RuleError as exc:
+                raise _fail(exc) from None
+            vo = VoiceOptions(voice=voice_fields.get("voice") or camp["voice"] or calls.DEFAULT_VOICE,
+                              length_factor=float(voice_fields.get("length_factor") or camp["length_factor"] or 1.0))
+            if play:
+                run_audio = audio or camp["audio"]
+                vo.audio_id, vo.audio_ms = run_audio, await self._audio_ms(account, run_audio)  # type: ignore[arg-type]
+            if audio:
+                voice_fields["audio"] = audio
+        elif audio or priority == "audio":
+            raise Invalid("Audio is for PHONE campaigns; this one sends SMS", code="invalid_request")
+        speaks = "SMS" in services or run_audio is None
+        if speaks and (not text or not text.strip()):
             raise Invalid("Give the message to send (the campaign has none)", code="missing_text")
+        text = text or ""
         if individual is not None:
             ids = [int(i) for i in individual]
             if not ids:
@@ -429,7 +523,11 @@ class Campaigns:
                 key = (body, network)
                 cost = cache.get(key)
                 if cost is None:
-                    cost = prices.cost(network, encoding.count_parts(body)[1], "sms")
+                    cost = 0
+                    if "SMS" in services:
+                        cost += prices.cost(network, encoding.count_parts(body)[1], "sms")
+                    if vo is not None:  # what Messaging holds for the call, exactly
+                        cost += Messaging._call_hold(prices, network, vo, body)
                     cache[key] = cost
                 held_rows.append((cost, nid))
                 total += cost
@@ -445,7 +543,7 @@ class Campaigns:
             await q.schedule_numbers(tx, held_rows)
             status = rules.C_SCHEDULED if schedule_at and schedule_at > now_ms() else rules.C_RUNNING
             fields: dict[str, Any] = {"status": status, "schedule_at": schedule_at, "run_message": text,
-                                      "held": c["held"] + total}
+                                      "held": c["held"] + total, "run_audio": run_audio, **voice_fields}
             if message is not None:
                 fields["message"] = message
             if rate is not None:
@@ -479,7 +577,9 @@ class Campaigns:
     async def stop(self, account: Account, campaign_id: int, *, missing_ok: bool = False,
                    quiet: bool = False) -> dict[str, Any]:
         """Numbers not sent yet end terminated and what was held for them goes
-        back; messages already out still settle."""
+        back; texts already out still settle; calls in progress are ended
+        (terminated, reason stopped: here at once, in other processes by their
+        sender's next round, ``end_stopped_calls``) and settle what they cost."""
         async def unit(tx: Tx) -> None:
             c = await q.campaign(tx, account.id, campaign_id, lock=True)
             if c is None:
@@ -493,26 +593,48 @@ class Campaigns:
             await q.update_campaign(tx, campaign_id, {"status": rules.C_TERMINATED})
 
         await self.store.run(unit)
+        await self.end_stopped_calls()
         return await self.get(account, campaign_id)
+
+    async def end_stopped_calls(self) -> int:
+        """End this process's calls that belong to stopped campaigns; how many."""
+        if self.hang_up is None or self.live_calls is None or not self.live_calls():
+            return 0
+        ids = await self.store.read(q.stopped_calls)
+        return self.hang_up(ids) if ids else 0
 
     # --- summary ---
 
     async def summary(self, account: Account, campaign_id: int) -> dict[str, Any]:
         camp = await self.get(account, campaign_id)
         counts = await self.store.read(lambda tx: q.count_by_status(tx, campaign_id))
-        by_status = {s: counts.get(s, (0, 0))[0] for s in rules.NUMBER_STATUSES}
+        by_status = {s: counts.get(s, (0, 0, 0))[0] for s in rules.NUMBER_STATUSES}
         consumed = sum(v[1] for v in counts.values())
-        return {
+        out = {
             "campaign_id": campaign_id, "name": camp["name"], "status": camp["status"],
             "numbers": sum(by_status.values()), "by_status": by_status,
             "credit_consumed": display(consumed), "credits_on_hold": display(camp["held_units"]),
         }
+        if "PHONE" in camp["services"]:
+            # seconds of calls (each rounded up, as the numbers show them), by status and in all
+            out["duration_by_status"] = {s: counts.get(s, (0, 0, 0))[2] for s in rules.FINAL_NUMBER}
+            out["duration"] = sum(v[2] for v in counts.values())
+        return out
 
     # --- the worker's side: sending and settling ---
 
     async def send_due(self, campaign: dict[str, Any], limit: int, accounts: Any) -> int:
         """Send up to ``limit`` of the campaign's scheduled numbers; how many were taken."""
         cid = campaign["id"]
+        services = campaign["services"].split(",")
+        capacity = self.call_capacity() if "PHONE" in services and self.call_capacity is not None else None
+        if capacity:
+            # calls are paced by the lines too: no more out at once than the channels can hold,
+            # so a stop finds them in progress (and ends them) rather than queued
+            out = await self.store.read(lambda tx: q.running_calls(tx, cid))
+            limit = min(limit, max(0, capacity - out))
+            if limit <= 0:
+                return 0
         claimed = await self.store.run(lambda tx: q.claim_numbers(tx, cid, limit, now_ms(), LEASE_MS))
         if not claimed:
             return 0
@@ -547,14 +669,35 @@ class Campaigns:
                     marks.append((r.message_id, rules.RUNNING, None, row["id"]))
             await q.mark_sent(tx, marks)
 
-        req = SendRequest(
-            recipients=[r["number"] for r in rows], texts=bodies, sender=campaign["sender"],
-            meta={"campaign_id": cid}, prepay=prepay, stored=stored,
-        )
+        async def sms_stored(tx: Tx, recipients: list[Recipient]) -> None:
+            await q.mark_sms(tx, [(r.message_id, row["id"]) for row, r in zip(rows, recipients)])
+
+        async def still_scheduled(tx: Tx) -> None:
+            # the text went first and took the holds; the call goes unless stopped meanwhile
+            await tx.fetchval("SELECT held FROM campaigns WHERE id = ?" + _lock(tx), cid)
+            await _take_holds(tx, ids)
+
+        services = campaign["services"].split(",")
+        phone = "PHONE" in services
+        requests = []
+        if "SMS" in services:
+            requests.append(SendRequest(
+                recipients=[r["number"] for r in rows], texts=bodies, sender=campaign["sender"],
+                meta={"campaign_id": cid}, prepay=prepay, stored=sms_stored if phone else stored,
+            ))
+        if phone:
+            vo = VoiceOptions(voice=campaign["voice"] or calls.DEFAULT_VOICE,
+                              length_factor=float(campaign["length_factor"] or 1.0), audio_id=campaign["run_audio"])
+            requests.append(SendRequest(
+                recipients=[r["number"] for r in rows], texts=None if vo.audio_id else bodies,
+                sender=_caller_id(campaign["sender"], account.region), channel="voice", voice=vo,
+                meta={"campaign_id": cid}, prepay=still_scheduled if requests else prepay, stored=stored,
+            ))
         try:
-            await self.messaging.send(account, req)
+            for req in requests:
+                await self.messaging.send(account, req)
         except _Stale:
-            return  # stopped meanwhile: nothing was sent or moved
+            return  # stopped meanwhile: nothing (more) was sent or moved
         except UjumbeError as exc:
             # Nothing was sent (too long, sender refused, no credit): these
             # numbers failed, and what was held for them goes back.
@@ -573,7 +716,17 @@ class Campaigns:
         rows = await self.store.read(lambda tx: q.finished_messages(tx, limit))
         if not rows:
             return 0
-        marks = [(rules.outcome(r[2]), int(r[3]), None if r[2] == "delivered" else r[4] or r[2], int(r[0])) for r in rows]
+        marks: list[tuple[str, int, str | None, int | None, str | None, int]] = []
+        for r in rows:
+            cost = int(r["cost"] or 0) + int(r["sms_cost"] or 0)
+            if r["channel"] != "voice":
+                error = None if r["state"] == "delivered" else r["error_reason"] or r["state"]
+                marks.append((rules.outcome(r["state"]), cost, error, None, None, int(r["id"])))
+                continue
+            status = rules.call_status(r["outcome"], r["state"])
+            error = None if status == rules.COMPLETED else r["reason"] or r["error_reason"] or r["state"]
+            marks.append((status, cost, error, rules.seconds(r["duration_ms"]), rules.playback_text(r["playback_ms"]),
+                          int(r["id"])))
         await self.store.run(lambda tx: q.settle(tx, marks))
         return len(rows)
 
@@ -639,10 +792,23 @@ async def _release(tx: Tx, account_id: str, campaign: dict[str, Any], amount: in
     await tx.execute("UPDATE campaigns SET held = held - ? WHERE id = ?", amount, campaign["id"])
 
 
+def _caller_id(sender: str | None, region: str) -> str | None:
+    """A campaign's sender as a call's caller id: a number, else none (an
+    alphanumeric SMS sender id cannot be dialled from)."""
+    if not sender:
+        return None
+    try:
+        return numbers.normalize(sender, region).e164
+    except numbers.InvalidNumber:
+        return None
+
+
 def _campaign_out(c: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": c["id"], "name": c["name"], "description": c["description"], "services": c["services"],
         "message": c["message"], "sender": c["sender"], "status": c["status"], "rate": c["rate"],
+        "audio": c["audio"], "voice": c["voice"],
+        "length_factor": float(c["length_factor"]) if c["length_factor"] else None, "run_audio": c["run_audio"],
         "usable_tags": json.loads(c["usable_tags"]), "schedule_at": c["schedule_at"],
         "held_units": c["held"], "created_at": c["created_at"], "updated_at": c["updated_at"],
     }
@@ -653,7 +819,9 @@ def _number_out(n: dict[str, Any], campaign_name: str) -> dict[str, Any]:
         "id": n["id"], "campaign_id": n["campaign_id"], "campaign": campaign_name, "number": n["number"],
         "network": n["network"], "tags": json.loads(n["tags"]), "status": n["status"],
         "credit_consumed_units": n["credit_consumed"], "held_units": n["held"], "message_id": n["message_id"],
-        "error": n["error"], "duration": n["duration"], "playback": n["playback"],
+        "error": n["error"], "duration": n["duration"],
+        "playback": float(n["playback"]) if n["playback"] not in (None, "") else None,
+        "sms_message_id": n.get("sms_message_id"),
     }
 
 
@@ -775,6 +943,47 @@ class Jobs:
         found = await self.store.read(unit)
         return None if found is None else job_out(found)
 
+    # -- TingTing's test/voice: a rendered sample kept for an hour behind an unguessable URL --
+
+    async def voice_test(self, account: Account, text: str, *, voice: str | None, length_factor: object
+                         ) -> dict[str, Any]:
+        """Say ``text`` (services/speech) and keep the WAV as a finished job's
+        file, so any process can serve it; its id, token and length."""
+        speech = self.campaigns.speech
+        if speech is None:
+            raise ChannelUnavailable("Text-to-speech is not available on this server: voices cannot be tested",
+                                     code="tts_unavailable")
+        fields = self.campaigns._voice_fields(voice, length_factor)
+        if not text or not str(text).strip():
+            raise Invalid("Give the message to say", code="missing_text")
+        voice_name = fields.get("voice") or calls.DEFAULT_VOICE
+        factor = float(fields.get("length_factor") or 1.0)
+        pcm = await speech.render(str(text), voice=voice_name, length_factor=factor)
+        wav = speech.wav(pcm)
+        token = secrets.token_urlsafe(24)
+        seconds = round(len(pcm) / 16_000, 3)  # PCM16 at 8 kHz
+
+        async def unit(tx: Tx) -> int:
+            jid = await q.insert_job(tx, account.id, "voice_test", None,
+                                     {"token": token, "voice": voice_name, "length_factor": factor}, status="done")
+            await q.put_file(tx, jid, "voice.wav", "audio/wav", wav)
+            return jid
+
+        jid = await self.store.run(unit)
+        return {"id": jid, "token": token, "voice": voice_name, "length_factor": factor, "seconds": seconds}
+
+    async def voice_test_audio(self, job_id: int, token: str) -> bytes:
+        """The WAV of a voice test, for whoever has its URL, for an hour."""
+        job = await self.store.read(lambda tx: q.job(tx, job_id))
+        params = json.loads(job["params"] or "{}") if job is not None and job["kind"] == "voice_test" else {}
+        fresh = job is not None and now_ms() - job["created_at"] < VOICE_TEST_TTL_MS
+        if not fresh or not hmac.compare_digest(str(params.get("token", "")), token):
+            raise NotFound("No such voice test (they are kept for an hour)", code="voice_test_not_found")
+        found = await self.store.read(lambda tx: q.get_file(tx, job_id, "voice.wav"))
+        if found is None:
+            raise NotFound("No such voice test (they are kept for an hour)", code="voice_test_not_found")
+        return found[1]
+
     # -- the worker's side --
 
     async def run_next(self) -> bool:
@@ -854,7 +1063,9 @@ class Jobs:
         tags = camp["usable_tags"]
         total = int(await self.store.read(lambda tx: tx.fetchval(
             "SELECT count(*) FROM campaign_numbers WHERE campaign_id = ?", cid)))
-        header = [*REPORT_COLUMNS, *tags]
+        # SMS,PHONE: message_id is the call, sms_message_id the text
+        both = camp["services"] == "SMS,PHONE"
+        header = [*REPORT_COLUMNS, *(["sms_message_id"] if both else []), *tags]
         rows: list[list[Any]] = []
         after = 0
         while True:
@@ -863,8 +1074,10 @@ class Jobs:
                 break
             for n in page:
                 t = json.loads(n["tags"])
+                playback = float(n["playback"]) if n["playback"] not in (None, "") else None
+                extra = [n["sms_message_id"]] if both else []
                 rows.append([n["id"], n["number"], camp["name"], n["status"], display(n["credit_consumed"]),
-                             n["duration"], n["playback"], n["message_id"], n["error"], *(t.get(k) for k in tags)])
+                             n["duration"], playback, n["message_id"], n["error"], *extra, *(t.get(k) for k in tags)])
             after = page[-1]["id"]
             await self._progress(job["id"], len(rows) // 2, total)
 

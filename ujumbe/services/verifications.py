@@ -134,7 +134,8 @@ class Verifications:
             result = await self.messaging.send(account, SendRequest(
                 recipients=[number.e164], text=real, masked_text=masked, conceal=True, sender=sender,
                 callback_url=callback_url, channel=channel, dialect=dialect, validity_s=ttl,
-                message_meta={"verification": vid},
+                # a call says the code digit by digit, twice (channels/voice otp_code): its length, never it
+                message_meta={"verification": vid, **({"otp_length": len(code)} if channel == "voice" else {})},
             ))
         except Exception:
             await self.store.run(lambda tx: q.set_status(tx, vid, "failed", now_ms()))
@@ -154,7 +155,7 @@ class Verifications:
     ) -> tuple[str, str]:
         """The text with the code, and the same text masked (what is stored)."""
         mask = otp.MASK_CHAR * len(code)
-        say = otp.spoken(code) if channel == "voice" else code  # a voice says digits one by one
+        say = code  # a call says it digit by digit, twice: services/speech's code=, given by channels/voice
         if template:
             real, _ = await self.messaging.resolve_text(account, SendRequest(
                 recipients=[], template_key=template, params={**(params or {}), "otp": say}, channel=channel))
@@ -166,7 +167,7 @@ class Verifications:
             return real, masked
         try:
             return (otp.render(text or DEFAULT_TEXT, say, append=append_code),
-                    otp.render(text or DEFAULT_TEXT, mask if channel != "voice" else otp.spoken(mask), append=append_code))
+                    otp.render(text or DEFAULT_TEXT, mask, append=append_code))
         except otp.OtpError as exc:
             raise Invalid(str(exc), code=exc.code) from None
 

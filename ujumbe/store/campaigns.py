@@ -12,11 +12,11 @@ from ujumbe.store.base import Row, Tx, now_ms
 
 CAMPAIGN = (
     "id, account_id, name, description, services, message, sender, audio, voice, length_factor, usable_tags, "
-    "status, rate, schedule_at, run_message, held, created_at, updated_at"
+    "status, rate, schedule_at, run_message, run_audio, held, created_at, updated_at"
 )
 NUMBER = (
     "id, campaign_id, account_id, number, network, tags, status, held, credit_consumed, message_id, error, "
-    "duration, playback, updated_at"
+    "duration, playback, sms_message_id, updated_at"
 )
 JOB = "id, account_id, kind, campaign_id, status, total, done, params, result, error, created_at, updated_at"
 
@@ -126,12 +126,14 @@ async def delete_number(tx: Tx, number_id: int) -> None:
     await tx.execute("DELETE FROM campaign_numbers WHERE id = ?", number_id)
 
 
-async def count_by_status(tx: Tx, campaign_id: int) -> dict[str, tuple[int, int]]:
+async def count_by_status(tx: Tx, campaign_id: int) -> dict[str, tuple[int, int, int]]:
+    """status -> (numbers, credits consumed, seconds of calls)."""
     rows = await tx.fetch(
-        "SELECT status, count(*), sum(credit_consumed) FROM campaign_numbers WHERE campaign_id = ? GROUP BY status",
+        "SELECT status, count(*), sum(credit_consumed), sum(duration) FROM campaign_numbers WHERE campaign_id = ? "
+        "GROUP BY status",
         campaign_id,
     )
-    return {r[0]: (int(r[1]), int(r[2] or 0)) for r in rows}
+    return {r[0]: (int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
 
 
 async def selectable(tx: Tx, campaign_id: int, statuses: Sequence[str], ids: Sequence[int] | None) -> list[Row]:
@@ -152,7 +154,7 @@ async def schedule_numbers(tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
     now = now_ms()
     await tx.executemany(
         "UPDATE campaign_numbers SET status = 'scheduled', held = ?, error = NULL, lease_until = NULL, "
-        "updated_at = ? WHERE id = ?",
+        "sms_message_id = NULL, updated_at = ? WHERE id = ?",
         [(held, now, nid) for held, nid in rows],
     )
 
@@ -211,25 +213,58 @@ async def terminate_scheduled(tx: Tx, campaign_id: int) -> int:
     return held
 
 
-async def finished_messages(tx: Tx, limit: int) -> list[Row]:
-    """Numbers whose message is final: (number id, campaign id, state, cost)."""
-    return await tx.fetch(
-        "SELECT n.id, n.campaign_id, m.state, m.cost, m.error_reason FROM campaign_numbers n "
-        "JOIN messages m ON m.id = n.message_id WHERE n.status = 'running' "
-        "AND m.state IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired') LIMIT ?",
+async def finished_messages(tx: Tx, limit: int) -> list[dict[str, Any]]:
+    """Numbers whose messages are final (the call's and, for SMS,PHONE, the
+    text's): number id, campaign id, the message's channel, state, cost and
+    error, the call's outcome, reason, duration and playback (voice), the
+    text's cost."""
+    rows = await tx.fetch(
+        "SELECT n.id, n.campaign_id, m.channel, m.state, m.cost, m.error_reason, c.outcome, c.reason, "
+        "c.duration_ms, c.playback_ms, s.cost AS sms_cost FROM campaign_numbers n "
+        "JOIN messages m ON m.id = n.message_id LEFT JOIN calls c ON c.message_id = n.message_id "
+        "LEFT JOIN messages s ON s.id = n.sms_message_id WHERE n.status = 'running' "
+        "AND m.state IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired') "
+        "AND (n.sms_message_id IS NULL OR s.state IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired')) "
+        "LIMIT ?",
         limit,
     )
+    return [dict(r) for r in rows]
 
 
-async def settle(tx: Tx, rows: Sequence[tuple[str, int, str | None, int]]) -> None:
-    """(status, cost, error, number id): the number's outcome; what its message
-    finally cost is added to what the number consumed."""
+async def settle(tx: Tx, rows: Sequence[tuple[str, int, str | None, int | None, str | None, int]]) -> None:
+    """(status, cost, error, duration, playback, number id): the number's
+    outcome; what its messages finally cost is added to what it consumed."""
     now = now_ms()
     await tx.executemany(
-        "UPDATE campaign_numbers SET status = ?, credit_consumed = credit_consumed + ?, error = ?, updated_at = ? "
-        "WHERE id = ? AND status = 'running'",
-        [(status, cost, error, now, nid) for status, cost, error, nid in rows],
+        "UPDATE campaign_numbers SET status = ?, credit_consumed = credit_consumed + ?, error = ?, duration = ?, "
+        "playback = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+        [(status, cost, error, duration, playback, now, nid) for status, cost, error, duration, playback, nid in rows],
     )
+
+
+async def mark_sms(tx: Tx, rows: Sequence[tuple[int | None, int]]) -> None:
+    """(message id, number id): the text an SMS,PHONE number was sent before its call."""
+    await tx.executemany("UPDATE campaign_numbers SET sms_message_id = ? WHERE id = ?", list(rows))
+
+
+async def stopped_calls(tx: Tx, limit: int = 1000) -> list[int]:
+    """Message ids of calls still out for campaigns that were stopped."""
+    rows = await tx.fetch(
+        "SELECT n.message_id FROM campaign_numbers n JOIN campaigns c ON c.id = n.campaign_id "
+        "JOIN messages m ON m.id = n.message_id WHERE n.status = 'running' AND c.status = 'terminated' "
+        "AND m.channel = 'voice' LIMIT ?",
+        limit,
+    )
+    return [int(r[0]) for r in rows]
+
+
+async def running_calls(tx: Tx, campaign_id: int) -> int:
+    """Calls of this campaign out and not final yet (for the pace)."""
+    return int(await tx.fetchval(
+        "SELECT count(*) FROM campaign_numbers n JOIN messages m ON m.id = n.message_id "
+        "WHERE n.campaign_id = ? AND n.status = 'running' AND m.channel = 'voice'",
+        campaign_id,
+    ))
 
 
 async def open_numbers(tx: Tx, campaign_id: int) -> int:
@@ -248,12 +283,14 @@ async def add_ledger(tx: Tx, account_id: str, kind: str, amount: int, campaign_i
 # --- jobs ---
 
 
-async def insert_job(tx: Tx, account_id: str, kind: str, campaign_id: int | None, params: dict[str, Any]) -> int:
+async def insert_job(tx: Tx, account_id: str, kind: str, campaign_id: int | None, params: dict[str, Any],
+                     status: str = "queued") -> int:
+    """A job for the worker (queued), or one already done (a voice test's file)."""
     now = now_ms()
     return int(await tx.fetchval(
         "INSERT INTO jobs (account_id, kind, campaign_id, status, params, created_at, updated_at) "
-        "VALUES (?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
-        account_id, kind, campaign_id, json.dumps(params), now, now,
+        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        account_id, kind, campaign_id, status, json.dumps(params), now, now,
     ))
 
 

@@ -43,6 +43,7 @@ class CampaignSender:
         now = time.monotonic()
         elapsed, self._last = now - self._last, now
         busy = await self.campaigns.settle_finished() > 0
+        await self.campaigns.end_stopped_calls()  # a campaign stopped through another process
         await self.campaigns.finish_done()
         running = await self.campaigns.running()
         seen = set()

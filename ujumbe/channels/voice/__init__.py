@@ -27,6 +27,7 @@ import inspect
 import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,7 +183,10 @@ class VoiceChannel(Channel):
                 # no text-to-speech here (the simulator on its own): silence as long as the text would take
                 return bytes(BYTES_PER_MS * calls.estimated_ms(msg.body, vo.length_factor))
             render = self.speech.render
-            kwargs = {"voice": vo.voice, "length_factor": vo.length_factor, "language": vo.language}
+            kwargs: dict[str, Any] = {"voice": vo.voice, "length_factor": vo.length_factor, "language": vo.language}
+            code = otp_code(msg.body, msg.meta)
+            if code:  # a one-time code: said digit by digit, twice, and never kept (services/speech)
+                kwargs["code"] = code
             if inspect.iscoroutinefunction(render):
                 return await render(msg.body, **kwargs)
             return await asyncio.to_thread(render, msg.body, **kwargs)
@@ -305,6 +309,17 @@ def _said(name: str, detail: Any) -> str:
         words = f"{detail['status']} {detail.get('phrase') or ''}".strip()
         return f"{words} (early media)" if name == "early_media" else words
     return str(detail or name)[:200]
+
+
+def otp_code(body: str, meta: dict[str, Any]) -> str | None:
+    """The one-time code in a verification call's (unsealed) text: services/
+    verifications marks the message with the code's length (``otp_length``),
+    never the code; the first run of exactly that many digits is it."""
+    length = meta.get("otp_length") if meta.get("verification") else None
+    if not isinstance(length, int) or length < 1:
+        return None
+    found = re.search(rf"(?<![0-9])[0-9]{{{length}}}(?![0-9])", body)
+    return found.group(0) if found else None
 
 
 def _accepts(fn: Any, name: str) -> bool:
