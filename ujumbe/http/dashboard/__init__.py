@@ -79,7 +79,12 @@ def _duration(ms: int | None) -> str:
     return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-env.filters.update(time=_time, money=_money, duration=_duration, redacted=redacted,
+def _isotime(iso: str | None) -> str:
+    """An ISO 8601 instant of the API (a call's times) as the pages show times, to the millisecond."""
+    return iso.replace("T", " ").removesuffix("Z") if iso else "–"
+
+
+env.filters.update(time=_time, isotime=_isotime, money=_money, duration=_duration, redacted=redacted,
                    codepoint=lambda ch: " ".join(f"U+{ord(c):04X}" for c in ch))
 env.globals.update(prefix=PREFIX, final_states=[s.value for s in State if s.final], states=[s.value for s in State])
 

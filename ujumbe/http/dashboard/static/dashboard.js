@@ -40,9 +40,11 @@
     if (!ev.target || ev.target.id !== "channel") return;
     var call = ev.target.value === "voice";
     var fields = document.getElementById("voice-fields");
-    var sender = document.getElementById("sender-field");
     if (fields) fields.hidden = !call;
-    if (sender) sender.hidden = call;
+    ["sender-field", "sms-preview"].forEach(function (id) {  // an SMS's parts and sender name
+      var el = document.getElementById(id);
+      if (el) el.hidden = call;
+    });
   });
 
   // "Listen": the text said in the chosen voice, fetched (POST, with the
