@@ -169,7 +169,7 @@ Handler = Callable[[Ctx], Awaitable[Response]]
 
 def status_of(exc: UjumbeError) -> int:
     return {"not_found": 404, "unauthorized": 401, "forbidden": 403, "conflict": 409, "rate_limited": 429,
-            "payment": 402}.get(exc.kind, 400)
+            "payment": 402, "unavailable": 503}.get(exc.kind, 400)
 
 
 def page(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
