@@ -454,3 +454,118 @@ async def test_the_operator_adds_edits_and_deletes_routes_and_prices_with_the_ap
         r = await tenant.post("/dashboard/admin/routes", data={"csrf": token, "kind": "default", "connector": "simulator"})
         assert r.status_code == 303 and r.headers["location"] == "/dashboard/admin/login"
     assert [x["kind"] for x in await platform.routing.list_routes()] == ["network"]
+
+
+# --- voice calls ---
+
+CALL_TEXT = "नमस्ते, तपाईंको अर्डर तयार छ।"
+
+
+@pytest.fixture
+async def voice_site(tmp_path: Any, database_url: str | None) -> AsyncIterator[Platform]:
+    from tests.conftest import running
+
+    # 0.01: the simulator's calls end in a few tens of ms; the figures reported stay the real ones
+    async with running(tmp_path, database_url, sim_call_speed=0.01, admin_token=ADMIN) as p:
+        yield p
+
+
+async def _ended(platform: Platform, account_id: str, mid: int) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        m = await platform.messaging.message(account_id, mid)
+        return m if m.get("call") else None
+
+    return await eventually(done, timeout=20)
+
+
+async def test_a_call_placed_from_the_send_page_shows_its_facts_and_another_account_gets_404(
+    voice_site: Platform,
+) -> None:
+    from ujumbe.core.calls import REASON_TEXT
+
+    p = voice_site
+    mine, theirs = await make_account(p), await make_account(p)
+    async for c in logged_in(p, mine):
+        form = await c.get("/dashboard/send")
+        assert 'id="channel"' in form.text and 'value="voice"' in form.text
+        for name in ("np_rija", "np_prasanna", "np_binod"):
+            assert f'<option value="{name}"' in form.text
+        r = await c.post("/dashboard/send", data={
+            "csrf": csrf_of(form.text), "channel": "voice", "to": "0708400100, 0708400102", "text": CALL_TEXT,
+            "voice": "np_binod", "length_factor": "1.2", "sender": "",
+        })
+        assert r.status_code == 200, r.text
+        ids = [int(i) for i in re.findall(r'class="msg-link">(\d+)<', r.text)]
+        assert len(ids) == 2
+        done, busy = [await _ended(p, mine["account_id"], mid) for mid in ids]
+        assert done["channel"] == "voice" and done["recipient"].endswith("708400100")
+
+        page = (await c.get(f"/dashboard/messages/{ids[0]}")).text
+        assert '<span class="state delivered" id="call-outcome">completed</span>' in page
+        assert '<code id="call-reason">played_to_end</code>' in page and REASON_TEXT["played_to_end"] in page
+        assert '<dd id="call-sip">200 OK' in page
+        assert '<dd id="call-ring">2.5 s</dd>' in page  # rang 2.5 s (the simulator's real figure)
+        call = done["call"]
+        assert f'{call["playback_seconds"]:g} s of {call["audio_seconds"]:g} s' in page
+        assert "(1 billable minute)" in page and '<dd id="call-dtmf">none</dd>' in page
+        assert call["answered_at"].replace("T", " ").removesuffix("Z") in page and call["call_id"] in page
+        assert 'id="sip-log"' in page and "INVITE" in page  # the SIP exchange, line by line
+
+        page = (await c.get(f"/dashboard/messages/{ids[1]}/live")).text
+        assert '<code id="call-reason">busy</code>' in page and REASON_TEXT["busy"] in page
+        assert "486 Busy Here" in page and "Q.850 cause 17" in page
+        assert '<span class="state undelivered" id="call-outcome">unanswered</span>' in page
+
+        badge = (await c.get(f"/dashboard/messages/{ids[0]}/live?badge=1")).text
+        assert ">delivered · completed</span>" in badge
+
+        listed = (await c.get("/dashboard/messages")).text
+        assert listed.count('<td class="channel">voice</td>') == 2
+        figures = (await c.get("/dashboard/today/figures")).text
+        assert re.search(r'<tr id="channel-voice"><td>voice</td><td>2</td><td>1</td>', figures), figures
+
+    async for c in logged_in(p, theirs):
+        for mid in ids:
+            assert (await c.get(f"/dashboard/messages/{mid}")).status_code == 404
+            assert (await c.get(f"/dashboard/messages/{mid}/live")).status_code == 404
+            assert (await c.get(f"/dashboard/messages/{mid}/live?badge=1")).status_code == 404
+        assert "708400100" not in (await c.get("/dashboard/messages")).text
+
+
+async def test_listen_says_the_text_as_a_call_would_and_needs_the_csrf_token(voice_site: Platform) -> None:
+    acc = await make_account(voice_site)
+    async for c in logged_in(voice_site, acc):
+        page = await c.get("/dashboard/send")
+        token = csrf_of(page.text)
+        assert "media-src 'self' blob:" in page.headers["content-security-policy"]
+        r = await c.post("/dashboard/send/listen", data={"text": CALL_TEXT, "voice": "np_prasanna",
+                                                         "length_factor": "1.0"}, headers={"x-csrf-token": token})
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+        assert r.content[:4] == b"RIFF" and len(r.content) > 8000  # more than half a second at 8 kHz
+        slow = await c.post("/dashboard/send/listen", data={"text": CALL_TEXT, "voice": "np_prasanna",
+                                                            "length_factor": "2.0"}, headers={"x-csrf-token": token})
+        assert len(slow.content) > len(r.content) * 1.5  # twice as slow: longer
+        bad = await c.post("/dashboard/send/listen", data={"text": CALL_TEXT, "voice": "np_nobody"},
+                           headers={"x-csrf-token": token})
+        assert bad.status_code == 400 and "np_rija" in bad.text
+        odd = await c.post("/dashboard/send/listen", data={"text": CALL_TEXT, "length_factor": "slow"},
+                           headers={"x-csrf-token": token})
+        assert odd.status_code == 400 and "length factor" in odd.text
+        assert (await c.post("/dashboard/send/listen", data={"text": CALL_TEXT})).status_code == 403
+        # a call with a bad voice is refused on the form, as the API refuses it
+        r = await c.post("/dashboard/send", data={"csrf": token, "channel": "voice", "to": "0708400100",
+                                                  "text": CALL_TEXT, "voice": "np_nobody"})
+        assert r.status_code == 400 and "is not a voice" in r.text
+
+
+async def test_the_operators_board_shows_the_voice_connectors_calls_and_limit(voice_site: Platform) -> None:
+    async with client_of(voice_site) as c:
+        page = await c.get("/dashboard/admin/login")
+        await c.post("/dashboard/admin/login", data={"csrf": csrf_of(page.text), "token": ADMIN})
+        board = (await c.get("/dashboard/admin/connectors")).text
+        row = re.search(r'data-name="voice-simulator">(.*?)</tr>', board, re.S)
+        assert row, board
+        limit = voice_site.channels["voice-simulator"].max_in_flight
+        assert f'<td class="calls">0 / {limit}</td>' in row.group(1)
+        sms = re.search(r'data-name="simulator">(.*?)</tr>', board, re.S)
+        assert sms and '<td class="calls">–</td>' in sms.group(1)

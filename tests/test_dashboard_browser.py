@@ -396,3 +396,46 @@ async def test_an_admin_adds_a_route_and_a_price_from_the_pages(site: tuple[Plat
     [route] = await p.routing.list_routes()
     assert (route["kind"], route["value"], route["connector"], route["priority"]) == ("prefix", "2547", "simulator", 10)
     assert (await p.messaging.prices()).cost("Safaricom", 1) == 8000
+
+
+async def test_place_a_call_from_the_send_form_listen_first_and_watch_it_complete(
+    site: tuple[Platform, Browser], backend: str,
+) -> None:
+    p, b = site
+    acc = await make_account(p)
+
+    def scenario() -> str:
+        b.login(acc["username"])
+        b.get("/dashboard/send")
+        assert not b.css("#voice-fields").is_displayed()
+        from selenium.webdriver.support.ui import Select
+
+        Select(b.css("#channel")).select_by_value("voice")
+        b.wait(lambda: b.css("#voice-fields").is_displayed(), what="the call's fields")
+        assert not b.css("#sender-field").is_displayed()  # a call has a caller id, not a sender name
+        assert not b.css("#sms-preview").is_displayed()  # nor SMS parts
+        b.fill("#to", "0708400100")  # the simulator answers and plays it to the end
+        b.fill("#text", "नमस्ते, तपाईंको अर्डर तयार छ।")
+        Select(b.css("#voice")).select_by_value("np_prasanna")
+        b.fill("#length_factor", "1.2")
+        b.css("#listen").click()
+        b.wait(lambda: int(b.css("#listen-audio").get_attribute("data-bytes") or 0) > 8000, what="the speech")
+        assert b.css("#listen-audio").get_attribute("src").startswith("blob:")
+        b.screenshot(f"send-call-{backend}")
+        b.css("#send-submit").click()
+        mid = b.wait(lambda: b.text_of("#sent a.msg-link"), what="the sent page")
+        b.mark_page()
+        assert b.text_of(f"#state-{mid}") != "delivered · completed"  # it rings 2.5 s first
+        b.wait_text(f"#state-{mid}", "delivered · completed", timeout=30)
+        assert b.same_page(), "the state changed by a reload, not live"
+        b.css("#sent a.msg-link").click()
+        b.wait_text("#call-outcome", "completed")
+        assert b.text_of("#call-reason") == "played_to_end" and b.text_of("#call-sip").startswith("200 OK")
+        b.screenshot(f"message-call-{backend}")
+        assert b.csp_violations() == []
+        return mid
+
+    mid = await in_thread(scenario)
+    msg = await p.messaging.message(acc["account_id"], int(mid))
+    assert msg["channel"] == "voice" and msg["call"]["outcome"] == "completed"
+    assert msg["state"] == "delivered"

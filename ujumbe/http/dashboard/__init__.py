@@ -29,6 +29,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ujumbe.core import campaigns as rules
+from ujumbe.core import speech as speech_rules
+from ujumbe.core.calls import VoiceOptions
 from ujumbe.core.errors import Invalid, NotFound, RateLimited, UjumbeError, Unauthorized
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
@@ -46,6 +48,8 @@ PAGE_SIZE = 50
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    # the send page's "listen" plays the speech it fetched as a blob: URL
+    "media-src 'self' blob:; "
     "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
@@ -75,7 +79,12 @@ def _duration(ms: int | None) -> str:
     return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-env.filters.update(time=_time, money=_money, duration=_duration, redacted=redacted,
+def _isotime(iso: str | None) -> str:
+    """An ISO 8601 instant of the API (a call's times) as the pages show times, to the millisecond."""
+    return iso.replace("T", " ").removesuffix("Z") if iso else "–"
+
+
+env.filters.update(time=_time, isotime=_isotime, money=_money, duration=_duration, redacted=redacted,
                    codepoint=lambda ch: " ".join(f"U+{ord(c):04X}" for c in ch))
 env.globals.update(prefix=PREFIX, final_states=[s.value for s in State if s.final], states=[s.value for s in State])
 
@@ -160,7 +169,7 @@ Handler = Callable[[Ctx], Awaitable[Response]]
 
 def status_of(exc: UjumbeError) -> int:
     return {"not_found": 404, "unauthorized": 401, "forbidden": 403, "conflict": 409, "rate_limited": 429,
-            "payment": 402}.get(exc.kind, 400)
+            "payment": 402, "unavailable": 503}.get(exc.kind, 400)
 
 
 def page(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
@@ -456,10 +465,42 @@ async def _approved_senders(ctx: Ctx) -> list[Any]:
     return [s for s in await ctx.platform.senders.list(ctx.account_id) if getattr(s, "status", "approved") == "approved"]
 
 
+def _voices(ctx: Ctx) -> list[tuple[str, str]]:
+    """The voices a call can speak in (the speech service's), with their description."""
+    return [(name, speech_rules.VOICES.get(name, "")) for name in ctx.platform.messaging.voices]
+
+
+def _send_view(ctx: Ctx, status: int = 200, **context: Any) -> HTMLResponse:
+    return view(ctx, "send.html", status, voices=_voices(ctx), default_voice=speech_rules.DEFAULT_VOICE,
+                voice_ok="voice" in ctx.platform.messaging.channels, nav="send", **context)
+
+
 async def send_page(ctx: Ctx) -> Response:
     senders = await _approved_senders(ctx)
     pv = await _preview(ctx, "", "")
-    return view(ctx, "send.html", pv=pv, senders=senders, form={}, nav="send")
+    return _send_view(ctx, pv=pv, senders=senders, form={})
+
+
+def _length_factor(raw: str | None) -> float:
+    raw = (raw or "").strip()
+    if not raw:
+        return 1.0
+    try:
+        return float(raw)
+    except ValueError:
+        raise Invalid("The length factor is a number (2.0: twice as slow)", code="invalid_length_factor") from None
+
+
+async def send_listen(ctx: Ctx) -> Response:
+    """The send form's text said in its voice, as a call would play it (what
+    POST /v1/voice/test answers): 8 kHz mono WAV for the page's <audio>."""
+    form = await form_of(ctx.request)
+    text = form.get("text", "")
+    if not text.strip():
+        raise Invalid("Write the text to listen to")
+    pcm = await ctx.platform.speech.render(text, voice=form.get("voice") or speech_rules.DEFAULT_VOICE,
+                                           length_factor=_length_factor(form.get("length_factor")))
+    return Response(speech_rules.wav(pcm), media_type="audio/wav", headers=SECURITY_HEADERS)
 
 
 async def send_preview(ctx: Ctx) -> Response:
@@ -481,16 +522,20 @@ async def send(ctx: Ctx) -> Response:
         error = "Write the message."
     if error is None:
         try:
+            call = form.get("channel") == "voice"
             result = await ctx.platform.messaging.send(ctx.account, SendRequest(
-                recipients=recipients, text=text, sender=form.get("sender") or None,
-                reference=form.get("reference", "").strip() or None,
+                recipients=recipients, text=text, reference=form.get("reference", "").strip() or None,
+                # a call's caller id is a number, not a sender name: the trunk's own here
+                sender=None if call else form.get("sender") or None, channel="voice" if call else "sms",
+                voice=VoiceOptions(voice=form.get("voice") or speech_rules.DEFAULT_VOICE,
+                                   length_factor=_length_factor(form.get("length_factor"))) if call else None,
             ))
         except UjumbeError as exc:
             error = exc.message
         else:
             return view(ctx, "sent.html", result=result, nav="send")
     pv = await _preview(ctx, text, form.get("to", ""))
-    return view(ctx, "send.html", 400, pv=pv, senders=senders, form=form, error=error, nav="send")
+    return _send_view(ctx, 400, pv=pv, senders=senders, form=form, error=error)
 
 
 # --- account ---
@@ -708,16 +753,25 @@ async def job_file(ctx: Ctx) -> Response:
 # --- the operator ---
 
 
+def _calls(channel: Any) -> dict[str, int] | None:
+    """A voice connector's calls in progress and its limit (None: not a voice one, or not running here)."""
+    if channel is None or getattr(channel, "kind", None) != "voice":
+        return None
+    return {"active": int(channel.active_calls), "max": int(channel.max_in_flight)}
+
+
 async def _board(ctx: Ctx) -> list[dict[str, Any]]:
     p = ctx.platform
     out = []
     for c in await p.routing.list_connectors():
         status = p.router.status(c["name"])
-        out.append({**c, "status": status, "meter": p.router.meter(c["name"]).snapshot()})
+        out.append({**c, "status": status, "meter": p.router.meter(c["name"]).snapshot(),
+                    "calls": _calls(p.router.connectors.get(c["name"]))})
     # Once an operator connector is configured the built-in simulator carries nothing (services/routing.py).
     builtin = [{"name": ch.name, "kind": ch.kind, "builtin": True, "meter": p.router.meter(ch.name).snapshot(),
                 "standby": p.router.configured and ch is p.simulator,
-                "status": {"running": True, "binds_up": None, "in_flight": p.router.in_flight(ch)}}
+                "status": {"running": True, "binds_up": None, "in_flight": p.router.in_flight(ch)},
+                "calls": _calls(ch)}
                for ch in p.channels.values()]
     return out + builtin
 
@@ -877,6 +931,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/send", page(send_page)),
         Route(f"{PREFIX}/send", page(send), methods=["POST"]),
         Route(f"{PREFIX}/send/preview", page(send_preview), methods=["POST"]),
+        Route(f"{PREFIX}/send/listen", page(send_listen), methods=["POST"]),
         Route(f"{PREFIX}/account", page(account)),
         Route(f"{PREFIX}/account/keys", page(create_key), methods=["POST"]),
         Route(f"{PREFIX}/account/keys/revoke", page(revoke_key), methods=["POST"]),
