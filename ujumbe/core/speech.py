@@ -33,7 +33,9 @@ _DEVANAGARI = ("ne", "hi")
 # length_factor is TingTing's length scale: 2.0 takes twice as long to say.
 NORMAL_WPM = 175  # words a minute at length_factor 1.0 (espeak-ng's default)
 MIN_WPM, MAX_WPM = 80, 450  # what espeak-ng accepts
-MIN_LENGTH_FACTOR, MAX_LENGTH_FACTOR = 0.1, 10.0
+# The factors that give those rates: one range for calls, campaigns and tests of
+# a voice, so no factor is taken that would then sound like another.
+MIN_LENGTH_FACTOR, MAX_LENGTH_FACTOR = round(NORMAL_WPM / MAX_WPM, 2), round(NORMAL_WPM / MIN_WPM, 2)  # 0.39, 2.19
 
 MAX_TEXT = 5000  # characters said at once: several minutes of speech
 MAX_CODE = 20  # characters of a one-time code

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ujumbe.core import speech
 from ujumbe.core.errors import Invalid, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.dialects.native_campaigns import uploaded
@@ -395,7 +396,7 @@ def _text(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise Invalid(f"{value!r} is not a voice; use np_rija, np_prasanna, np_binod or np_shreegya",
+        raise Invalid(f"{value!r} is not a voice; use one of {', '.join(speech.VOICES)}",
                       code="invalid_voice")
     return value
 
