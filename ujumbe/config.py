@@ -81,6 +81,8 @@ class Settings:
     refresh_token_ttl_s: int = 30 * 86400
     secret_key: str = ""
     callback_delay_scale: float = 1.0  # multiplies every callback retry delay (tests use a small one)
+    # A callback URL's name not resolved within this is accepted (the sender checks again).
+    callback_resolve_timeout_s: float = 3.0
     # Platform admin (operator connectors, routes). Empty: the /admin API answers 404.
     admin_token: str = field(default_factory=lambda: os.environ.get("UJUMBE_ADMIN_TOKEN", ""))
     # Workers re-read connectors and routes this often, for changes another process made on SQLite.

@@ -280,7 +280,8 @@ class Platform:
             # a name not resolved in time is accepted like one that does not
             # resolve, and the sender checks each address it connects to anyway.
             return await asyncio.wait_for(
-                asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks), 3.0,
+                asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks),
+                self.settings.callback_resolve_timeout_s,
             )
         except TimeoutError:
             return url
