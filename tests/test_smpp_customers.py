@@ -32,7 +32,8 @@ import smpplib.exceptions  # noqa: E402
 @pytest.fixture
 async def platform(tmp_path: Path, database_url: str | None) -> AsyncIterator[Platform]:
     """The conftest platform, plus the customers' SMPP server on a free port."""
-    async with running(tmp_path, database_url, smpp_port=0) as p:
+    # expire_every_s: a message past its validity expires within a second, not five
+    async with running(tmp_path, database_url, smpp_port=0, expire_every_s=0.5) as p:
         yield p
 
 

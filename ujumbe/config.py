@@ -74,6 +74,7 @@ class Settings:
         default_factory=lambda: _range(os.environ.get("UJUMBE_SIM_RECEIPT_DELAY_MS", "500-3000"))
     )
     validity_s: int = 48 * 3600  # no final receipt by then: EXPIRED
+    expire_every_s: float = 5.0  # how often the sweeper looks for messages past their validity
     # A campaign sends at most this many messages a second (per worker process)
     # unless it sets its own rate: 100,000 numbers must not flood a connector.
     campaign_rate: int = field(default_factory=lambda: int(os.environ.get("UJUMBE_CAMPAIGN_RATE", "100") or 100))

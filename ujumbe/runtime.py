@@ -154,7 +154,7 @@ class Platform:
         # than match an older part with the same id (SMSCs reuse ids).
         self.reports.awaiting_record = self.dispatcher.awaiting_record
         self.dispatcher.on_recorded.append(self.reports.submits_recorded)
-        sweeper = Sweeper(self.store)
+        sweeper = Sweeper(self.store, expire_every_s=self.settings.expire_every_s)
         sweeper.awaiting_record = self.dispatcher.awaiting_record
         transports = await self._start_smpp()
         sender = CallbackSender(
