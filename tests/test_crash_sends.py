@@ -28,12 +28,12 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import eventually, free_port, postgres_database
+from tests.conftest import UNDER_LOAD, eventually, free_port, postgres_database
 from tests.test_processes import cli, env_for, start_server, stop
 from tests.test_smpp_e2e import PEERS, NodeSmsc
 from ujumbe.workers.dispatch import TAKEN_OVER
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, UNDER_LOAD]
 
 WINDOW = 8  # per bind; one bind per worker process
 LATENCY_MS = 40  # the SMSC answers each submit after this: sends are in flight when the kill comes

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import eventually, free_port, postgres_database
+from tests.conftest import UNDER_LOAD, eventually, free_port, postgres_database
 
 UJUMBE = [sys.executable, "-m", "ujumbe"]
 
@@ -90,6 +90,7 @@ def test_cli_creates_accounts_with_every_credential(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "No account" in bad.stderr
 
 
+@UNDER_LOAD
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_sigkill_under_load_loses_no_accepted_message(tmp_path: Path, backend: str) -> None:
     database_url = await postgres_database() if backend == "postgres" else None

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Receiver, auth, eventually, make_account, client_of, running
+from tests.conftest import UNDER_LOAD, Receiver, auth, eventually, make_account, client_of, running
 from ujumbe.runtime import Platform
 from ujumbe.store import now_ms
 
@@ -235,6 +235,7 @@ async def test_routes_by_prefix_to_two_node_operators_and_fails_over(
     assert "254712000444" in [s["destination_addr"] for s in b.submits]
 
 
+@UNDER_LOAD
 async def test_operator_killed_under_load_loses_nothing(
     operator_platform: Platform, api: httpx.AsyncClient, smscs: list[NodeSmsc], tmp_path: Path
 ) -> None:
