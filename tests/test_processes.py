@@ -95,6 +95,9 @@ def test_cli_creates_accounts_with_every_credential(tmp_path: Path) -> None:
 async def test_sigkill_under_load_loses_no_accepted_message(tmp_path: Path, backend: str) -> None:
     database_url = await postgres_database() if backend == "postgres" else None
     env = env_for(tmp_path / "data", database_url)
+    # the restarted server, the only worker, takes the killed one's leases over
+    # after this (5 s by default); no live worker is there to mistake for dead
+    env["UJUMBE_WORKER_DEAD_S"] = "2"
     account = cli(env, "accounts", "create", "--name", "Load", "--email", "load@example.com", "--password", "pass-word-1", "--credits", "100000")
     headers = {"authorization": f"Bearer {account['api_key']}"}
     port = free_port()
