@@ -47,7 +47,9 @@ class Esme:
     """A customer's SMPP client: smpplib on a thread, reading in the background."""
 
     def __init__(self, port: int) -> None:
-        self.client = smpplib.client.Client("127.0.0.1", port, timeout=2, allow_unknown_opt_params=True)
+        # timeout: how long a bind may take to be answered (an argon2 check: seconds on a busy
+        # machine, e.g. beside other test workers), and how idle the reader gets before an enquire_link
+        self.client = smpplib.client.Client("127.0.0.1", port, timeout=15, allow_unknown_opt_params=True)
         self.delivered: list[Any] = []  # deliver_sm PDUs, in arrival order
         self.resps: dict[int, tuple[int, str]] = {}  # submit sequence -> (status, message_id)
         self._lock = threading.Lock()
