@@ -149,6 +149,11 @@ class Browser:
         self.driver.save_screenshot(str(path))
         return path
 
+    def download_to(self, folder: Path) -> None:
+        """Save what the page downloads in ``folder`` (headless Chromium asks nobody)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
+
     def csp_violations(self) -> list[str]:
         """Console errors the Content-Security-Policy raised (an inline script would)."""
         return [e["message"] for e in self.driver.get_log("browser")

@@ -47,7 +47,7 @@ async def logged_in(platform: Platform, account: dict[str, Any]) -> AsyncIterato
 
 PAGES = ["/dashboard/today", "/dashboard/today/figures", "/dashboard/today?days=7", "/dashboard/messages",
          "/dashboard/inbound",
-         "/dashboard/send", "/dashboard/account"]
+         "/dashboard/send", "/dashboard/account", "/dashboard/campaigns"]
 
 
 async def test_pages_have_a_csp_without_inline_script_and_a_locked_down_session_cookie(
@@ -390,3 +390,67 @@ async def test_the_connectors_board_counts_submits_receipts_and_errors(platform:
         assert re.search(r'class="submits">3 · ', row), row
         assert re.search(r'class="receipts">3 · ', row), row
         assert re.search(r'class="errors">1 · last ', row), row
+
+
+async def test_the_operator_adds_edits_and_deletes_routes_and_prices_with_the_apis_checks(platform: Platform) -> None:
+    platform.settings.admin_token = ADMIN
+    acc = await make_account(platform)
+    async with client_of(platform) as c:
+        page = await c.get("/dashboard/admin/login")
+        await c.post("/dashboard/admin/login", data={"csrf": csrf_of(page.text), "token": ADMIN})
+        token = csrf_of((await c.get("/dashboard/admin/routes")).text)
+        r = await c.post("/dashboard/admin/routes", data={"csrf": token, "kind": "prefix", "value": "+2547",
+                                                          "connector": "simulator", "priority": "5"})
+        assert r.status_code == 200 and "added" in r.text
+        [route] = await platform.routing.list_routes()
+        assert (route["kind"], route["value"], route["connector"], route["priority"]) == ("prefix", "2547", "simulator", 5)
+        # the admin API's checks and errors, shown on the page with the form kept
+        for data, status, words in (
+            ({"kind": "prefix", "value": "25x", "connector": "simulator"}, 400, "A prefix is 1-15 digits"),
+            ({"kind": "default", "value": "", "connector": "nowhere"}, 404, "No connector named"),
+            ({"kind": "default", "value": "", "connector": "simulator", "priority": "high"}, 400, "must be a whole number 0-1000000"),
+            ({"kind": "sideways", "value": "", "connector": "simulator"}, 400, "must be one of prefix"),
+            ({"kind": "default", "connector": "simulator", "account_id": "acc_nobody"}, 404, "No account acc_nobody"),
+        ):
+            r = await c.post("/dashboard/admin/routes", data={"csrf": token, **data})
+            assert r.status_code == status and words in r.text and 'id="route-error"' in r.text, (data, r.text[:300])
+        r = await c.post("/dashboard/admin/routes", data={"csrf": token, "kind": "network", "value": "Airtel",
+                                                          "connector": "simulator", "account_id": acc["account_id"]})
+        assert r.status_code == 200
+        assert len(await platform.routing.list_routes(acc["account_id"])) == 1
+        r = await c.post(f"/dashboard/admin/routes/{route['id']}/edit",
+                         data={"csrf": token, "kind": "network", "value": "Safaricom", "connector": "simulator",
+                               "priority": "7"})
+        assert r.status_code == 200 and "saved" in r.text
+        edited = next(x for x in await platform.routing.list_routes() if x["id"] == route["id"])
+        assert (edited["kind"], edited["value"], edited["priority"]) == ("network", "Safaricom", 7)
+        r = await c.post(f"/dashboard/admin/routes/{route['id']}/edit",
+                         data={"csrf": token, "kind": "default", "value": "x", "connector": "simulator"})
+        assert r.status_code == 400 and "A default route takes no value" in r.text
+        r = await c.post(f"/dashboard/admin/routes/{route['id']}/delete", data={"csrf": token})
+        assert r.status_code == 200 and "deleted" in r.text
+        assert route["id"] not in [x["id"] for x in await platform.routing.list_routes()]
+        for path in (f"/dashboard/admin/routes/{route['id']}/delete", "/dashboard/admin/routes/abc/edit"):
+            assert (await c.post(path, data={"csrf": token})).status_code == 404
+        # prices: set (charged at once in this process), refused, removed
+        r = await c.post("/dashboard/admin/prices/price",
+                         data={"csrf": token, "network": "Safaricom", "channel": "sms", "amount": "0.65"})
+        assert r.status_code == 200 and "Safaricom (sms) costs 0.65 credits a part" in r.text
+        assert (await platform.messaging.prices()).cost("Safaricom", 2) == 13_000
+        for amount, words in (("-1", "cannot be negative"), ("lots", "")):
+            r = await c.post("/dashboard/admin/prices/price", data={"csrf": token, "network": "Airtel", "amount": amount})
+            assert r.status_code == 400 and words in r.text and 'id="route-error"' in r.text
+        r = await c.post("/dashboard/admin/prices/unprice", data={"csrf": token, "network": "Safaricom", "channel": "sms"})
+        assert r.status_code == 200 and "removed" in r.text
+        assert (await platform.messaging.prices()).cost("Safaricom", 1) == (await platform.messaging.prices()).default
+        r = await c.post("/dashboard/admin/prices/unprice", data={"csrf": token, "network": "Safaricom", "channel": "sms"})
+        assert r.status_code == 404
+        # without the CSRF token nothing changes
+        r = await c.post("/dashboard/admin/prices/price", data={"network": "Airtel", "amount": "1"})
+        assert r.status_code == 403
+    # a tenant's session cannot reach them
+    async for tenant in logged_in(platform, acc):
+        token = csrf_of((await tenant.get("/dashboard/account")).text)
+        r = await tenant.post("/dashboard/admin/routes", data={"csrf": token, "kind": "default", "connector": "simulator"})
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/admin/login"
+    assert [x["kind"] for x in await platform.routing.list_routes()] == ["network"]

@@ -47,6 +47,17 @@ async def send(p: Platform, account_id: str, to: list[str], text: str = "Habari"
     return [r.message_id for r in result.recipients if r.message_id is not None]
 
 
+async def given_up(p: Platform, account_id: str, message_id: int | None = None) -> list[dict[str, Any]]:
+    """The account's failed callbacks (of ``message_id``), once there is one."""
+    for _ in range(600):
+        rows = [c for c in await p.callback_log.list(account_id, "failed", 10, None)
+                if message_id is None or c["message_id"] == message_id]
+        if rows:
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError("no callback was given up on")
+
+
 async def test_log_in_send_from_the_form_watch_it_delivered_then_search_and_open_it(
     site: tuple[Platform, Browser], backend: str,
 ) -> None:
@@ -177,15 +188,7 @@ async def test_retry_a_failed_callback_from_the_account_page(
     async def failed() -> list[dict[str, Any]]:
         return await p.callback_log.list(acc["account_id"], "failed", 10, None)
 
-    async def until_failed() -> list[dict[str, Any]]:
-        for _ in range(600):
-            rows = await failed()
-            if rows:
-                return rows
-            await asyncio.sleep(0.05)
-        raise AssertionError("no callback was given up on")
-
-    cb = (await until_failed())[0]
+    cb = (await given_up(p, acc["account_id"]))[0]
     tried = len(receiver.requests)
     receiver.status = 200
 
@@ -269,3 +272,128 @@ async def test_another_accounts_message_cannot_be_opened_through_the_pages(
         b.wait(lambda: "/dashboard/admin/login" in b.driver.current_url, what="the admin login")
 
     await in_thread(scenario)
+
+
+async def test_a_campaign_from_an_uploaded_csv_runs_live_to_completed_and_its_report_downloads(
+    site: tuple[Platform, Browser], backend: str, tmp_path: Path,
+) -> None:
+    p, b = site
+    acc = await make_account(p)
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("number,name\n0708400000,Asha\n0708410000,Baraka\n12345,Chausiku\n")
+    downloads = tmp_path / "downloads"
+
+    def scenario() -> None:
+        b.login(acc["username"])
+        b.get("/dashboard/campaigns")
+        b.fill("#c-name", "Soko")
+        b.fill("#c-message", "Habari {name}, soko ni kesho")
+        b.css("#c-create").click()
+        b.wait(lambda: b.all("#upload"), what="the campaign's page")
+        b.css("#c-file").send_keys(str(contacts))
+        b.css("#c-upload").click()
+        b.wait(lambda: "import=" in b.driver.current_url, what="the upload taken")
+        b.wait(lambda: "2 imported, 1 refused" in b.text_of("#import-result"), what="the import job's result")
+        error = b.text_of("#import-errors")
+        assert "4" in error and "12345" in error  # the row number as the spreadsheet shows it, and the number
+        assert "Baraka" in b.text_of("#preview") and "254708410000" in b.text_of("#numbers")
+        b.screenshot(f"campaign-imported-{backend}")
+        b.css("#c-begin").click()
+        b.wait(lambda: "2 numbers running" in b.text_of("#notice"), what="the run begun")
+        b.mark_page()
+        assert b.text_of("#c-status") == "running"  # the receipts take 2.5 s
+        b.wait_text("#c-status", "completed", timeout=30)
+        assert b.text_of("#n-completed") == "2" and b.text_of("#c-settled") == "2"
+        assert b.same_page(), "the progress came by a reload, not live"
+        b.screenshot(f"campaign-completed-{backend}")
+        b.css("#c-report").click()
+        link = b.wait(lambda: b.css("#report-csv"), what="the report written")
+        b.download_to(downloads)
+        link.click()
+        b.wait(lambda: [f for f in downloads.glob("*.csv")], what="the report downloaded")
+        b.get("/dashboard/campaigns")
+        assert "Soko" in b.text_of("#campaigns") and "completed" in b.text_of("#campaigns")
+        b.screenshot(f"campaigns-{backend}")
+        assert b.csp_violations() == []
+
+    await in_thread(scenario)
+    [report] = list(downloads.glob("*.csv"))
+    text = report.read_text()
+    assert "254708400000" in text and "Asha" in text and "completed" in text and "12345" not in text
+
+
+async def test_a_failed_callbacks_attempts_are_listed_on_the_message_page_and_it_is_retried(
+    site: tuple[Platform, Browser], receiver: Receiver, backend: str,
+) -> None:
+    p, b = site
+    acc = await make_account(p)
+    await p.accounts.set_callbacks(acc["account_id"], {"dlr_url": receiver.url + "/dlr?token=s3cret"})
+    receiver.status = 503
+    receiver.answer = "busy"
+    [mid] = await send(p, acc["account_id"], ["0708400000"])
+
+    cb = (await given_up(p, acc["account_id"], mid))[-1]
+    receiver.status, receiver.answer = 200, "OK"
+    # final, so the page stands still (a message on its way is re-drawn every second)
+    for _ in range(200):
+        if (await p.messaging.message(acc["account_id"], mid, with_events=False))["state"] == "delivered":
+            break
+        await asyncio.sleep(0.05)
+
+    def scenario() -> None:
+        b.login(acc["username"])
+        b.get(f"/dashboard/messages/{mid}")
+        rows = b.all(f"#attempts-{cb['id']} tr.attempt")
+        assert len(rows) == cb["attempts"] > 1
+        assert all("HTTP 503" in r.text and "busy" in r.text for r in rows)
+        assert "token=***" in rows[0].text and "s3cret" not in b.driver.page_source
+        b.screenshot(f"message-attempts-{backend}")
+        b.css(f"#retry-{cb['id']}").click()
+        b.wait(lambda: b.all(f"#retried-{cb['id']}"), what="the retry acknowledged")
+
+        def answered() -> bool:
+            b.get(f"/dashboard/messages/{mid}")
+            last = b.all(f"#attempts-{cb['id']} tr.attempt")[-1]
+            return "HTTP 200" in last.text and "delivered" in b.text_of(f"#callback-{cb['id']}")
+
+        b.wait(answered, what="the retried callback delivered")
+        assert len(b.all(f"#attempts-{cb['id']} tr.attempt")) == cb["attempts"] + 1
+        assert b.csp_violations() == []
+
+    await in_thread(scenario)
+
+
+async def test_an_admin_adds_a_route_and_a_price_from_the_pages(site: tuple[Platform, Browser], backend: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    p, b = site
+
+    def scenario() -> None:
+        b.get("/dashboard/admin/login")
+        b.fill("#token", ADMIN)
+        b.css("#login-submit").click()
+        b.wait(lambda: b.all("tr.connector"), what="the connectors board")
+        b.get("/dashboard/admin/routes")
+        Select(b.css("#r-kind")).select_by_visible_text("prefix")
+        b.fill("#r-value", "2547x")
+        b.css("#r-add").click()
+        b.wait(lambda: "A prefix is 1-15 digits" in b.text_of("#route-error"), what="the refusal")
+        b.fill("#r-value", "2547")
+        b.fill("#r-priority", "10")
+        Select(b.css("#r-connector")).select_by_visible_text("simulator")
+        b.css("#r-add").click()
+        b.wait(lambda: "added" in b.text_of("#notice"), what="the route added")
+        assert [r.find_element(By.NAME, "value").get_attribute("value") for r in b.all("tr.route")] == ["2547"]
+        b.fill("#p-network", "Safaricom")
+        b.fill("#p-amount", "0.8")
+        b.css("#p-set").click()
+        b.wait(lambda: "0.8 credits a part" in b.text_of("#notice"), what="the price set")
+        assert "Safaricom" in b.text_of("#prices")
+        b.screenshot(f"admin-routes-{backend}")
+        assert b.csp_violations() == []
+
+    await in_thread(scenario)
+    [route] = await p.routing.list_routes()
+    assert (route["kind"], route["value"], route["connector"], route["priority"]) == ("prefix", "2547", "simulator", 10)
+    assert (await p.messaging.prices()).cost("Safaricom", 1) == 8000

@@ -103,6 +103,9 @@ def _config() -> schemathesis.Config:
     return config
 
 
+# Raw audio uploads (POST /v1/audio) are bytes, as application/octet-stream is.
+schemathesis.serializer.alias(["audio/mpeg", "audio/wav"], "application/octet-stream")
+
 # Built at import (schemathesis parametrizes at collection); the `served`
 # fixture checks these are exactly the documents the server serves.
 NATIVE_DOC = native.api.document()

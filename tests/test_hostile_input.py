@@ -134,7 +134,7 @@ NATIVE_NOT_FOUND = {
     "/v1/messages/": "not_found", "/v1/callbacks/": "not_found", "/v1/premium-services/": "service_not_found",
     "/v1/routes/": "route_not_found", "/v1/requests/": "not_found",
     "/v1/verifications/": "verification_not_found", "/v1/campaigns/": "campaign_not_found",
-    "/v1/campaign-numbers/": "number_not_found", "/v1/jobs/": "job_not_found",
+    "/v1/campaign-numbers/": "number_not_found", "/v1/jobs/": "job_not_found", "/v1/audio/": "audio_not_found",
 }
 SEND = {"to": "0708400000", "text": "hi"}
 

@@ -78,3 +78,10 @@ def test_building_and_installing_the_package_give_no_warning(tmp_path: Path) -> 
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, timeout=120)
     installed = _pip(str(tmp_path / "venv" / "bin" / "pip"), "install", "-e", str(src))
     assert not _warnings(installed), _warnings(installed)
+
+
+def test_no_benchmark_hides_a_standard_library_module() -> None:
+    # A benchmark's folder is first on its sys.path: bench/email.py once hid
+    # the email package, and every benchmark that imported httpx crashed.
+    clashes = sorted(p.name for p in (ROOT / "bench").glob("*.py") if p.stem in sys.stdlib_module_names)
+    assert not clashes, f"rename these benchmarks, they shadow the standard library: {clashes}"

@@ -121,6 +121,8 @@ class Settings:
     bounce_host: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_HOST", "127.0.0.1"))
     # The domain of VERP return paths (bounce+...@DOMAIN); unset: the sender's domain.
     bounce_domain: str = field(default_factory=lambda: os.environ.get("UJUMBE_BOUNCE_DOMAIN", ""))
+    # The text-to-speech engine calls speak with (docs/speech.md); espeak-ng is built in.
+    tts_engine: str = field(default_factory=lambda: os.environ.get("UJUMBE_TTS_ENGINE", "").strip() or "espeak")
     # Final messages (and their events, parts, callback attempts) older than
     # this many days are purged, their totals kept per day (workers/retention.py).
     # 0, the default: kept forever.

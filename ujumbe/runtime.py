@@ -18,6 +18,8 @@ from ujumbe.channels.base import Channel
 from ujumbe.channels.email.sim import EmailSimulator
 from ujumbe.channels.email.smtp import smtp_from_url
 from ujumbe.channels.simulator import Simulator
+from ujumbe.channels.speech import decode as audio_decode
+from ujumbe.channels.speech import engine as tts_engine
 from ujumbe.config import Settings, private_dir
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
@@ -32,6 +34,7 @@ from ujumbe.services.reports import Reports
 from ujumbe.services.routing import PasswordBox, Router, Routing, RoutingWatcher
 from ujumbe.services.sealing import Box
 from ujumbe.services.senders import Senders
+from ujumbe.services.speech import Speech
 from ujumbe.services.templates import Templates
 from ujumbe.services.verifications import Verifications
 from ujumbe.metrics import ConnectorGauges
@@ -88,6 +91,8 @@ class Platform:
         self.campaigns = Campaigns(self.store, self.messaging, default_rate=settings.campaign_rate)
         self.jobs = Jobs(self.store, self.campaigns, self.accounts)
         self.phone_numbers = PhoneNumbers(self.store)
+        # Speech for calls: text-to-speech (UJUMBE_TTS_ENGINE) and uploaded audio files
+        self.speech = Speech(self.store, tts_engine(settings.tts_engine), audio_decode.decode)
         # Operator connectors and routes come from the database (services/routing.py).
         self.routing = Routing(self.store, PasswordBox(secret))
         self.router = Router(self.channels, store=self.store, box=self.routing.box,

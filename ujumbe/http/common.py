@@ -63,20 +63,22 @@ def services(request: Request) -> Any:
     return request.app.state.platform
 
 
-async def read_body(request: Request) -> bytes:
-    """The body, refused (``TooLarge``) once it passes ``MAX_BODY``: the rest
-    is not read, and the server drops it with the connection kept."""
+async def read_body(request: Request, limit: int = MAX_BODY, too_large: Callable[[], TooLarge] | None = None) -> bytes:
+    """The body, refused (``TooLarge``, or ``too_large()``) once it passes
+    ``limit``: the rest is not read, and the server drops it with the
+    connection kept."""
     cached = getattr(request, "_body", None)
     if cached is not None:
         return cached
+    refuse = too_large or _too_large
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY):
-        raise _too_large()
+    if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
+        raise refuse()
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise _too_large()
+        if size > limit:
+            raise refuse()
         chunks.append(chunk)
     body = b"".join(chunks)
     request._body = body  # where Starlette's own request.body() keeps it

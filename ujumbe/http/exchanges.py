@@ -5,15 +5,15 @@ Assembled from what is already stored (the message's events, its parts, its
 callback rows), not kept twice: the submit (connector, operator ids, how long
 after the accept), each receipt (its stat/err as the carrier sent it, how long
 after the submit), and each callback (where to, with any password and secret
-query values masked, status, attempts, error). The account sees only its own
+query values masked, status, attempts, error) with each of its attempts as
+the callback worker kept it (``attempt_log``: when, HTTP status or error,
+latency, the start of the answer). The account sees only its own
 messages; message text and payloads are not repeated here.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,22 +21,10 @@ from starlette.responses import Response
 from ujumbe.core.errors import NotFound
 from ujumbe.dialects.native import account_of, iso, route
 from ujumbe.http.common import JSON, path_id, services
+from ujumbe.services.callbacks import redacted
 
-_SECRET_QUERY = re.compile(r"key|token|secret|pass|sig|auth", re.I)
-
-
-def masked(url: str) -> str:
-    """``url`` without its password or the values of secret-looking query parameters."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-        query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query, True)],
-                          safe="*")
-        return parts._replace(netloc=netloc, query=query).geturl()
-    except ValueError:
-        return "(unreadable URL)"
+# the URL as shown: no password, no secret-looking query value (shared with the stored attempts)
+masked = redacted
 
 
 def _ms(later: int | None, earlier: int | None) -> int | None:
@@ -69,7 +57,11 @@ def assemble(found: dict[str, Any]) -> dict[str, Any]:
         "callbacks": [{"id": c["id"], "kind": c["kind"], "url": masked(c["url"]), "status": c["status"],
                        "attempts": c["attempts"], "last_http_status": c["last_status"], "last_error": c["last_error"],
                        "created_at": iso(c["created_at"]), "delivered_at": iso(c["delivered_at"]),
-                       "latency_ms": _ms(c["delivered_at"], c["created_at"])} for c in found["callbacks"]],
+                       "latency_ms": _ms(c["delivered_at"], c["created_at"]),
+                       "attempt_log": [{"at": iso(a["at"]), "http_status": a["http_status"], "error": a["error"],
+                                        "latency_ms": a["latency_ms"], "response": a["response"], "url": a["url"]}
+                                       for a in found["attempts"].get(c["id"], [])]}
+                      for c in found["callbacks"]],
     }
 
 

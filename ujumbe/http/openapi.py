@@ -31,6 +31,8 @@ class Operation:
     query: dict[str, str] = field(default_factory=dict)
     auth: bool = True
     also: dict[int, str] = field(default_factory=dict)  # other success statuses (same body), and when
+    upload: dict[str, Any] | None = None  # a body that is not JSON: media type -> OpenAPI schema
+    produces: str | None = None  # the answer's media type when it is a file, not JSON
 
 
 class Api:
@@ -46,10 +48,12 @@ class Api:
     def route(
         self, method: str, path: str, *, summary: str, tag: str, body: Any = None, response: Any = None,
         status: int = 200, query: dict[str, str] | None = None, auth: bool = True, also: dict[int, str] | None = None,
+        upload: dict[str, Any] | None = None, produces: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
-                Operation(method, path, handler, summary, tag, body, response, status, query or {}, auth, also or {})
+                Operation(method, path, handler, summary, tag, body, response, status, query or {}, auth, also or {},
+                          upload, produces)
             )
             return handler
 
@@ -83,9 +87,14 @@ class Api:
                 item["parameters"] = params
             if op.body is not None:
                 item["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref[id(op.body)]}}}
+            if op.upload is not None:
+                content = item.setdefault("requestBody", {"required": True, "content": {}})["content"]
+                content.update({media: {"schema": schema} for media, schema in op.upload.items()})
             ok: dict[str, Any] = {"description": "OK"}
             if op.response is not None:
                 ok["content"] = {"application/json": {"schema": ref[id(op.response)]}}
+            if op.produces is not None:
+                ok["content"] = {op.produces: {"schema": {"type": "string", "format": "binary"}}}
             item["responses"] = {
                 str(op.status): ok,
                 **{str(code): {**ok, "description": why} for code, why in op.also.items()},

@@ -13,12 +13,13 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -191,6 +192,24 @@ def masked(url: str | None) -> str | None:
         return url
     head, password, tail = _split_password(url)
     return url if password is None else head + "***" + tail
+
+
+_SECRET_QUERY = re.compile(r"key|token|secret|pass|sig|auth", re.I)
+
+
+def redacted(url: str) -> str:
+    """``url`` as the client's pages show it and each attempt keeps it: without its
+    password (sealed or not) or the values of secret-looking query parameters."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query, True)],
+                          safe="*")
+        return parts._replace(netloc=netloc, query=query).geturl()
+    except ValueError:
+        return "(unreadable URL)"
 
 
 _SEALED = "ujumbe-sealed."

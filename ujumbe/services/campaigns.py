@@ -702,6 +702,30 @@ class Jobs:
             raise NotFound(f"No job {job_id}", code="job_not_found")
         return job_out(found)
 
+    async def preview(self, account: Account, job_id: int, rows: int = 5) -> list[dict[str, Any]]:
+        """The first ``rows`` rows of an import job's file, read as the import
+        reads them (row number, number cell, tags), for the dashboard to show."""
+        job = await self.get(account, job_id)
+        if job["kind"] != "import":
+            raise Invalid("Only import jobs have an uploaded file", code="not_an_import")
+        found = await self.store.read(lambda tx: q.get_file(tx, job_id, "input"))
+        if found is None:
+            return []
+        data = found[1]
+
+        def first() -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            for n, cell, tags in read_contacts("", data):  # no name: xlsx by its signature, else csv
+                out.append({"row": n, "number": rules.number_text(cell), "tags": {k: str(v) for k, v in tags.items()}})
+                if len(out) >= rows:
+                    break
+            return out
+
+        try:
+            return await asyncio.to_thread(first)
+        except Invalid:
+            return []  # unreadable: the import job says why
+
     async def get_any(self, job_id: int) -> dict[str, Any]:
         """For the operator's CLI: any account's job."""
         found = await self.store.read(lambda tx: q.job(tx, job_id))

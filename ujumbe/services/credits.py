@@ -47,3 +47,8 @@ class Credits:
             raise Invalid("A price cannot be negative", code="invalid_amount")
         await self.store.run(lambda tx: q.set_price(tx, network, channel, units))
         return units
+
+    async def remove_price(self, network: str, channel: str = "sms") -> None:
+        """Forget a network's price: its parts cost the '*' price, else the default."""
+        if not await self.store.run(lambda tx: q.delete_price(tx, network, channel)):
+            raise NotFound(f"No price for {network} ({channel})", code="price_not_found")

@@ -22,6 +22,7 @@ from ujumbe.core.errors import Invalid, NotFound
 from ujumbe.core.pricing import PriceTable
 from ujumbe.core.states import State
 from ujumbe.store import Store, now_ms
+from ujumbe.store import callbacks as callbacks_q
 from ujumbe.store import dashboard as q
 
 SESSION_TTL_S = 12 * 3600
@@ -368,9 +369,11 @@ class Dashboard:
         """The parts, callbacks and ledger rows of one of the account's messages."""
 
         async def unit(tx: Any) -> dict[str, Any]:
+            callbacks = await q.callbacks_of_message(tx, account_id, message_id)
+            attempts = await callbacks_q.attempts_of(tx, account_id, [c["id"] for c in callbacks])
             return {
                 "parts": await q.parts_of(tx, message_id),
-                "callbacks": await q.callbacks_of_message(tx, account_id, message_id),
+                "callbacks": [{**c, "tries": attempts[c["id"]]} for c in callbacks],
                 "ledger": await q.ledger_of_message(tx, account_id, request_id, message_id),
             }
 

@@ -134,6 +134,31 @@ def _check_password(password: Any, kind: str = "smpp") -> str:
     return password
 
 
+def _check_route(kind: str, value: str, priority: Any, kinds: tuple[str, ...] = ROUTE_KINDS) -> str:
+    """The route's value as stored; Invalid (invalid_route) when the route cannot be."""
+    if kind not in kinds:
+        raise Invalid(f"'kind' must be one of {', '.join(kinds)}", code="invalid_route")
+    value = (value or "").strip()
+    if kind == "prefix":
+        value = value.lstrip("+")
+        if not value.isdigit() or len(value) > 15:
+            raise Invalid("A prefix is 1-15 digits in international form, e.g. 2547", code="invalid_route")
+    elif kind == "network":
+        if not value or len(value) > 64:
+            raise Invalid("A network route needs the carrier name, e.g. Safaricom", code="invalid_route")
+    elif value:
+        raise Invalid("A default route takes no value", code="invalid_route")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 1_000_000:
+        raise Invalid("'priority' must be a whole number 0-1000000", code="invalid_route")
+    return value
+
+
+async def _connector_exists(tx: Tx, connector: str) -> None:
+    """A route names a configured connector or a built-in one."""
+    if connector not in BUILTIN_NAMES and await q.get_connector(tx, connector) is None:
+        raise NotFound(f"No connector named '{connector}'", code="connector_not_found")
+
+
 class Routing:
     """Manage connectors and routes. Every change bumps the routing version
     and notifies ``routing`` in the same transaction, so workers reload."""
@@ -223,33 +248,36 @@ class Routing:
         self, *, kind: str, connector: str, value: str = "", priority: int = 100, account_id: str | None = None,
         kinds: tuple[str, ...] = ROUTE_KINDS,
     ) -> dict[str, Any]:
-        if kind not in kinds:
-            raise Invalid(f"'kind' must be one of {', '.join(kinds)}", code="invalid_route")
-        value = (value or "").strip()
-        if kind == "prefix":
-            value = value.lstrip("+")
-            if not value.isdigit() or len(value) > 15:
-                raise Invalid("A prefix is 1-15 digits in international form, e.g. 2547", code="invalid_route")
-        elif kind == "network":
-            if not value or len(value) > 64:
-                raise Invalid("A network route needs the carrier name, e.g. Safaricom", code="invalid_route")
-        elif value:
-            raise Invalid("A default route takes no value", code="invalid_route")
-        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 1_000_000:
-            raise Invalid("'priority' must be a whole number 0-1000000", code="invalid_route")
+        value = _check_route(kind, value, priority, kinds)
         route = {
             "account_id": account_id, "kind": kind, "value": value, "connector": connector, "priority": priority,
             "created_at": now_ms(),
         }
 
         async def unit(tx: Tx) -> dict[str, Any]:
-            if connector not in BUILTIN_NAMES and await q.get_connector(tx, connector) is None:
-                raise NotFound(f"No connector named '{connector}'", code="connector_not_found")
+            await _connector_exists(tx, connector)
             if account_id is not None and not await account_exists(tx, account_id):
                 raise NotFound(f"No account {account_id}", code="account_not_found")
             route_id = await q.insert_route(tx, route)
             await q.bump_version(tx)
             return {"id": route_id, **route}
+
+        return await self.store.run(unit)
+
+    async def update_route(self, route_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a route's kind, value, connector or priority (the operator's
+        pages), checked as a new route is."""
+
+        async def unit(tx: Tx) -> dict[str, Any]:
+            row = await q.get_route(tx, route_id)
+            if row is None:
+                raise NotFound(f"No route {route_id}", code="route_not_found")
+            merged = {**row, **{k: v for k, v in changes.items() if k in ("kind", "value", "connector", "priority")}}
+            merged["value"] = _check_route(merged["kind"], merged["value"] or "", merged["priority"])
+            await _connector_exists(tx, merged["connector"])
+            await q.update_route(tx, route_id, merged)
+            await q.bump_version(tx)
+            return merged
 
         return await self.store.run(unit)
 

@@ -197,6 +197,11 @@ async def set_price(tx: Tx, network: str, channel: str, price: int) -> None:
     )
 
 
+async def delete_price(tx: Tx, network: str, channel: str) -> bool:
+    row = await tx.fetchrow("DELETE FROM prices WHERE network = ? AND channel = ? RETURNING network", network, channel)
+    return row is not None
+
+
 # --- templates ---
 
 

@@ -124,3 +124,36 @@ async def send_again(tx: Tx, account_id: str, callback_id: int, now: int) -> boo
         now, callback_id, account_id,
     )
     return row is not None
+
+
+_ATTEMPT = (
+    "INSERT INTO callback_attempts (callback_id, account_id, message_id, at, http_status, error, latency_ms, "
+    "response, url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ATTEMPTS = (
+    "INSERT INTO callback_attempts (callback_id, account_id, message_id, at, http_status, error, latency_ms, "
+    "response, url) SELECT * FROM "
+    f"{unnest('bigint', 'text', 'bigint', 'bigint', 'int', 'text', 'int', 'text', 'text')}"
+)
+
+
+async def record_attempts(tx: Tx, rows: Sequence[tuple[Any, ...]]) -> None:
+    """(callback_id, account_id, message_id, at, http_status, error, latency_ms,
+    response, url) rows: one per attempt, in one statement on PostgreSQL."""
+    await many(tx, _ATTEMPT, rows, _ATTEMPTS)
+
+
+async def attempts_of(tx: Tx, account_id: str, callback_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """The attempts of the account's callbacks ``callback_ids``, oldest first, by callback."""
+    out: dict[int, list[dict[str, Any]]] = {int(i): [] for i in callback_ids}
+    if not out:
+        return out
+    ids = sorted(out)
+    rows = await tx.fetch(
+        "SELECT id, callback_id, at, http_status, error, latency_ms, response, url FROM callback_attempts "
+        f"WHERE callback_id IN ({', '.join('?' for _ in ids)}) AND account_id = ? ORDER BY callback_id, id",
+        *ids, account_id,
+    )
+    for r in dicts(rows):
+        out[int(r["callback_id"])].append(r)
+    return out

@@ -512,4 +512,7 @@ async def exchanges(tx: Tx, account_id: str, message_id: int) -> dict[str, Any] 
         "SELECT id, kind, url, status, attempts, last_status, last_error, created_at, delivered_at FROM callbacks "
         "WHERE message_id = ? AND account_id = ? ORDER BY id", message_id, account_id,
     )
-    return {"msg": msg, "events": events, "parts": parts, "callbacks": callbacks}
+    from ujumbe.store.callbacks import attempts_of  # here: that module imports this one
+
+    attempts = await attempts_of(tx, account_id, [c["id"] for c in callbacks])
+    return {"msg": msg, "events": events, "parts": parts, "callbacks": callbacks, "attempts": attempts}

@@ -1,5 +1,6 @@
 """Queries of the retention worker: purge final messages (and what hangs off
-them) and old callback attempts in bounded batches, keeping daily totals.
+them, their callbacks' attempts among it) and old callbacks with their
+attempts in bounded batches, keeping daily totals.
 
 Messages are walked in primary-key order, which follows acceptance time, so
 no index is added to the send path: a batch reads at most ``limit`` rows by
@@ -63,7 +64,7 @@ async def purge_messages(tx: Tx, after_id: int, cutoff_ms: int, limit: int) -> t
         )
         ids = [r["id"] for r in purge]
         marks = _marks(len(ids))
-        for table in ("message_events", "message_parts", "outbox"):
+        for table in ("message_events", "message_parts", "outbox", "callback_attempts"):
             await tx.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", *ids)
     return len(purge), rows[-1]["id"], more
 
@@ -80,6 +81,7 @@ async def purge_callbacks(tx: Tx, after_id: int, cutoff_ms: int, limit: int) -> 
     ids = [r["id"] for r in old if r["status"] != "pending"]
     if ids:
         await tx.execute(f"DELETE FROM callbacks WHERE id IN ({_marks(len(ids))})", *ids)
+        await tx.execute(f"DELETE FROM callback_attempts WHERE callback_id IN ({_marks(len(ids))})", *ids)
     return len(ids), rows[-1]["id"], bool(old) and len(rows) == limit
 
 

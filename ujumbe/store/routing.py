@@ -91,6 +91,11 @@ async def get_route(tx: Tx, route_id: int) -> dict[str, Any] | None:
     return as_dict(await tx.fetchrow(_SELECT_ROUTES + " WHERE id = ?", route_id))
 
 
+async def update_route(tx: Tx, route_id: int, r: dict[str, Any]) -> None:
+    await tx.execute("UPDATE routes SET kind = ?, value = ?, connector = ?, priority = ? WHERE id = ?",
+                     r["kind"], r["value"], r["connector"], r["priority"], route_id)
+
+
 async def delete_route(tx: Tx, route_id: int) -> None:
     await tx.execute("DELETE FROM routes WHERE id = ?", route_id)
 

@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from ujumbe.services import callbacks
 from ujumbe import metrics
@@ -59,7 +58,8 @@ class CallbackSender:
         # aiohttp (~100 us of CPU per callback): see webhook_client.
         self._http: WebhookClient | None = None
         self._secrets: dict[str, tuple[float, str]] = {}
-        self._results: Recorder[tuple[dict[str, Any], int | None, str, bool]] = Recorder(
+        # (row, HTTP status, answer or error, acknowledged, when it was sent, latency ms)
+        self._results: Recorder[tuple[dict[str, Any], int | None, str, bool, int, int]] = Recorder(
             store, self._record, batch=1000, what="callback results", recorded=self._recorded,
         )
         self._unblocked = False  # the last batch recorded ended callbacks that others may wait for
@@ -123,6 +123,7 @@ class CallbackSender:
         status: int | None = None
         body = ""
         ok = False
+        sent_at = now_ms()
         started = time.perf_counter()
         transport = self.transports.get(row["url"].partition(":")[0])
         try:
@@ -155,8 +156,9 @@ class CallbackSender:
         finally:
             self._in_flight -= 1
             self._slot_free.set()
-        metrics.callback_attempt(row["kind"], ok, time.perf_counter() - started)
-        self._results.add((row, status, body, ok))
+        took = time.perf_counter() - started
+        metrics.callback_attempt(row["kind"], ok, took)
+        self._results.add((row, status, body, ok, sent_at, int(took * 1000)))
 
     def _recorded(self) -> None:
         if self._unblocked and self._wake is not None:
@@ -164,7 +166,7 @@ class CallbackSender:
             # at the next poll (locally: a NOTIFY per batch would cost a round trip)
             self._wake.set()
 
-    async def _record(self, tx: Tx, batch: list[tuple[dict[str, Any], int | None, str, bool]]) -> None:
+    async def _record(self, tx: Tx, batch: list[tuple[dict[str, Any], int | None, str, bool, int, int]]) -> None:
         # One statement per outcome rather than one per row: on PostgreSQL
         # each would be a round trip and an executor run.
         now = now_ms()
@@ -174,8 +176,12 @@ class CallbackSender:
         held: list[tuple[int, int, int]] = []
         unblocked = False  # a message's next callback may be claimable now
         soonest: int | None = None
-        for row, status, body, ok in batch:
+        tried: list[tuple[Any, ...]] = []  # each attempt kept on its own, for the client's pages
+        for row, status, body, ok, sent_at, latency_ms in batch:
             attempts = row["attempts"] + 1
+            tried.append((row["id"], row["account_id"], row["message_id"], sent_at, status,
+                          (body[:500] or "no answer") if status is None and not ok else None, latency_ms,
+                          body[:500] if status is not None else None, callbacks.redacted(row["url"])))
             if ok:
                 delivered.append((attempts, status, now, row["id"]))
                 unblocked = unblocked or row["message_id"] is not None
@@ -185,7 +191,7 @@ class CallbackSender:
             if attempts > len(delays):
                 failed.append((attempts, status, error, row["id"]))
                 unblocked = unblocked or row["message_id"] is not None
-                log.warning("callback %s to %s given up after %d attempts", row["id"], _redacted(row["url"]), attempts)
+                log.warning("callback %s to %s given up after %d attempts", row["id"], callbacks.redacted(row["url"]), attempts)
             else:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
                 retried.append((attempts, status, error, now + delay_ms, row["id"]))
@@ -196,15 +202,9 @@ class CallbackSender:
         await callbacks_q.failed(tx, failed)
         await callbacks_q.retry_later(tx, retried)
         await callbacks_q.hold_successors(tx, held)
+        await callbacks_q.record_attempts(tx, tried)
         self._unblocked = unblocked
         if soonest is not None and soonest < self.poll_s * 1000 and self._wake is not None:
             # due before the next poll: wake up for it rather than wait
             asyncio.get_running_loop().call_later(soonest / 1000, self._wake.set)
 
-
-def _redacted(url: str) -> str:
-    """``url`` fit for a log: without the user and password a client may have put in it."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()

@@ -28,13 +28,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ujumbe.core import campaigns as rules
 from ujumbe.core.errors import Invalid, NotFound, RateLimited, UjumbeError, Unauthorized
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
 from ujumbe.http.common import client_address, services
 from ujumbe.services import dashboard as svc
 from ujumbe.services.accounts import Account
+from ujumbe.services.callbacks import redacted
 from ujumbe.services.messaging import SendRequest
+from ujumbe.services.routing import BUILTIN_NAMES, ROUTE_KINDS
 
 COOKIE = "ujumbe_session"
 LOGIN_COOKIE = "ujumbe_login"  # double-submit token for the login forms, before there is a session
@@ -72,7 +75,7 @@ def _duration(ms: int | None) -> str:
     return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-env.filters.update(time=_time, money=_money, duration=_duration,
+env.filters.update(time=_time, money=_money, duration=_duration, redacted=redacted,
                    codepoint=lambda ch: " ".join(f"U+{ord(c):04X}" for c in ch))
 env.globals.update(prefix=PREFIX, final_states=[s.value for s in State if s.final], states=[s.value for s in State])
 
@@ -111,6 +114,22 @@ async def form_of(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
+UPLOAD_LIMIT = 50 * 1024 * 1024  # as POST /v1/campaigns/{id}/contacts
+
+
+def _multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def multipart_of(request: Request) -> Any:
+    """A multipart form (the contact upload), parsed once: Starlette keeps it
+    on the request, so the handler reads the same one."""
+    try:
+        return await request.form(max_part_size=UPLOAD_LIMIT)
+    except Exception as exc:  # the parser's own errors: a malformed body
+        raise Invalid(f"The upload could not be read: {exc}") from None
+
+
 def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
@@ -139,6 +158,11 @@ def _same_origin(request: Request) -> bool:
 Handler = Callable[[Ctx], Awaitable[Response]]
 
 
+def status_of(exc: UjumbeError) -> int:
+    return {"not_found": 404, "unauthorized": 401, "forbidden": 403, "conflict": 409, "rate_limited": 429,
+            "payment": 402}.get(exc.kind, 400)
+
+
 def page(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler: require a session (an account's, or the operator's for
     ``admin``), check the CSRF token on anything but GET, and show use-case
@@ -165,16 +189,18 @@ def page(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaita
         if request.method != "GET":
             given = request.headers.get("x-csrf-token")
             if given is None:
-                given = (await form_of(request)).get("csrf", "")
+                try:
+                    given = (await multipart_of(request)).get("csrf", "") if _multipart(request) else \
+                        (await form_of(request)).get("csrf", "")
+                except Invalid as exc:
+                    return render(request, "error.html", 400, message=exc.message, ctx=ctx)
             if not _same_origin(request) or not p.web_sessions.csrf_ok(session, given):
                 return render(request, "error.html", 403, message="This form has expired; reload the page and try again.",
                               ctx=ctx)
         try:
             return await handler(ctx)
         except UjumbeError as exc:
-            status = {"not_found": 404, "unauthorized": 401, "forbidden": 403, "conflict": 409, "rate_limited": 429,
-                      "payment": 402}.get(exc.kind, 400)
-            return render(request, "error.html", status, message=exc.message, ctx=ctx)
+            return render(request, "error.html", status_of(exc), message=exc.message, ctx=ctx)
 
     endpoint.__name__ = handler.__name__
     return endpoint
@@ -547,6 +573,138 @@ async def retry_callback(ctx: Ctx) -> Response:
     return await account_page(ctx, notice=f"Callback {raw} will be sent again.")
 
 
+# --- campaigns ---
+
+
+def _path_int(ctx: Ctx, name: str, thing: str) -> int:
+    raw = ctx.request.path_params[name]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # isdigit alone takes "١"
+        raise NotFound(f"No {thing} {raw}")
+    return int(raw)
+
+
+def _query_job(ctx: Ctx, name: str) -> int | None:
+    raw = ctx.request.query_params.get(name) or ""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
+async def campaigns_page(ctx: Ctx, *, error: str | None = None, form: dict[str, str] | None = None,
+                         status: int = 200) -> Response:
+    assert ctx.account is not None
+    offset = _int(ctx.request.query_params.get("offset"), "offset") or 0
+    if offset < 0:
+        raise Invalid("'offset' cannot be negative")
+    total, rows = await ctx.platform.campaigns.list(ctx.account, offset=offset, limit=PAGE_SIZE)
+    next_url = f"{PREFIX}/campaigns?offset={offset + PAGE_SIZE}" if offset + PAGE_SIZE < total else None
+    return view(ctx, "campaigns.html", status, rows=rows, total=total, next_url=next_url, error=error,
+                form=form or {}, senders=await _approved_senders(ctx), nav="campaigns")
+
+
+async def campaigns(ctx: Ctx) -> Response:
+    return await campaigns_page(ctx)
+
+
+async def campaign_create(ctx: Ctx) -> Response:
+    assert ctx.account is not None
+    form = await form_of(ctx.request)
+    try:
+        camp, _ = await ctx.platform.campaigns.create(
+            ctx.account, name=form.get("name", ""), services="SMS", description=form.get("description", ""),
+            message=form.get("message") or None, sender=form.get("sender") or None,
+            rate=_int(form.get("rate"), "rate"),
+        )
+    except UjumbeError as exc:
+        return await campaigns_page(ctx, error=exc.message, form=form, status=400)
+    return _redirect(f"{PREFIX}/campaigns/{camp['id']}", ctx.request)
+
+
+async def _campaign_state(ctx: Ctx, cid: int) -> dict[str, Any]:
+    """What the page and its live part show: the campaign, its figures, and
+    the import and report jobs named in the address (only this campaign's)."""
+    assert ctx.account is not None
+    p = ctx.platform
+    camp = await p.campaigns.get(ctx.account, cid)  # another account's campaign: not found
+    summary = await p.campaigns.summary(ctx.account, cid)
+    jobs: dict[str, Any] = {}
+    for name in ("import", "report"):
+        jid = _query_job(ctx, name)
+        if jid is not None:
+            try:
+                job = await p.jobs.get(ctx.account, jid)
+            except NotFound:
+                continue
+            if job["campaign_id"] == cid and job["kind"] == name:
+                jobs[name] = job
+    if "report" not in jobs:
+        current = await p.jobs.current_report(ctx.account, cid)
+        if current is not None:
+            jobs["report"] = current
+    by = summary["by_status"]
+    settled = sum(by.get(s, 0) for s in rules.FINAL_NUMBER)
+    in_run = settled + by.get(rules.SCHEDULED, 0) + by.get(rules.RUNNING, 0)
+    live = camp["status"] in rules.ACTIVE or any(j["status"] in ("queued", "running") for j in jobs.values())
+    numbers = await p.campaigns.numbers(ctx.account, cid, limit=PAGE_SIZE)
+    return {"c": camp, "summary": summary, "jobs": jobs, "numbers": numbers, "settled": settled, "in_run": in_run, "live": live,
+            "query": urlencode({k: j["id"] for k, j in jobs.items()})}
+
+
+async def campaign(ctx: Ctx, notice: str | None = None) -> Response:
+    assert ctx.account is not None
+    cid = _path_int(ctx, "id", "campaign")
+    state = await _campaign_state(ctx, cid)
+    preview: list[dict[str, Any]] = []
+    if "import" in state["jobs"]:
+        preview = await ctx.platform.jobs.preview(ctx.account, state["jobs"]["import"]["id"])
+    return view(ctx, "campaign.html", preview=preview, rerunnable=rules.RERUNNABLE,
+                notice=notice, nav="campaigns", **state)
+
+
+async def campaign_live(ctx: Ctx) -> Response:
+    return view(ctx, "_campaign_live.html", **await _campaign_state(ctx, _path_int(ctx, "id", "campaign")))
+
+
+async def campaign_upload(ctx: Ctx) -> Response:
+    from ujumbe.dialects.native_campaigns import uploaded
+
+    assert ctx.account is not None
+    cid = _path_int(ctx, "id", "campaign")
+    await ctx.platform.campaigns.get(ctx.account, cid)  # 404 before reading the file
+    name, data = await uploaded(ctx.request, ("file",))
+    job = await ctx.platform.jobs.start_import(ctx.account, cid, name, data)
+    return _redirect(f"{PREFIX}/campaigns/{cid}?import={job['id']}", ctx.request)
+
+
+async def campaign_action(ctx: Ctx) -> Response:
+    assert ctx.account is not None
+    cid = _path_int(ctx, "id", "campaign")
+    action = ctx.request.path_params["action"]
+    p = ctx.platform
+    form = await form_of(ctx.request)
+    if action == "begin":
+        statuses = [s for s in rules.RERUNNABLE if form.get(f"status-{s}")]
+        run = await p.campaigns.begin(ctx.account, cid, message=form.get("message") or None,
+                                      schedule=form.get("schedule_at") or None, statuses=statuses or None)
+        notice = f"{run['numbers']} numbers {run['status']}: {run['hold_note']}."
+    elif action in ("pause", "resume", "stop"):
+        camp = await getattr(p.campaigns, action)(ctx.account, cid)
+        notice = f"The campaign is {camp['status']}."
+    elif action == "report":
+        job = await p.jobs.current_report(ctx.account, cid) or await p.jobs.start_report(ctx.account, cid)
+        return _redirect(f"{PREFIX}/campaigns/{cid}?report={job['id']}", ctx.request)
+    else:
+        raise NotFound(f"No action {action}")
+    # shown on the page itself (the forms keep the jobs' ids in their address)
+    return await campaign(ctx, notice=notice)
+
+
+async def job_file(ctx: Ctx) -> Response:
+    assert ctx.account is not None
+    ctype, data, name = await ctx.platform.jobs.file(ctx.account, _path_int(ctx, "id", "job"),
+                                                     ctx.request.path_params["format"])
+    return Response(data, media_type=ctype,
+                    headers={**SECURITY_HEADERS, "content-disposition": f'attachment; filename="{name}"'})
+
+
 # --- the operator ---
 
 
@@ -583,11 +741,66 @@ async def admin_pause(ctx: Ctx) -> Response:
         view(ctx, "_connectors.html", connectors=await _board(ctx))
 
 
-async def admin_routes(ctx: Ctx) -> Response:
+async def admin_routes(ctx: Ctx, *, notice: str | None = None, error: str | None = None, status: int = 200,
+                       form: dict[str, str] | None = None) -> Response:
     p = ctx.platform
     prices = await p.messaging.prices()
-    return view(ctx, "admin_routes.html", routes=await p.routing.list_routes(),
-                prices=sorted(prices.items()), default_price=prices.default, nav="routes")
+    # the SMS simulator first among the built-in ones: the usual choice on a new install
+    connectors = [c["name"] for c in await p.routing.list_connectors()] + sorted(BUILTIN_NAMES, key=lambda n: (n != "simulator", n))
+    return view(ctx, "admin_routes.html", status, routes=await p.routing.list_routes(),
+                prices=sorted(prices.items()), default_price=prices.default, connectors=connectors,
+                route_kinds=ROUTE_KINDS, notice=notice, error=error, form=form or {}, nav="routes")
+
+
+async def admin_routes_get(ctx: Ctx) -> Response:
+    return await admin_routes(ctx)
+
+
+def _priority(raw: str | None) -> Any:
+    """The form's priority: a number, or the text as typed for the service to refuse as the API does."""
+    raw = (raw or "").strip()
+    if not raw:
+        return 100
+    return int(raw) if raw.lstrip("-").isdigit() and len(raw) < 12 else raw
+
+
+async def admin_route_change(ctx: Ctx) -> Response:
+    """Add (no id), edit or delete a route, or set or remove a price, through
+    the routing and credits services: their errors are shown on the page with
+    the status the admin API gives them."""
+    p = ctx.platform
+    form = await form_of(ctx.request)
+    what = ctx.request.path_params.get("action", "add")
+    raw = ctx.request.path_params.get("id")
+    try:
+        if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            raise NotFound(f"No route {raw}", code="route_not_found")
+        fields = {"kind": form.get("kind", ""), "value": form.get("value", ""), "connector": form.get("connector", ""),
+                  "priority": _priority(form.get("priority"))}
+        if what == "add":
+            r = await p.routing.add_route(**fields, account_id=form.get("account_id", "").strip() or None)
+            notice = f"Route {r['id']} added."
+        elif what == "edit":
+            await p.routing.update_route(int(raw or 0), fields)
+            notice = f"Route {raw} saved."
+        elif what == "delete":
+            await p.routing.remove_route(int(raw or 0))
+            notice = f"Route {raw} deleted."
+        elif what in ("price", "unprice"):
+            network = form.get("network", "").strip() or "*"
+            channel = form.get("channel", "").strip() or "sms"
+            if what == "price":
+                units = await p.credits.set_price(network, form.get("amount", "").strip(), channel)
+                notice = f"{network} ({channel}) costs {_money(units)} credits a part."
+            else:
+                await p.credits.remove_price(network, channel)
+                notice = f"The price for {network} ({channel}) is removed."
+            p.messaging.forget_prices()  # this process charges the new price at once
+        else:
+            raise NotFound(f"No action {what}")
+    except UjumbeError as exc:
+        return await admin_routes(ctx, error=exc.message, status=status_of(exc), form=form)
+    return await admin_routes(ctx, notice=notice)
 
 
 async def admin_accounts(ctx: Ctx, *, notice: str | None = None, created: dict[str, Any] | None = None) -> Response:
@@ -672,12 +885,22 @@ def routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/account/senders", page(request_sender), methods=["POST"]),
         Route(f"{PREFIX}/account/templates", page(put_template), methods=["POST"]),
         Route(f"{PREFIX}/callbacks/{{id}}/retry", page(retry_callback), methods=["POST"]),
+        Route(f"{PREFIX}/campaigns", page(campaigns)),
+        Route(f"{PREFIX}/campaigns", page(campaign_create), methods=["POST"]),
+        Route(f"{PREFIX}/campaigns/{{id}}", page(campaign)),
+        Route(f"{PREFIX}/campaigns/{{id}}/live", page(campaign_live)),
+        Route(f"{PREFIX}/campaigns/{{id}}/contacts", page(campaign_upload), methods=["POST"]),
+        Route(f"{PREFIX}/campaigns/{{id}}/{{action}}", page(campaign_action), methods=["POST"]),
+        Route(f"{PREFIX}/jobs/{{id}}/files/{{format}}", page(job_file)),
         Route(f"{PREFIX}/admin/login", admin_login, methods=["GET", "POST"]),
         Route(f"{PREFIX}/admin/logout", a(logout), methods=["POST"]),
         Route(f"{PREFIX}/admin", a(admin_home)),
         Route(f"{PREFIX}/admin/connectors", a(admin_board)),
         Route(f"{PREFIX}/admin/connectors/{{name}}/{{action:str}}", a(admin_pause), methods=["POST"]),
-        Route(f"{PREFIX}/admin/routes", a(admin_routes)),
+        Route(f"{PREFIX}/admin/routes", a(admin_routes_get)),
+        Route(f"{PREFIX}/admin/routes", a(admin_route_change), methods=["POST"]),
+        Route(f"{PREFIX}/admin/routes/{{id}}/{{action}}", a(admin_route_change), methods=["POST"]),
+        Route(f"{PREFIX}/admin/prices/{{action}}", a(admin_route_change), methods=["POST"]),
         Route(f"{PREFIX}/admin/accounts", a(admin_accounts_get)),
         Route(f"{PREFIX}/admin/accounts", a(admin_account_create), methods=["POST"]),
         Route(f"{PREFIX}/admin/accounts/{{id}}/{{action}}", a(admin_account_action), methods=["POST"]),
