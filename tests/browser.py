@@ -96,6 +96,20 @@ class Browser:
         self.screenshot("timeout")
         raise AssertionError(f"timed out waiting for {what or check}: last {last!r}; page: {self.driver.current_url}")
 
+    def fresh(self, act: Callable[[], T], timeout: float = 10) -> T:
+        """``act`` (find, read, click), again while a poll swaps the elements it
+        touches out under it (a stale reference: the click did not happen)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return act()
+            except StaleElementReferenceException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def text_of(self, selector: str) -> str:
         """The element's text; read again when htmx swapped it out meanwhile."""
         from selenium.common.exceptions import StaleElementReferenceException

@@ -36,6 +36,12 @@ PG_URL = os.environ.get("UJUMBE_TEST_POSTGRES_URL", "postgresql://postgres@127.0
 _pg_state: dict[str, Any] = {}
 
 
+# Tests that put a server under load and kill it, then count what was lost or
+# sent twice: under ``--dist loadgroup`` (scripts/test) they run one after
+# another on one worker, not two load generators at once on a small machine.
+UNDER_LOAD = pytest.mark.xdist_group("under_load")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

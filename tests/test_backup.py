@@ -10,10 +10,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import eventually, free_port
+from tests.conftest import UNDER_LOAD, eventually, free_port
 from tests.test_processes import UJUMBE, cli, env_for, start_server, stop
 
 
+@UNDER_LOAD
 async def test_backup_under_load_and_restore_keep_every_accepted_message(tmp_path: Path) -> None:
     env = env_for(tmp_path / "data", None)
     account = cli(env, "accounts", "create", "--name", "Load", "--email", "load@example.com",

@@ -12,8 +12,8 @@ from ujumbe.runtime import Platform
 
 @pytest.fixture
 async def quick_platform(tmp_path, database_url):  # type: ignore[no-untyped-def]
-    # the full schedule (about a day of tries) shrunk to a few seconds
-    async with running(tmp_path, database_url, callback_delay_scale=0.0001) as p:
+    # the full schedule (about a day of tries) shrunk to under a second
+    async with running(tmp_path, database_url, callback_delay_scale=0.00001) as p:
         yield p
 
 

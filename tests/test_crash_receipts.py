@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import eventually, free_port, postgres_database
+from tests.conftest import UNDER_LOAD, eventually, free_port, postgres_database
 from tests.test_processes import cli, env_for, start_server, stop
 from tests.test_smpp_e2e import PEERS, NodeSmsc
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, UNDER_LOAD]
 
 
 def answered_receipts(journal: Path) -> set[str]:

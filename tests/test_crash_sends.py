@@ -9,8 +9,8 @@ often each one was sent. After the kill and a restart we count: accepted (a
 flight at the crash can repeat, at most the window of each bind. A killed
 worker's leases are taken over by another worker within seconds.
 
-The SMSC holds its receipts for a few seconds, so none is answered before the
-kill: this test is about sends, not receipts.
+The SMSC holds every receipt until the test releases them after the kill, so
+none is answered before it: this test is about sends, not receipts.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import eventually, free_port, postgres_database
+from tests.conftest import UNDER_LOAD, eventually, free_port, postgres_database
 from tests.test_processes import cli, env_for, start_server, stop
 from tests.test_smpp_e2e import PEERS, NodeSmsc
 from ujumbe.workers.dispatch import TAKEN_OVER
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, UNDER_LOAD]
 
 WINDOW = 8  # per bind; one bind per worker process
 LATENCY_MS = 40  # the SMSC answers each submit after this: sends are in flight when the kill comes
-RECEIPT_DELAY_MS = 6000
+RECEIPT_DELAY_MS = 50  # once released (receipts are held until after the kill)
 DEAD_S = 5.0  # the default: a worker silent this long is taken for dead
 
 
@@ -109,10 +109,10 @@ class Load:
         await asyncio.wait_for(asyncio.gather(*self._tasks), 30)
 
 
-async def _setup(tmp_path: Path, backend: str, smsc: NodeSmsc) -> tuple[dict[str, str], str]:
+async def _setup(tmp_path: Path, backend: str, smsc: NodeSmsc, dead_s: float = DEAD_S) -> tuple[dict[str, str], str]:
     database_url = await postgres_database() if backend == "postgres" else None
     env = env_for(tmp_path / "data", database_url)
-    env.update(UJUMBE_SMPP_PORT="off", UJUMBE_CONNECTOR_PASSWORD="secret", UJUMBE_WORKER_DEAD_S=str(DEAD_S))
+    env.update(UJUMBE_SMPP_PORT="off", UJUMBE_CONNECTOR_PASSWORD="secret", UJUMBE_WORKER_DEAD_S=str(dead_s))
     account = cli(env, "accounts", "create", "--name", "Crash", "--email", "crash@example.com",
                   "--password", "pass-word-1", "--credits", "100000")
     cli(env, "connectors", "add", "op", "--host", "127.0.0.1", "--port", str(smsc.port), "--system-id", "ujumbe",
@@ -124,7 +124,7 @@ async def _setup(tmp_path: Path, backend: str, smsc: NodeSmsc) -> tuple[dict[str
 async def smsc(tmp_path: Path) -> Any:
     if shutil.which("node") is None or not (PEERS / "node_modules" / "smpp").is_dir():
         pytest.skip("node-smpp not installed: run `npm ci --prefix tests/peers`")
-    peer = NodeSmsc(tmp_path, "smsc", latency_ms=LATENCY_MS, receipt_delay_ms=RECEIPT_DELAY_MS)
+    peer = NodeSmsc(tmp_path, "smsc", latency_ms=LATENCY_MS, receipt_delay_ms=RECEIPT_DELAY_MS, hold_receipts=True)
     await peer.start()
     yield peer
     await peer.stop()
@@ -171,7 +171,9 @@ async def _count(db: Db, load: Load, smsc: NodeSmsc, bound: int) -> dict[str, in
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_kill_one_process_under_load(tmp_path: Path, backend: str, smsc: NodeSmsc) -> None:
-    env, key = await _setup(tmp_path, backend, smsc)
+    # The restarted server is the only worker: it takes the killed one's leases
+    # over after dead_s, and there is no live worker to mistake for dead.
+    env, key = await _setup(tmp_path, backend, smsc, dead_s=2.0)
     port = free_port()
     server = await start_server(env, port)
     load = Load(f"http://127.0.0.1:{port}", key)
@@ -184,6 +186,7 @@ async def test_kill_one_process_under_load(tmp_path: Path, backend: str, smsc: N
         await load.stop()
         assert len(smsc.submits) < len(load.accepted)  # the kill really was mid-flight
         server = await start_server(env, port)
+        await smsc.release_receipts()
         await _count(Db(env), load, smsc, bound=WINDOW)
     finally:
         stop(server)
@@ -229,6 +232,7 @@ async def test_kill_a_worker_beside_the_api_and_another_takes_over(
         print(f"the killed worker's leases were taken over {took:.1f} s after the kill")
         assert took < DEAD_S + 5  # seconds, not the lease (30 s before)
         restarted = await start_server(env, 0, "worker")  # and a worker started again joins in
+        await smsc.release_receipts()
         await _count(db, load, smsc, bound=WINDOW)
     finally:
         for proc in (api, doomed, survivor, restarted):

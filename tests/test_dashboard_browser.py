@@ -234,15 +234,16 @@ async def test_an_admin_pauses_and_resumes_a_connector(site: tuple[Platform, Bro
             b.fill("#token", ADMIN)
             b.css("#login-submit").click()
             b.wait(lambda: state() == "up" and "1 / 1" in row().text, what="op-a up, its one bind")
-            sim = next(r for r in b.all("tr.connector") if r.get_attribute("data-name") == "simulator")
-            assert "standby" in sim.text  # an operator connector carries the traffic now
+            # (the table is polled: each read finds its rows again)
+            sim = b.fresh(lambda: next(r.text for r in b.all("tr.connector") if r.get_attribute("data-name") == "simulator"))
+            assert "standby" in sim  # an operator connector carries the traffic now
             b.mark_page()
             b.screenshot(f"admin-connectors-{backend}")
-            row().find_element(By.CSS_SELECTOR, "button.pause").click()
+            b.fresh(lambda: row().find_element(By.CSS_SELECTOR, "button.pause").click())
             b.wait(lambda: state() == "paused", what="op-a paused")
             b.wait(lambda: "not running here" in row().text, what="op-a unbound")
             assert b.same_page()
-            row().find_element(By.CSS_SELECTOR, "button.resume").click()
+            b.fresh(lambda: row().find_element(By.CSS_SELECTOR, "button.resume").click())
             b.wait(lambda: state() == "up", what="op-a up again")
             assert b.csp_violations() == []
 

@@ -101,7 +101,7 @@ async def test_unicode_is_counted_in_ucs2_parts_and_priced_by_network(idle: Plat
 
 
 async def test_no_final_receipt_within_validity_expires(tmp_path: Path, database_url: str | None) -> None:
-    p = Platform(make_settings(tmp_path, database_url))
+    p = Platform(make_settings(tmp_path, database_url, expire_every_s=0.5))  # the sweep looks every second
     await p.start("all")
     try:
         msg = await send_one(p, to="254700000005", validity_s=1)  # the simulator never reports this number

@@ -64,8 +64,10 @@ def test_building_and_installing_the_package_give_no_warning(tmp_path: Path) -> 
     """A wheel, and the editable install scripts/setup makes (each in a build
     environment with the setuptools pyproject.toml asks for)."""
     src = tmp_path / "src"  # a copy: building writes build/ beside the sources
+    # (without what tests running beside this one write meanwhile: a file gone mid-copy fails it)
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".venv", "node_modules", "ujumbe-data", "build", "*.egg-info", ".git", "__pycache__", ".pytest_cache"))
+        ".venv", "node_modules", "ujumbe-data", "build", "*.egg-info", ".git", "__pycache__", ".pytest_cache",
+        ".hypothesis", "test-artefacts", "out"))
     built = _pip(sys.executable, "-m", "pip", "wheel", "-w", str(tmp_path / "wheel"), str(src))
     assert not _warnings(built), _warnings(built)
     (wheel,) = (tmp_path / "wheel").glob("ujumbe-*.whl")

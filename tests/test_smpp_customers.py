@@ -32,7 +32,8 @@ import smpplib.exceptions  # noqa: E402
 @pytest.fixture
 async def platform(tmp_path: Path, database_url: str | None) -> AsyncIterator[Platform]:
     """The conftest platform, plus the customers' SMPP server on a free port."""
-    async with running(tmp_path, database_url, smpp_port=0) as p:
+    # expire_every_s: a message past its validity expires within a second, not five
+    async with running(tmp_path, database_url, smpp_port=0, expire_every_s=0.5) as p:
         yield p
 
 
@@ -46,7 +47,9 @@ class Esme:
     """A customer's SMPP client: smpplib on a thread, reading in the background."""
 
     def __init__(self, port: int) -> None:
-        self.client = smpplib.client.Client("127.0.0.1", port, timeout=2, allow_unknown_opt_params=True)
+        # timeout: how long a bind may take to be answered (an argon2 check: seconds on a busy
+        # machine, e.g. beside other test workers), and how idle the reader gets before an enquire_link
+        self.client = smpplib.client.Client("127.0.0.1", port, timeout=15, allow_unknown_opt_params=True)
         self.delivered: list[Any] = []  # deliver_sm PDUs, in arrival order
         self.resps: dict[int, tuple[int, str]] = {}  # submit sequence -> (status, message_id)
         self._lock = threading.Lock()

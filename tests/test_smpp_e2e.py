@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Receiver, auth, eventually, make_account, client_of, running
+from tests.conftest import UNDER_LOAD, Receiver, auth, eventually, make_account, client_of, running
 from ujumbe.runtime import Platform
 from ujumbe.store import now_ms
 
@@ -32,11 +32,13 @@ class NodeSmsc:
     """One node-smpp SMSC process that can be SIGKILLed and started again on the
     same port, with its journal, so receipts it owed survive the restart."""
 
-    def __init__(self, workdir: Path, name: str, *, latency_ms: int = 0, receipt_delay_ms: int = 50) -> None:
+    def __init__(self, workdir: Path, name: str, *, latency_ms: int = 0, receipt_delay_ms: int = 50,
+                 hold_receipts: bool = False) -> None:
         self.journal = workdir / f"{name}.journal"
         self.port = 0
         self.latency_ms = latency_ms
         self.receipt_delay_ms = receipt_delay_ms
+        self.hold_receipts = hold_receipts  # no receipt goes out until release_receipts()
         self.submits: list[dict[str, Any]] = []
         self.mo_results: list[dict[str, Any]] = []
         self.proc: asyncio.subprocess.Process | None = None
@@ -48,7 +50,8 @@ class NodeSmsc:
         self.proc = await asyncio.create_subprocess_exec(
             node, str(PEERS / "smsc.js"), str(self.port), str(self.latency_ms), str(self.receipt_delay_ms),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(PEERS),
-            env={"PATH": "/usr/bin:/bin", "SMSC_STATE_FILE": str(self.journal), "SMSC_LOG": "1", "SMSC_CONTROL": "1"},
+            env={"PATH": "/usr/bin:/bin", "SMSC_STATE_FILE": str(self.journal), "SMSC_LOG": "1", "SMSC_CONTROL": "1",
+                 "SMSC_HOLD_RECEIPTS": "1" if self.hold_receipts else "0"},
         )
         assert self.proc.stdout is not None
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 10)).decode()
@@ -76,10 +79,17 @@ class NodeSmsc:
         if self._reader:
             await self._reader
 
-    async def mo(self, **fields: Any) -> None:
+    async def _command(self, command: dict[str, Any]) -> None:
         assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps({"mo": fields}) + "\n").encode())
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
         await self.proc.stdin.drain()
+
+    async def mo(self, **fields: Any) -> None:
+        await self._command({"mo": fields})
+
+    async def release_receipts(self) -> None:
+        """Send the receipts held back (``hold_receipts``), and later ones after the usual delay."""
+        await self._command({"release_receipts": True})
 
     def owed_receipts(self) -> int:
         """Receipts the SMSC journaled as accepted but not yet acknowledged."""
@@ -225,6 +235,7 @@ async def test_routes_by_prefix_to_two_node_operators_and_fails_over(
     assert "254712000444" in [s["destination_addr"] for s in b.submits]
 
 
+@UNDER_LOAD
 async def test_operator_killed_under_load_loses_nothing(
     operator_platform: Platform, api: httpx.AsyncClient, smscs: list[NodeSmsc], tmp_path: Path
 ) -> None:

@@ -77,6 +77,7 @@ class Settings:
     # (the figures it reports stay the real ones).
     sim_call_speed: float = field(default_factory=lambda: float(os.environ.get("UJUMBE_SIM_CALL_SPEED", "1") or 1))
     validity_s: int = 48 * 3600  # no final receipt by then: EXPIRED
+    expire_every_s: float = 5.0  # how often the sweeper looks for messages past their validity
     # A campaign sends at most this many messages a second (per worker process)
     # unless it sets its own rate: 100,000 numbers must not flood a connector.
     campaign_rate: int = field(default_factory=lambda: int(os.environ.get("UJUMBE_CAMPAIGN_RATE", "100") or 100))
@@ -84,6 +85,8 @@ class Settings:
     refresh_token_ttl_s: int = 30 * 86400
     secret_key: str = ""
     callback_delay_scale: float = 1.0  # multiplies every callback retry delay (tests use a small one)
+    # A callback URL's name not resolved within this is accepted (the sender checks again).
+    callback_resolve_timeout_s: float = 3.0
     # Platform admin (operator connectors, routes). Empty: the /admin API answers 404.
     admin_token: str = field(default_factory=lambda: os.environ.get("UJUMBE_ADMIN_TOKEN", ""))
     # Workers re-read connectors and routes this often, for changes another process made on SQLite.

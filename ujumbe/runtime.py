@@ -181,7 +181,7 @@ class Platform:
         # than match an older part with the same id (SMSCs reuse ids).
         self.reports.awaiting_record = self.dispatcher.awaiting_record
         self.dispatcher.on_recorded.append(self.reports.submits_recorded)
-        sweeper = Sweeper(self.store)
+        sweeper = Sweeper(self.store, expire_every_s=self.settings.expire_every_s)
         sweeper.awaiting_record = self.dispatcher.awaiting_record
         transports = await self._start_smpp()
         sender = CallbackSender(
@@ -335,7 +335,8 @@ class Platform:
             # a name not resolved in time is accepted like one that does not
             # resolve, and the sender checks each address it connects to anyway.
             return await asyncio.wait_for(
-                asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks), 3.0,
+                asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private_callbacks),
+                self.settings.callback_resolve_timeout_s,
             )
         except TimeoutError:
             return url

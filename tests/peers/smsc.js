@@ -14,6 +14,10 @@
 //                         {"mo": {"source_addr": "2547...", "destination_addr": "22141", "short_message": "hi"}}
 //                         sends a mobile-originated deliver_sm on a receiver bind; prints
 //                         {"event": "mo", "ok": true|false, "short_message": ...} when answered
+//                         {"release_receipts": true}
+//                         sends the receipts SMSC_HOLD_RECEIPTS held back, and later ones as usual
+//   SMSC_HOLD_RECEIPTS=1  hold every receipt (journaled, not sent) until release_receipts: a
+//                         test can kill its ESME knowing no receipt was answered before
 const fs = require('fs');
 const smpp = require('smpp');
 const env = process.env;
@@ -24,6 +28,8 @@ const systemId = env.SMSC_SYSTEM_ID || 'ujumbe';
 const password = env.SMSC_PASSWORD || 'secret';
 const stateFile = env.SMSC_STATE_FILE || '';
 const logSubmits = env.SMSC_LOG === '1';
+let holding = env.SMSC_HOLD_RECEIPTS === '1';
+const held = []; // receipts due while holding
 let nextId = 0x5a000000;
 const stamp = () => new Date().toISOString().replace(/[-T:]/g, '').slice(2, 12);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
@@ -68,6 +74,7 @@ function sendReceipt(session, r) {
 }
 
 function deliver(r, preferred) {
+  if (holding) return held.push(r);
   if (preferred && receivers.has(preferred)) return sendReceipt(preferred, r);
   const any = receivers.values().next().value;
   if (any) return sendReceipt(any, r);
@@ -136,6 +143,10 @@ if (env.SMSC_CONTROL === '1') {
       buf = buf.slice(nl + 1);
       if (!line) continue;
       const cmd = JSON.parse(line);
+      if (cmd.release_receipts) {
+        holding = false;
+        while (held.length) deliver(held.shift());
+      }
       if (cmd.mo) {
         const s = receivers.values().next().value;
         if (!s) { out({ event: 'mo', ok: false, reason: 'no receiver bind' }); continue; }
