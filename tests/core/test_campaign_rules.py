@@ -68,3 +68,19 @@ def test_message_outcomes() -> None:
     assert rules.outcome("delivered") == "completed"
     for state in ("undelivered", "failed", "rejected", "expired"):
         assert rules.outcome(state) == "failed"
+
+
+def test_the_pace_allows_half_a_second_ahead_and_saves_no_burst() -> None:
+    now = 1_000_000_000_000
+    # caught up (or paused for an hour): half a second of the rate, not more
+    assert rules.pace_share(0, now, 20, 1000) == (10, rules.PACE_HORIZON_US)
+    assert rules.pace_share(now - 3_600_000_000, now, 20, 1000)[0] == 10
+    # another worker already paid up to 0.4 s ahead: 0.1 s is left
+    assert rules.pace_share(now + 400_000, now, 20, 1000)[0] == 2
+    assert rules.pace_share(now + 500_000, now, 20, 1000)[0] == 0
+    assert rules.pace_share(0, now, 100_000, 1000)[0] == 1000  # a round's limit
+    # 1 a second: the horizon is one send's time, so it sends, one at a time
+    assert rules.pace_share(0, now, 1, 1000) == (1, 1_000_000)
+    assert rules.pace_share(now + 1, now, 1, 1000)[0] == 0
+    assert rules.pace_cost_us(1, 3) == 333_334  # rounded up: never faster than the rate
+    assert rules.pace_cost_us(1000, 100_000) == 10_000

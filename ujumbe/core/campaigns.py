@@ -12,6 +12,28 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
+# --- pace ---
+
+# How far ahead of now a campaign's pace may be paid for: the most any round
+# of any worker takes at once is this much of the rate (a burst stays small),
+# and it is longer than a worker's round, so the workers keep the full rate.
+PACE_HORIZON_US = 500_000
+
+
+def pace_cost_us(n: int, rate: int) -> int:
+    """The time ``n`` sends take at ``rate`` a second, rounded up (never faster)."""
+    return -(-n * 1_000_000 // rate)
+
+
+def pace_share(paced_until_us: int, now_us: int, rate: int, limit: int) -> tuple[int, int]:
+    """How many sends the pace allows now (at most ``limit``), and the horizon
+    used: at least one send's time, so a slow rate still sends. Time already
+    past does not count (a pause does not save up a burst)."""
+    horizon = max(PACE_HORIZON_US, pace_cost_us(1, rate))
+    base = max(paced_until_us, now_us)
+    return max(0, min(limit, (now_us + horizon - base) * rate // 1_000_000)), horizon
+
+
 # --- statuses ---
 
 # A number's status. "scheduled": waiting its turn in a run; "running": its

@@ -38,6 +38,7 @@ import io
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -624,7 +625,11 @@ class Campaigns:
     # --- the worker's side: sending and settling ---
 
     async def send_due(self, campaign: dict[str, Any], limit: int, accounts: Any) -> int:
-        """Send up to ``limit`` of the campaign's scheduled numbers; how many were taken."""
+        """Send what the campaign's pace allows now, up to ``limit`` of its
+        scheduled numbers; how many were taken. The pace is the campaign's
+        row (paced_until_us), shared by every worker process: ``campaign`` is
+        the row as this round read it, and taking a share is one conditional
+        UPDATE in the transaction that claims the numbers."""
         cid = campaign["id"]
         services = campaign["services"].split(",")
         capacity = self.call_capacity() if "PHONE" in services and self.call_capacity is not None else None
@@ -635,7 +640,23 @@ class Campaigns:
             limit = min(limit, max(0, capacity - out))
             if limit <= 0:
                 return 0
-        claimed = await self.store.run(lambda tx: q.claim_numbers(tx, cid, limit, now_ms(), LEASE_MS))
+        rate = self.rate_of(campaign)
+        now_us = time.time_ns() // 1000
+        limit, horizon = rules.pace_share(campaign.get("paced_until_us") or 0, now_us, rate, limit)
+        if limit <= 0:
+            return 0
+
+        async def claim(tx: Tx) -> list[dict[str, Any]]:
+            # the campaign's row first (the UPDATE locks it), as begin and stop lock it: no deadlock
+            cost = rules.pace_cost_us(limit, rate)
+            if not await q.take_pace(tx, cid, now_us, cost, horizon):
+                return []  # another process took this share (or the campaign stopped) meanwhile
+            rows = await q.claim_numbers(tx, cid, limit, now_ms(), LEASE_MS)
+            if len(rows) < limit:
+                await q.give_back_pace(tx, cid, cost - rules.pace_cost_us(len(rows), rate))
+            return rows
+
+        claimed = await self.store.run(claim)
         if not claimed:
             return 0
         account = await accounts.get(campaign["account_id"])

@@ -71,9 +71,30 @@ async def update_campaign(tx: Tx, campaign_id: int, fields: dict[str, Any]) -> N
 
 async def active_campaigns(tx: Tx) -> list[dict[str, Any]]:
     rows = await tx.fetch(
-        f"SELECT {CAMPAIGN} FROM campaigns WHERE status IN ('scheduled', 'running') AND deleted_at IS NULL ORDER BY id"
+        f"SELECT {CAMPAIGN}, paced_until_us FROM campaigns "
+        "WHERE status IN ('scheduled', 'running') AND deleted_at IS NULL ORDER BY id"
     )
     return [dict(r) for r in rows]
+
+
+_PACE_BASE = "(CASE WHEN paced_until_us > ? THEN paced_until_us ELSE ? END)"
+
+
+async def take_pace(tx: Tx, campaign_id: int, now_us: int, cost_us: int, horizon_us: int) -> bool:
+    """Advance a running campaign's pace by ``cost_us``, from now if it fell
+    behind, unless that would take it past ``horizon_us`` ahead of now (other
+    workers took the share meanwhile). One statement; whether it moved."""
+    row = await tx.fetchrow(
+        f"UPDATE campaigns SET paced_until_us = {_PACE_BASE} + ? "
+        f"WHERE id = ? AND status = 'running' AND {_PACE_BASE} + ? <= ? RETURNING id",
+        now_us, now_us, cost_us, campaign_id, now_us, now_us, cost_us, now_us + horizon_us,
+    )
+    return row is not None
+
+
+async def give_back_pace(tx: Tx, campaign_id: int, cost_us: int) -> None:
+    """Fewer were sent than paid for: their time goes back."""
+    await tx.execute("UPDATE campaigns SET paced_until_us = paced_until_us - ? WHERE id = ?", cost_us, campaign_id)
 
 
 # --- numbers ---

@@ -1,11 +1,11 @@
-"""Campaign workers: the sender paces each running campaign (a token bucket
-per campaign, at its rate in messages a second) and settles numbers whose
-message is final; the job runner imports contact files and writes reports."""
+"""Campaign workers: the sender sends each running campaign's numbers at its
+pace (kept in the campaign's row, so every worker process together keeps its
+rate) and settles numbers whose message is final; the job runner imports
+contact files and writes reports."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from ujumbe.services.campaigns import Campaigns, Jobs
@@ -21,8 +21,6 @@ class CampaignSender:
         self.campaigns = campaigns
         self.accounts = accounts
         self.tick_s = tick_s
-        self._tokens: dict[int, float] = {}
-        self._last = time.monotonic()
         self._behind = False  # a campaign had more due than one round takes
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -40,29 +38,15 @@ class CampaignSender:
 
     async def tick(self) -> bool:
         """One round: settle, finish, then send what each campaign's pace allows."""
-        now = time.monotonic()
-        elapsed, self._last = now - self._last, now
         busy = await self.campaigns.settle_finished() > 0
         await self.campaigns.end_stopped_calls()  # a campaign stopped through another process
         await self.campaigns.finish_done()
         running = await self.campaigns.running()
-        seen = set()
         self._behind = False
         for c in running:
-            seen.add(c["id"])
-            rate = self.campaigns.rate_of(c)
-            # at most one second's worth at once: a pause does not save up a burst
-            tokens = min(float(rate), self._tokens.get(c["id"], 0.0) + rate * elapsed)
-            take = min(int(tokens), MAX_BATCH)
-            if take >= 1:
-                sent = await self.campaigns.send_due(c, take, self.accounts)
-                tokens -= sent
-                busy = True
-                self._behind = self._behind or (sent == MAX_BATCH and tokens >= 1)
-            self._tokens[c["id"]] = tokens
-        for cid in list(self._tokens):
-            if cid not in seen:
-                del self._tokens[cid]
+            sent = await self.campaigns.send_due(c, MAX_BATCH, self.accounts)
+            busy = busy or sent > 0
+            self._behind = self._behind or sent == MAX_BATCH
         return busy or bool(running)
 
 
