@@ -16,6 +16,7 @@ from ujumbe.core.encoding import GSM7, UCS2
 from ujumbe.core.pricing import PriceTable
 from ujumbe.runtime import Platform
 from ujumbe.services.dashboard import EDGES, _bin, histogram_percentile, percentile, preview
+from ujumbe.services.messaging import SendRequest
 
 ADMIN = "admin-token-for-dashboard-tests-0123"
 PASSWORD = "correct horse battery"
@@ -521,6 +522,13 @@ async def test_a_call_placed_from_the_send_page_shows_its_facts_and_another_acco
 
         listed = (await c.get("/dashboard/messages")).text
         assert listed.count('<td class="channel">voice</td>') == 2
+        # an SMS beside the calls: the channel filter tells them apart
+        await p.messaging.send(await p.accounts.get(mine["account_id"]), SendRequest(recipients=["0708400000"], text="hi"))
+        calls_only = (await c.get("/dashboard/messages?channel=voice")).text
+        assert calls_only.count('<td class="channel">voice</td>') == 2 and '<td class="channel">sms</td>' not in calls_only
+        sms_only = (await c.get("/dashboard/messages?channel=sms")).text
+        assert sms_only.count('class="msg-link"') == 1 and '<td class="channel">sms</td>' in sms_only
+        assert (await c.get("/dashboard/messages?channel=fax")).status_code == 400
         figures = (await c.get("/dashboard/today/figures")).text
         assert re.search(r'<tr id="channel-voice"><td>voice</td><td>2</td><td>1</td>', figures), figures
 

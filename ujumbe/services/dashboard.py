@@ -358,11 +358,11 @@ class Dashboard:
     async def search(
         self, account_id: str, *, limit: int, before: int | None = None, state: str | None = None,
         recipient: str | None = None, request_id: str | None = None, since: int | None = None,
-        until: int | None = None, before_time: tuple[int, int] | None = None,
+        until: int | None = None, before_time: tuple[int, int] | None = None, channel: str | None = None,
     ) -> list[dict[str, Any]]:
         return await self.store.read(lambda tx: q.search_messages(
             tx, account_id, limit=limit, before=before, state=state, recipient=recipient, request_id=request_id,
-            since=since, until=until, before_time=before_time,
+            since=since, until=until, before_time=before_time, channel=channel,
         ))
 
     async def message_detail(self, account_id: str, message_id: int, request_id: str) -> dict[str, Any]:
@@ -452,6 +452,17 @@ def preview(text: str, *, max_chars: int = 920, prices: PriceTable | None = None
         per_part=per_part, offenders=offenders, suggestion=suggestion, suggestion_parts=suggestion_parts,
         cost=cost, too_long=len(text) > max_chars,
     )
+
+
+CHANNELS = ("sms", "email", "voice")
+
+
+def check_channel(channel: str | None) -> str | None:
+    if not channel:
+        return None
+    if channel not in CHANNELS:
+        raise Invalid(f"'{channel}' is not a channel; use one of {', '.join(CHANNELS)}", code="invalid_parameter")
+    return channel
 
 
 def check_state(state: str | None) -> str | None:

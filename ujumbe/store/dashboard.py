@@ -84,6 +84,7 @@ async def tally_rows(tx: Tx, ids: list[int]) -> list[tuple[Any, ...]]:
 async def search_messages(
     tx: Tx, account_id: str, *, limit: int, before: int | None, state: str | None, recipient: str | None,
     request_id: str | None, since: int | None, until: int | None, before_time: tuple[int, int] | None = None,
+    channel: str | None = None,
 ) -> list[dict[str, Any]]:
     """The account's messages, newest first. Searched by time alone, they are
     read through messages_account_created in (created_at, id) order, paged by
@@ -101,7 +102,7 @@ async def search_messages(
     else:
         where.append("m.id < ?")
         args.append(before if before is not None else 2**62)
-    for column, value in (("m.state", state), ("m.recipient", recipient), ("m.request_id", request_id)):
+    for column, value in (("m.state", state), ("m.channel", channel), ("m.recipient", recipient), ("m.request_id", request_id)):
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)

@@ -86,7 +86,7 @@ def _isotime(iso: str | None) -> str:
 
 env.filters.update(time=_time, isotime=_isotime, money=_money, duration=_duration, redacted=redacted,
                    codepoint=lambda ch: " ".join(f"U+{ord(c):04X}" for c in ch))
-env.globals.update(prefix=PREFIX, final_states=[s.value for s in State if s.final], states=[s.value for s in State])
+env.globals.update(prefix=PREFIX, final_states=[s.value for s in State if s.final], states=[s.value for s in State], channels=svc.CHANNELS)
 
 
 class Ctx:
@@ -361,6 +361,7 @@ async def messages(ctx: Ctx) -> Response:
     qp = ctx.request.query_params
     p = ctx.platform
     state = svc.check_state(qp.get("state") or None)
+    channel = svc.check_channel(qp.get("channel") or None)
     number = (qp.get("to") or "").strip()
     reference = (qp.get("reference") or "").strip()
     recipient = None
@@ -396,7 +397,7 @@ async def messages(ctx: Ctx) -> Response:
     if searched:
         rows = await p.dashboard.search(
             ctx.account_id, limit=PAGE_SIZE, before=before, state=state, recipient=recipient,
-            request_id=request_id, since=since, until=until, before_time=before_time,
+            request_id=request_id, since=since, until=until, before_time=before_time, channel=channel,
         )
     next_url = None
     if len(rows) == PAGE_SIZE:
