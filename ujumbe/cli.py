@@ -254,9 +254,9 @@ def serve(args: argparse.Namespace) -> int:
 def _tune_gc() -> None:
     """Fewer, cheaper garbage collections in a long-running server. With
     CPython's default threshold (a collection per 700 net new objects) a send
-    on /v1 spent ~45 us of its ~270 us of CPU in the collector, most in full
-    collections walking every object loaded at start (phonenumbers' metadata,
-    the libraries) and the caches (bench/RESULTS.md, "Issue 18: profiles").
+    on /v1 spent ~22 % of its CPU (~55 of ~260 us) in the collector, most in
+    full collections walking every object loaded at start, each a 45-57 ms
+    pause (bench/RESULTS.md, "Issue 18: profiles").
     Objects alive now are set aside (``gc.freeze``: never walked again; they
     live as long as the process anyway), and the youngest generation is
     collected per 10,000 new objects: garbage cycles wait a little longer,
