@@ -94,6 +94,15 @@ def read_wav(data: bytes) -> tuple[wave.Wave_read, bytes]:
 # --- text to speech ---
 
 
+async def test_speech_asked_not_to_be_kept_stays_out_of_the_cache(platform: Platform) -> None:
+    # a verification call's text (its code inside) must not stay in memory after the call
+    platform.speech._cache.clear()
+    await platform.speech.render("तपाईंको कोड 493817 हो", keep=False)
+    assert not platform.speech._cache
+    await platform.speech.render("तपाईंको कोड 493817 हो")
+    assert len(platform.speech._cache) == 1
+
+
 async def test_nepali_is_said_as_8khz_audio_twice_as_long_at_length_factor_2(platform: Platform) -> None:
     normal = await platform.speech.render(GREETING)
     slow = await platform.speech.render(GREETING, length_factor=2.0)

@@ -58,10 +58,11 @@ class Speech:
     # --- text to speech ---
 
     async def render(self, text: str, voice: str = rules.DEFAULT_VOICE, length_factor: float | str = 1.0,
-                     language: str = rules.DEFAULT_LANGUAGE, code: str | None = None) -> bytes:
+                     language: str = rules.DEFAULT_LANGUAGE, code: str | None = None, keep: bool = True) -> bytes:
         """``text`` said in ``voice`` as PCM16 LE mono 8 kHz. ``length_factor``
         scales its length (2.0: twice as slow); ``code``, a one-time code in
-        the text, is said digit by digit, twice. Bad arguments raise
+        the text, is said digit by digit, twice; ``keep=False`` (or a code)
+        keeps the speech out of the cache. Bad arguments raise
         ``Invalid`` naming what is accepted."""
         try:
             voice = rules.check_voice(voice)
@@ -80,7 +81,7 @@ class Speech:
             except (OSError, ImportError, RuntimeError) as exc:
                 raise ChannelUnavailable(f"Text-to-speech is not available on this server: {exc}",
                                          code="tts_unavailable") from None
-        if not code:  # a one-time code is said once: never kept
+        if keep and not code:  # a one-time code is said once: never kept
             self._keep(key, pcm)
         return pcm
 

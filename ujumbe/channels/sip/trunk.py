@@ -24,7 +24,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ujumbe.channels.sip import digest, sdp
@@ -50,7 +50,7 @@ class TrunkConfig:
     port: int = 5060
     transport: str = "udp"  # "udp" | "tcp"
     username: str = ""  # digest credentials, used when the trunk challenges (401/407)
-    password: str = ""
+    password: str = field(default="", repr=False)  # never in a repr, a log or a traceback
     from_user: str = "ujumbe"  # the From user when a call names no caller
     from_domain: str | None = None  # the From/To host (default: host)
     local_host: str = "127.0.0.1"  # the address we bind and advertise

@@ -184,9 +184,13 @@ class VoiceChannel(Channel):
                 return bytes(BYTES_PER_MS * calls.estimated_ms(msg.body, vo.length_factor))
             render = self.speech.render
             kwargs: dict[str, Any] = {"voice": vo.voice, "length_factor": vo.length_factor, "language": vo.language}
-            code = otp_code(msg.body, msg.meta)
-            if code:  # a one-time code: said digit by digit, twice, and never kept (services/speech)
-                kwargs["code"] = code
+            if msg.meta.get("verification"):
+                # a one-time code's text is never kept in the speech cache, even
+                # when its code is not found to be said digit by digit
+                kwargs["keep"] = False
+                code = otp_code(msg.body, msg.meta)
+                if code:  # said digit by digit, twice (services/speech)
+                    kwargs["code"] = code
             if inspect.iscoroutinefunction(render):
                 return await render(msg.body, **kwargs)
             return await asyncio.to_thread(render, msg.body, **kwargs)
