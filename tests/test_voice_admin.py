@@ -60,4 +60,3 @@ async def test_admin_api_sip_connectors_are_checked(platform: Platform) -> None:
         assert platform.router.candidates({**sms, "channel": "voice"}) == ["trunk1"]
         r = await api.patch("/admin/v1/connectors/trunk1", headers=h, json={"options": {"max_calls": 8}})
         assert r.status_code == 200 and r.json()["options"] == {"transport": "tcp", "max_calls": 8}
-        assert isinstance(r, httpx.Response)
