@@ -427,3 +427,13 @@ def test_a_database_that_cannot_be_reached_is_one_line_naming_the_setting(tmp_pa
         assert f"cannot open the database at 127.0.0.1:{closed}/ujumbe" in out.stderr, out.stderr
         assert "check UJUMBE_DATABASE_URL" in out.stderr
         assert "Traceback" not in out.stderr and "pw-not-shown" not in out.stderr
+
+
+def test_a_password_in_the_database_urls_query_is_not_shown_either(tmp_path: Path) -> None:
+    # libpq URLs may carry the password as ?password=, with no user info at all
+    closed = free_port()
+    env = clean_env(UJUMBE_DATABASE_URL=f"postgresql://127.0.0.1:{closed}/ujumbe?password=pw-not-shown",
+                    UJUMBE_SECRET_KEY="s", UJUMBE_DATA_DIR=str(tmp_path))
+    out = run(env, "accounts", "list")
+    assert out.returncode == 1 and f"cannot open the database at 127.0.0.1:{closed}/ujumbe" in out.stderr, out.stderr
+    assert "pw-not-shown" not in out.stderr

@@ -16,6 +16,7 @@ import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -131,10 +132,21 @@ class StoreUnreachable(RuntimeError):
     what to check, rather than the driver's traceback."""
 
     def __init__(self, dsn: str, exc: BaseException) -> None:
-        where = dsn.rpartition("@")[2] or dsn  # never the password
+        where = _where(dsn)
         reason = str(exc) or type(exc).__name__
         super().__init__(f"cannot open the database at {where}: {reason}; check UJUMBE_DATABASE_URL "
                          "(or --database-url) and that PostgreSQL runs there")
+
+def _where(dsn: str) -> str:
+    """Host, port and database of ``dsn`` for a message: never its user info
+    or its query, either of which may carry the password (``?password=``)."""
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+    except ValueError:
+        return "the configured URL"
+    return f"{parts.hostname or 'localhost'}{f':{port}' if port else ''}{parts.path}"
+
 
 class PostgresStore(Store):
     dialect = "postgres"
