@@ -438,6 +438,13 @@ async def test_the_operator_adds_edits_and_deletes_routes_and_prices_with_the_ap
                          data={"csrf": token, "network": "Safaricom", "channel": "sms", "amount": "0.65"})
         assert r.status_code == 200 and "Safaricom (sms) costs 0.65 credits a part" in r.text
         assert (await platform.messaging.prices()).cost("Safaricom", 2) == 13_000
+        # a voice price keeps its unit: a per-call price set again stays per call
+        for amount in ("4", "5"):
+            r = await c.post("/dashboard/admin/prices/price", data={
+                "csrf": token, "network": "Ncell", "channel": "voice", "amount": amount, "unit": "per_call"})
+            assert r.status_code == 200 and f"Ncell (voice) costs {amount} credits an answered call" in r.text
+        assert (await platform.messaging.prices()).unit("Ncell", "voice") == "per_call"
+        assert '<td>Ncell</td><td>voice</td><td>5</td><td>per call</td>' in r.text
         for amount, words in (("-1", "cannot be negative"), ("lots", "")):
             r = await c.post("/dashboard/admin/prices/price", data={"csrf": token, "network": "Airtel", "amount": amount})
             assert r.status_code == 400 and words in r.text and 'id="route-error"' in r.text

@@ -803,7 +803,7 @@ async def admin_routes(ctx: Ctx, *, notice: str | None = None, error: str | None
     # the SMS simulator first among the built-in ones: the usual choice on a new install
     connectors = [c["name"] for c in await p.routing.list_connectors()] + sorted(BUILTIN_NAMES, key=lambda n: (n != "simulator", n))
     return view(ctx, "admin_routes.html", status, routes=await p.routing.list_routes(),
-                prices=sorted(prices.items()), default_price=prices.default, connectors=connectors,
+                prices=[(k, v, prices.unit(k[0], k[1])) for k, v in sorted(prices.items())], default_price=prices.default, connectors=connectors,
                 route_kinds=ROUTE_KINDS, notice=notice, error=error, form=form or {}, nav="routes")
 
 
@@ -845,8 +845,11 @@ async def admin_route_change(ctx: Ctx) -> Response:
             network = form.get("network", "").strip() or "*"
             channel = form.get("channel", "").strip() or "sms"
             if what == "price":
-                units = await p.credits.set_price(network, form.get("amount", "").strip(), channel)
-                notice = f"{network} ({channel}) costs {_money(units)} credits a part."
+                # a voice price keeps the unit chosen; SMS and email prices are per part
+                unit = (form.get("unit", "").strip() or None) if channel == "voice" else None
+                units = await p.credits.set_price(network, form.get("amount", "").strip(), channel, unit)
+                per = {"per_minute": "a started minute", "per_call": "an answered call"}.get(unit or "per_minute")
+                notice = f"{network} ({channel}) costs {_money(units)} credits {per if channel == 'voice' else 'a part'}."
             else:
                 await p.credits.remove_price(network, channel)
                 notice = f"The price for {network} ({channel}) is removed."
