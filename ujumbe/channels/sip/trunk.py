@@ -42,6 +42,7 @@ ExchangeHook = Callable[[str, str, str], None]  # direction "out"/"in", first li
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 _DIAL = re.compile(r"^\+?[0-9A-Za-z*#._\-]{1,64}$")
 _LINGER_S = 32.0  # how long an ended call still answers retransmissions (64 x T1)
+MAX_AUTH_TRIES = 3  # credentials sent at most this often per call: a trunk that calls every nonce stale would loop
 
 
 @dataclass(slots=True)
@@ -647,7 +648,7 @@ class _Call:
         cancel_why: str | None = None  # "ring" | "stopped" | "shutdown": why we want the call to end
         cancel_sent = False
         cancel_deadline = 0.0
-        auth_tried = False
+        auth_tries = 0  # a challenge marked stale is answered again, but not forever
         early_sdp: sdp.Answer | None = None
         while True:
             deadlines = []
@@ -711,8 +712,8 @@ class _Call:
             if status in (401, 407) and cancel_why is None:
                 challenge = resp.get("www-authenticate" if status == 401 else "proxy-authenticate")
                 stale = "stale=true" in challenge.replace(" ", "").lower()
-                if challenge and self.cfg.password and (not auth_tried or stale):
-                    auth_tried = True
+                if challenge and self.cfg.password and (auth_tries == 0 or (stale and auth_tries < MAX_AUTH_TRIES)):
+                    auth_tries += 1
                     try:
                         value = digest.authorization(
                             digest.parse_challenge(challenge), method="INVITE", uri=self.ruri,
