@@ -82,8 +82,6 @@ def reason_for_status(status: int, *, after_cancel: bool = False) -> str:
         return "auth_failed"
     if status in (488, 606, 415):
         return "codec"
-    if status == 403:
-        return "rejected"
     if 400 <= status < 500:
         return "rejected"
     return "network_error"

@@ -43,7 +43,6 @@ log = logging.getLogger("ujumbe.voice")
 FAILOVER_REASONS = frozenset({"network_error", "timeout"})
 SIP_LOG_MAX = 60  # exchange lines kept per call (a long call's re-INVITEs must not grow it)
 BYTES_PER_MS = 16  # PCM16 mono at 8 kHz
-_SECRET_HEADERS = ("authorization", "proxy-authorization")
 
 
 class Caller(Protocol):
@@ -53,15 +52,6 @@ class Caller(Protocol):
 
     async def call(self, *, to: str, caller: str, audio: bytes, stop: asyncio.Event | None = None,
                    on_event: Callable[[str, Any], None] | None = None) -> CallResult: ...
-
-
-def redact(line: str) -> str:
-    """An exchange line without credentials: Authorization headers lose their values."""
-    out = []
-    for part in str(line).split("\n"):
-        name, sep, _ = part.partition(":")
-        out.append(f"{name}: (redacted)" if sep and name.strip().lower() in _SECRET_HEADERS else part)
-    return "\n".join(out)
 
 
 @dataclass(slots=True)
@@ -253,7 +243,8 @@ class VoiceChannel(Channel):
 
         def on_exchange(direction: str, summary: str, *rest: Any, **kw: Any) -> None:
             if len(live.log) < SIP_LOG_MAX:
-                live.log.append({"at": int(time.time() * 1000), "direction": direction, "summary": redact(summary)[:500]})
+                # a first line (request or status line): credentials live only in headers
+                live.log.append({"at": int(time.time() * 1000), "direction": direction, "summary": summary[:500]})
 
         result: CallResult | None = None
         try:
