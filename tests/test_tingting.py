@@ -301,6 +301,14 @@ async def test_test_voice_says_the_message_and_serves_the_audio(platform: Platfo
                                       json={"message": "hi", "voice_input": "np_robot"}), 400, "invalid_voice")
         envelope_error(await api.post("/api/system/test/voice/", headers=headers, json={}), 400, "missing_message")
         envelope_error(await api.post("/api/system/test/voice/", json={"message": "hi"}), 401, "missing_token")
+        # an hour on, the WAVs are gone from the store: the next test takes them away
+        await platform.store.run(lambda tx: tx.execute(
+            "UPDATE jobs SET created_at = created_at - 3700000 WHERE kind = 'voice_test'"))
+        envelope_ok(await api.post("/api/system/test/voice/", headers=headers, json={"message": NEPALI}))
+        envelope_error(await api.get(details["audio_url"]), 404, "voice_test_not_found")
+        left = await platform.store.read(lambda tx: tx.fetch(
+            "SELECT j.id FROM jobs j JOIN job_files f ON f.job_id = j.id WHERE j.kind = 'voice_test'"))
+        assert len(left) == 1  # only the newest
 
 
 async def test_phone_numbers_bought_charged_routed_and_released(platform: Platform) -> None:

@@ -985,6 +985,8 @@ class Jobs:
         seconds = round(len(pcm) / 16_000, 3)  # PCM16 at 8 kHz
 
         async def unit(tx: Tx) -> int:
+            # a test's WAV is kept an hour: the expired ones go as new ones come
+            await q.purge_jobs(tx, "voice_test", now_ms() - VOICE_TEST_TTL_MS)
             jid = await q.insert_job(tx, account.id, "voice_test", None,
                                      {"token": token, "voice": voice_name, "length_factor": factor}, status="done")
             await q.put_file(tx, jid, "voice.wav", "audio/wav", wav)

@@ -342,6 +342,18 @@ async def update_job(tx: Tx, job_id: int, fields: dict[str, Any]) -> None:
     await tx.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?", *fields.values(), job_id)
 
 
+async def purge_jobs(tx: Tx, kind: str, before: int, limit: int = 100) -> int:
+    """Forget up to ``limit`` finished jobs of ``kind`` created before
+    ``before``, with their files; how many."""
+    ids = [r[0] for r in await tx.fetch(
+        "SELECT id FROM jobs WHERE kind = ? AND status = 'done' AND created_at < ? ORDER BY id LIMIT ?",
+        kind, before, limit)]
+    for jid in ids:
+        await tx.execute("DELETE FROM job_files WHERE job_id = ?", jid)
+        await tx.execute("DELETE FROM jobs WHERE id = ?", jid)
+    return len(ids)
+
+
 async def put_file(tx: Tx, job_id: int, name: str, content_type: str, data: bytes) -> None:
     await tx.execute("DELETE FROM job_files WHERE job_id = ? AND name = ?", job_id, name)
     await tx.execute("INSERT INTO job_files (job_id, name, content_type, data) VALUES (?, ?, ?, ?)",
