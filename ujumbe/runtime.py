@@ -26,7 +26,6 @@ from ujumbe.config import Settings, private_dir
 from ujumbe.core.calls import REASON_TEXT, CallResult
 from ujumbe.core.calls import summary as calls_summary
 from ujumbe.core.errors import NotFound
-from ujumbe.core.speech import VOICES
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
 from ujumbe.services.campaigns import Campaigns, Jobs
@@ -104,7 +103,6 @@ class Platform:
             seal=self.sealed_texts.seal, senders=self.senders, urls=self.accounts.callback_urls, domains=self.domains,
         )
         self.messaging.audio_ms = self._audio_ms
-        self.messaging.voices = tuple(VOICES)
         self.verifications = Verifications(self.store, self.messaging, secret)
         self.campaigns = Campaigns(self.store, self.messaging, default_rate=settings.campaign_rate)
         self.campaigns.speech = self.speech

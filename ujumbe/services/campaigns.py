@@ -46,6 +46,7 @@ from typing import Any
 from ujumbe.core import calls
 from ujumbe.core import campaigns as rules
 from ujumbe.core import encoding, numbers
+from ujumbe.core import speech as speech_rules
 from ujumbe.core.calls import VoiceOptions
 from ujumbe.core.errors import ChannelUnavailable, Conflict, InsufficientCredit, Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
@@ -192,10 +193,10 @@ class Campaigns:
     def _voice_fields(self, voice: str | None, length_factor: object) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         if voice is not None and voice != "":
-            if voice not in self.messaging.voices:
-                raise Invalid(f"'{voice}' is not a voice; use one of {', '.join(self.messaging.voices)}",
-                              code="invalid_voice")
-            fields["voice"] = voice
+            try:
+                fields["voice"] = speech_rules.check_voice(voice)
+            except speech_rules.SpeechError as exc:
+                raise Invalid(str(exc), code=exc.code) from None
         try:
             factor = rules.length_factor(length_factor, *calls.LENGTH_FACTOR_RANGE)
         except rules.RuleError as exc:

@@ -468,7 +468,7 @@ async def _approved_senders(ctx: Ctx) -> list[Any]:
 
 def _voices(ctx: Ctx) -> list[tuple[str, str]]:
     """The voices a call can speak in (the speech service's), with their description."""
-    return [(name, speech_rules.VOICES.get(name, "")) for name in ctx.platform.messaging.voices]
+    return list(speech_rules.VOICES.items())
 
 
 def _send_view(ctx: Ctx, status: int = 200, **context: Any) -> HTMLResponse:
@@ -483,13 +483,11 @@ async def send_page(ctx: Ctx) -> Response:
 
 
 def _length_factor(raw: str | None) -> float:
-    raw = (raw or "").strip()
-    if not raw:
-        return 1.0
+    """The form's length factor (empty: 1.0), by the speech rules' one check."""
     try:
-        return float(raw)
-    except ValueError:
-        raise Invalid("The length factor is a number (2.0: twice as slow)", code="invalid_length_factor") from None
+        return speech_rules.length_factor_of((raw or "").strip() or 1.0)
+    except speech_rules.SpeechError as exc:
+        raise Invalid(str(exc), code=exc.code) from None
 
 
 async def send_listen(ctx: Ctx) -> Response:
