@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ujumbe.core import speech
+from ujumbe.core import otp, speech
 from ujumbe.core.errors import Invalid, UjumbeError
 from ujumbe.core.pricing import display
 from ujumbe.dialects.native_campaigns import uploaded
@@ -469,7 +469,7 @@ async def send_otp(request: Request) -> Response:
         text=str(message),
     )
     # a call says the code digit by digit: shown spaced, as the document's sample shows it
-    sent_text = str(message).replace("{otp}", " ".join(started.code) if how == "voice" else started.code)
+    sent_text = str(message).replace("{otp}", otp.spoken(started.code) if how == "voice" else started.code)
     return envelope({"details": {
         "number": str(number), "otp_options": option, "message": sent_text, "otp": started.code,
         "sms_send_options": how,
