@@ -189,11 +189,15 @@ class CallbackSender:
         unblocked = False  # a message's next callback may be claimable now
         soonest: int | None = None
         tried: list[tuple[Any, ...]] = []  # each attempt kept on its own, for the client's pages
+        shown: dict[str, str] = {}  # URL -> as kept: a batch mostly repeats an account's one or two URLs
         for row, status, body, ok, sent_at, latency_ms in batch:
             attempts = row["attempts"] + 1
+            url = shown.get(row["url"])
+            if url is None:
+                url = shown[row["url"]] = callbacks.redacted(row["url"])
             tried.append((row["id"], row["account_id"], row["message_id"], sent_at, status,
                           (body[:500] or "no answer") if status is None and not ok else None, latency_ms,
-                          body[:500] if status is not None else None, callbacks.redacted(row["url"])))
+                          body[:500] if status is not None else None, url))
             if ok:
                 delivered.append((attempts, status, now, row["id"]))
                 unblocked = unblocked or row["message_id"] is not None
@@ -203,7 +207,7 @@ class CallbackSender:
             if attempts > len(delays):
                 failed.append((attempts, status, error, row["id"]))
                 unblocked = unblocked or row["message_id"] is not None
-                log.warning("callback %s to %s given up after %d attempts", row["id"], callbacks.redacted(row["url"]), attempts)
+                log.warning("callback %s to %s given up after %d attempts", row["id"], url, attempts)
                 metrics.callback_given_up(row["kind"])
             else:
                 delay_ms = int(delays[attempts - 1] * 1000 * self.delay_scale)
