@@ -34,7 +34,7 @@ from ujumbe.core.calls import VoiceOptions
 from ujumbe.core.errors import Invalid, NotFound, RateLimited, UjumbeError, Unauthorized
 from ujumbe.core.pricing import display
 from ujumbe.core.states import State
-from ujumbe.http.common import client_address, services
+from ujumbe.http.common import client_address, parse_id, services
 from ujumbe.services import dashboard as svc
 from ujumbe.services.accounts import Account
 from ujumbe.services.callbacks import redacted
@@ -622,14 +622,14 @@ async def retry_callback(ctx: Ctx) -> Response:
 
 def _path_int(ctx: Ctx, name: str, thing: str) -> int:
     raw = ctx.request.path_params[name]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # isdigit alone takes "١"
-        raise NotFound(f"No {thing} {raw}")
-    return int(raw)
+    value = parse_id(raw)  # ASCII digits within a stored id's range, as the API takes them
+    if value is None:
+        raise NotFound(f"No {thing} {raw[:40]}")
+    return value
 
 
 def _query_job(ctx: Ctx, name: str) -> int | None:
-    raw = ctx.request.query_params.get(name) or ""
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+    return parse_id(ctx.request.query_params.get(name) or "")
 
 
 async def campaigns_page(ctx: Ctx, *, error: str | None = None, form: dict[str, str] | None = None,
@@ -826,18 +826,19 @@ async def admin_route_change(ctx: Ctx) -> Response:
     what = ctx.request.path_params.get("action", "add")
     raw = ctx.request.path_params.get("id")
     try:
-        if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
-            raise NotFound(f"No route {raw}", code="route_not_found")
+        route_id = parse_id(raw) if raw is not None else 0
+        if route_id is None:
+            raise NotFound(f"No route {raw[:40]}", code="route_not_found")  # type: ignore[index]
         fields = {"kind": form.get("kind", ""), "value": form.get("value", ""), "connector": form.get("connector", ""),
                   "priority": _priority(form.get("priority"))}
         if what == "add":
             r = await p.routing.add_route(**fields, account_id=form.get("account_id", "").strip() or None)
             notice = f"Route {r['id']} added."
         elif what == "edit":
-            await p.routing.update_route(int(raw or 0), fields)
+            await p.routing.update_route(route_id, fields)
             notice = f"Route {raw} saved."
         elif what == "delete":
-            await p.routing.remove_route(int(raw or 0))
+            await p.routing.remove_route(route_id)
             notice = f"Route {raw} deleted."
         elif what in ("price", "unprice"):
             network = form.get("network", "").strip() or "*"
