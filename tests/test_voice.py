@@ -259,7 +259,11 @@ async def test_shutdown_ends_calls_terminated(tmp_path: Path, database_url: str 
             return p.voice_simulator is not None and p.voice_simulator.active_calls == 1 and m["state"] == "submitted"
 
         await eventually(answered)
-        await asyncio.sleep(3)  # rings 2.5 s, then plays
+
+        async def playing() -> bool:  # rang 2.5 s and was answered (the channel kept the answer's codec)
+            return any(live.codec for live in p.voice_simulator._live.values())  # type: ignore[union-attr]
+
+        await eventually(playing)
     async with running(tmp_path, database_url, sim_call_speed=1.0) as p:
         m = await p.messaging.message(account.id, mid)  # type: ignore[arg-type]
         assert m["call"]["outcome"] == "terminated" and m["call"]["reason"] == "shutdown"
