@@ -35,6 +35,11 @@ async def sipp(scenario: str) -> AsyncIterator[int]:
     await asyncio.sleep(0.3)  # bound before the first INVITE
     try:
         yield port
+        # the call is over: sipp saw it through its scenario (our ACK and BYE included) and exits 0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 10)
+        assert proc.stderr is not None
+        assert proc.returncode == 0, f"sipp ({scenario}): {(await proc.stderr.read()).decode(errors='replace')[-800:]}"
     finally:
         if proc.returncode is None:
             proc.terminate()
