@@ -250,6 +250,20 @@ def serve_trivial(port: int) -> Proc:
     return proc
 
 
+def trivial_cpu_us(seconds: float, connections: int) -> tuple[float, "WrkResult"]:
+    """The trivial handler's CPU per request under wrk, and its run: the unit
+    the other figures are read in on a machine whose speed varies."""
+    port = free_port()
+    trivial = serve_trivial(port)
+    try:
+        wrk(port, "x", 2, connections, path="/")  # warm-up
+        cpu0 = trivial.cpu_seconds()
+        r = wrk(port, "x", seconds, connections, path="/")
+        return (trivial.cpu_seconds() - cpu0) / max(r.requests, 1) * 1e6, r
+    finally:
+        trivial.stop()
+
+
 # --- wrk ---
 
 _LUA = r"""

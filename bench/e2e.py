@@ -20,7 +20,11 @@ process doing everything on one core; ``split``, ``--role api`` beside
 Figures: accepted/s during the load; submitted/s, delivered/s and callbacks/s
 during the load; and end to end: messages / time from the first request to
 the last final callback. Ceiling, same run: the simulator's own submit_sm/s
-taken by a raw pre-encoded blaster (bench/smpp_submit.py's).
+taken by a raw pre-encoded blaster (bench/smpp_submit.py's). CPU per
+message of each process (and, with --pg, of the database's PostgreSQL
+backends) is also printed as a multiple of the trivial Starlette handler's
+CPU per request (bench/_trivial.py), measured for 5 s before and after the
+layouts: the unit that stays comparable when the machine's speed varies.
 """
 
 from __future__ import annotations
@@ -52,11 +56,13 @@ from _common import (
     database,
     free_port,
     need_wrk,
+    pg_backend_cpu,
     py_spy,
     serve_ujumbe,
     serve_worker,
     today,
     top_of_profile,
+    trivial_cpu_us,
     wait_http,
     wrk,
 )
@@ -123,6 +129,7 @@ def run_layout(args: argparse.Namespace, layout: str, smpp_port: int) -> dict[st
                     raw = Path(tempfile.gettempdir()) / f"ujumbe-e2e-{layout}-{name}.raw"
                     spies[name] = (py_spy(proc.pid, args.seconds, raw), raw)
             cpu0 = {name: proc.cpu_seconds() for name, proc in procs.items()}
+            pg0 = pg_backend_cpu(db.url) if db.url else {}
             t0 = time.perf_counter()
             load = wrk(port, account["api_key"], args.seconds, args.connections)
             t_load = time.perf_counter() - t0
@@ -152,6 +159,8 @@ def run_layout(args: argparse.Namespace, layout: str, smpp_port: int) -> dict[st
             final = stage_counts(db)
             cbs = receiver_counts(rport)
             cpu = {name: proc.cpu_seconds() - cpu0[name] for name, proc in procs.items()}
+            pg1 = pg_backend_cpu(db.url, pg0) if db.url else {}
+            pg_cpu = sum(pg1[p] - pg0.get(p, 0.0) for p in pg1) if db.url else None
             rss = {name: proc.peak_rss_mb() for name, proc in procs.items()}
             for proc in procs.values():
                 if proc.p.poll() is not None and proc.log:
@@ -163,10 +172,10 @@ def run_layout(args: argparse.Namespace, layout: str, smpp_port: int) -> dict[st
         receiver.stop()
     return {"layout": layout, "db": label, "load": load, "t_load": t_load, "at_load_end": at_load_end,
             "cb_load_end": cb_load_end, "total": total, "t_done": t_done, "final": final, "cbs": cbs, "cpu": cpu,
-            "rss": rss, "profiles": profiles}
+            "rss": rss, "profiles": profiles, "pg_cpu": pg_cpu}
 
 
-def report(args: argparse.Namespace, r: dict[str, Any], ceiling: float) -> None:
+def report(args: argparse.Namespace, r: dict[str, Any], ceiling: float, trivial_us: float) -> None:
     load, t_load, total, t_done = r["load"], r["t_load"], r["total"], r["t_done"]
     at_load_end, cb_load_end, final, cbs = r["at_load_end"], r["cb_load_end"], r["final"], r["cbs"]
     for name, text in r["profiles"].items():
@@ -189,12 +198,18 @@ def report(args: argparse.Namespace, r: dict[str, Any], ceiling: float) -> None:
     print(f"receipts recorded {final['delivered']}/{total}; callbacks: {json.dumps(cbs)}")
     print(f"SMPP peer ceiling (raw blaster, same simulator): {ceiling:.0f} submit_sm/s;"
           f" e2e/ceiling = {e2e / ceiling:.2f}")
+    def per_msg(cpu: float) -> str:
+        us = cpu / total * 1e6 if total else 0.0
+        return f"{us:.0f} us per message = {us / trivial_us:.1f}x trivial"
+
     for name, cpu in r["cpu"].items():
-        print(f"ujumbe {name} process: {cpu:.1f} s CPU ({cpu / total * 1e6 if total else 0:.0f} us per message), "
-              f"peak RSS {r['rss'][name]:.0f} MB")
+        print(f"ujumbe {name} process: {cpu:.1f} s CPU ({per_msg(cpu)}), peak RSS {r['rss'][name]:.0f} MB")
     all_cpu = sum(r["cpu"].values())
-    print(f"all ujumbe processes: {all_cpu / total * 1e6 if total else 0:.0f} us CPU per message; "
-          f"accept p50 {load.p50_ms:.1f} ms p99 {load.p99_ms:.1f} ms")
+    print(f"all ujumbe processes: {per_msg(all_cpu)}; accept p50 {load.p50_ms:.1f} ms p99 {load.p99_ms:.1f} ms")
+    if r["pg_cpu"] is not None:
+        print(f"PostgreSQL backends of the database: {r['pg_cpu']:.1f} s CPU ({per_msg(r['pg_cpu'])})")
+    print(f"(trivial: the trivial Starlette handler's {trivial_us:.0f} us CPU per request in this run; "
+          f"the target's 300 us per message was ~9x its 34 us)")
 
 
 def main() -> None:
@@ -222,8 +237,15 @@ def main() -> None:
          "--log-level", "WARNING", "--window", "256", "--uvloop"], Path("/tmp/ujumbe-bench-smsc.log"))
     try:
         ceiling = asyncio.run(run_ceiling(smpp_port, 3.0))
-        for layout in layouts:
-            report(args, run_layout(args, layout, smpp_port), ceiling)
+        # the unit of CPU per message: measured before and after the layouts, their mean used
+        t_before, tr_before = trivial_cpu_us(5.0, args.connections)
+        results = [run_layout(args, layout, smpp_port) for layout in layouts]
+        t_after, tr_after = trivial_cpu_us(5.0, args.connections)
+        trivial_us = (t_before + t_after) / 2
+        print(f"trivial Starlette handler, wrk {args.connections} connections, 5 s before and after: "
+              f"{t_before:.0f} / {t_after:.0f} us CPU per request ({tr_before.rate:.0f} / {tr_after.rate:.0f} req/s)")
+        for r in results:
+            report(args, r, ceiling, trivial_us)
     finally:
         smsc.stop()
 
