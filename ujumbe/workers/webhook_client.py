@@ -21,6 +21,10 @@ from urllib.parse import quote, unquote, urlsplit
 import httptools
 
 
+# Headers the client writes itself: a caller's own are left out.
+_OURS = frozenset({"host", "content-length", "user-agent"})
+
+
 class HttpError(OSError):
     """The exchange failed: refused, reset, malformed answer. (Timeouts raise TimeoutError.)"""
 
@@ -44,7 +48,8 @@ class _Stale(HttpError):
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("transport", "parser", "waiter", "status", "body", "got_bytes", "closed", "max_body", "complete")
+    __slots__ = ("transport", "parser", "waiter", "status", "body", "got_bytes", "closed", "max_body", "complete",
+                 "timer")
 
     def __init__(self, max_body: int) -> None:
         self.transport: asyncio.Transport | None = None
@@ -56,6 +61,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.complete = False
         self.max_body = max_body
+        self.timer: asyncio.TimerHandle | None = None  # the running exchange's timeout
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -96,18 +102,28 @@ class _Connection(asyncio.Protocol):
     def _finish(self, keep: bool) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result((self.status, b"".join(self.body)[: self.max_body], keep))
+            if self.timer is not None:
+                self.timer.cancel()
 
     def _fail(self, exc: Exception) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
+            if self.timer is not None:
+                self.timer.cancel()
 
-    def send(self, data: bytes) -> asyncio.Future[tuple[int, bytes, bool]]:
+    def send(self, data: bytes, deadline: float) -> asyncio.Future[tuple[int, bytes, bool]]:
+        """The answer to ``data``; TimeoutError when it is not whole by
+        ``deadline`` (loop time). One timer handle rather than an
+        ``asyncio.timeout`` per request: that costs several µs of Python for
+        each of a message's callbacks."""
         assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
         self.status, self.body, self.got_bytes, self.complete = 0, [], False, False
         self.parser = httptools.HttpResponseParser(self)
+        self.timer = loop.call_at(deadline, self._fail, TimeoutError())
         self.transport.write(data)
-        return self.waiter
+        return waiter
 
     def close(self) -> None:
         self.closed = True
@@ -130,32 +146,59 @@ class WebhookClient:
         self._slots = asyncio.Semaphore(limit)  # connections in use at once
         self._limit = limit
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._targets: dict[str, tuple[bool, tuple[str, str, int], str, str]] = {}  # URL -> see _target
         self._tls = tls  # None: the system's trusted CAs, made on first use
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """(status, the first ``max_body`` bytes of the answer)."""
+        target = self._targets.get(url)
+        if target is None:
+            target = self._target(url)
+        tls, key, before, after = target
+        head = "".join([f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in _OURS])
+        request = f"{before}Content-Length: {len(body)}\r\n{after}{head}\r\n".encode("latin-1") + body
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        slots = self._slots
+        if slots.locked():  # all connections busy: the wait counts against the timeout too
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire()
+        else:
+            await slots.acquire()  # at once
+        try:
+            conn = self._take_idle(key)
+            if conn is not None:
+                try:
+                    return await self._exchange(key, conn, request, deadline)
+                except _Stale:
+                    pass  # the server dropped it while idle: once more on a new connection
+            async with asyncio.timeout_at(deadline):
+                conn = await self._connect(tls, key[1], key[2])
+            return await self._exchange(key, conn, request, deadline)
+        finally:
+            slots.release()
+
+    def _target(self, url: str) -> tuple[bool, tuple[str, str, int], str, str]:
+        """(TLS?, pool key, the request's head before and after Content-Length)
+        of ``url``, kept: a worker posts to the same few URLs all day."""
         try:
             tls, key, host_header, target, credentials = _parse(url)
         except ValueError as exc:  # a bad port, a host IDNA cannot encode (no URL here: it may hold a password)
             raise HttpError(f"bad URL: {exc}") from None
-        head = [f"POST {target} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}",
-                f"User-Agent: {self.user_agent}"]
+        before = f"POST {target} HTTP/1.1\r\nHost: {host_header}\r\n"
+        after = f"User-Agent: {self.user_agent}\r\n"
         if credentials:
-            head.append(f"Authorization: Basic {credentials}")
-        head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length", "user-agent")]
-        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        async with self._slots, asyncio.timeout(self.timeout_s):
-            conn = self._take_idle(key)
-            if conn is not None:
-                try:
-                    return await self._exchange(key, conn, request)
-                except _Stale:
-                    pass  # the server dropped it while idle: once more on a new connection
-            return await self._exchange(key, await self._connect(tls, key[1], key[2]), request)
+            after += f"Authorization: Basic {credentials}\r\n"
+        if len(self._targets) >= 10_000:
+            self._targets.clear()
+        found = self._targets[url] = (tls, key, before, after)
+        return found
 
-    async def _exchange(self, key: tuple[str, str, int], conn: _Connection, request: bytes) -> tuple[int, bytes]:
+    async def _exchange(
+        self, key: tuple[str, str, int], conn: _Connection, request: bytes, deadline: float,
+    ) -> tuple[int, bytes]:
         try:
-            status, answer, keep = await conn.send(request)
+            status, answer, keep = await conn.send(request, deadline)
         except BaseException:
             conn.close()
             raise
