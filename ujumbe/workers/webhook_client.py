@@ -49,7 +49,7 @@ class _Stale(HttpError):
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("transport", "parser", "waiter", "status", "body", "got_bytes", "closed", "max_body", "complete",
-                 "timer")
+                 "deadline")
 
     def __init__(self, max_body: int) -> None:
         self.transport: asyncio.Transport | None = None
@@ -61,7 +61,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.complete = False
         self.max_body = max_body
-        self.timer: asyncio.TimerHandle | None = None  # the running exchange's timeout
+        self.deadline = 0.0  # loop time the running exchange times out
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -102,26 +102,19 @@ class _Connection(asyncio.Protocol):
     def _finish(self, keep: bool) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result((self.status, b"".join(self.body)[: self.max_body], keep))
-            if self.timer is not None:
-                self.timer.cancel()
 
     def _fail(self, exc: Exception) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
-            if self.timer is not None:
-                self.timer.cancel()
 
     def send(self, data: bytes, deadline: float) -> asyncio.Future[tuple[int, bytes, bool]]:
-        """The answer to ``data``; TimeoutError when it is not whole by
-        ``deadline`` (loop time). One timer handle rather than an
-        ``asyncio.timeout`` per request: that costs several µs of Python for
-        each of a message's callbacks."""
+        """The answer to ``data``; the client fails it with TimeoutError when
+        it is not whole by ``deadline`` (loop time, see WebhookClient._sweep)."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        waiter = self.waiter = loop.create_future()
+        waiter = self.waiter = asyncio.get_running_loop().create_future()
         self.status, self.body, self.got_bytes, self.complete = 0, [], False, False
         self.parser = httptools.HttpResponseParser(self)
-        self.timer = loop.call_at(deadline, self._fail, TimeoutError())
+        self.deadline = deadline
         self.transport.write(data)
         return waiter
 
@@ -147,6 +140,13 @@ class WebhookClient:
         self._limit = limit
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._targets: dict[str, tuple[bool, tuple[str, str, int], str, str]] = {}  # URL -> see _target
+        # Exchanges under way, failed by one sweep a few times a second once
+        # past their deadline: a timer (or an asyncio.timeout) per request
+        # costs several µs of each of a message's callbacks; this is late by
+        # at most a sweep.
+        self._busy: set[_Connection] = set()
+        self._sweep_s = min(0.25, timeout_s / 4)
+        self._sweeper: asyncio.TimerHandle | None = None
         self._tls = tls  # None: the system's trusted CAs, made on first use
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -197,11 +197,17 @@ class WebhookClient:
     async def _exchange(
         self, key: tuple[str, str, int], conn: _Connection, request: bytes, deadline: float,
     ) -> tuple[int, bytes]:
+        busy = self._busy
+        busy.add(conn)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(self._sweep_s, self._sweep)
         try:
             status, answer, keep = await conn.send(request, deadline)
         except BaseException:
             conn.close()
             raise
+        finally:
+            busy.discard(conn)
         idle = self._idle.setdefault(key, [])
         if keep and not conn.closed and len(idle) < self._limit:
             idle.append(conn)
@@ -247,7 +253,17 @@ class WebhookClient:
         assert error is not None
         raise error
 
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in [c for c in self._busy if c.deadline <= now]:
+            conn._fail(TimeoutError())
+        self._sweeper = loop.call_later(self._sweep_s, self._sweep) if self._busy else None
+
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()
