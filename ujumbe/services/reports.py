@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +32,7 @@ from ujumbe.core import calls, numbers
 from ujumbe.core.errors import Invalid, NotFound, UjumbeError
 from ujumbe.core.ids import id_variants
 from ujumbe.core.states import State
+from ujumbe.core.timefmt import iso
 from ujumbe.services import callbacks
 from ujumbe.services.lifecycle import Writes, apply_part_state
 from ujumbe.store import Store, Tx, now_ms
@@ -52,14 +52,10 @@ CLOCK_SLACK_MS = 2_000
 LATE_GRACE_MS = 3_600_000
 
 
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
 def receipt_detail(r: Receipt) -> str:
     """The event detail: the receipt as the operator wrote it, with the
     operator's own time for the outcome when it differs from when it came."""
-    when = f" (operator's time {_iso(r.at)})" if abs(r.at - r.received_at) >= 1000 else ""
+    when = f" (operator's time {iso(r.at)})" if abs(r.at - r.received_at) >= 1000 else ""
     return f"receipt {r.operator_id}{when}: {r.raw or r.state.value}"[:300]
 
 
@@ -277,7 +273,10 @@ class Reports:
         done: asyncio.Future[None] = loop.create_future()
         queue.append(_Pending(item, done, loop.time() + self.hold_s))
         self._wake.set()
-        await asyncio.shield(done)
+        # Not shielded: a caller cancelled meanwhile cancels only its own
+        # future, which ``resolve`` then passes over; the item is still
+        # applied. (A shield costs a second future and a loop turn a receipt.)
+        await done
 
     def _awaited(self, r: Receipt) -> bool:
         return awaits_record(self.awaiting_record, r)
