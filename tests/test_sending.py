@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import Receiver, auth, eventually, make_account
 from ujumbe.runtime import Platform
+from ujumbe.services import messaging
 
 
 async def test_templated_send_to_three_numbers_one_invalid(
@@ -265,3 +267,32 @@ async def test_two_processes_on_one_database_never_share_a_message_id(
     finally:
         for p in apis:
             await p.stop()
+
+
+async def test_a_request_bigger_than_one_insert_slice_is_stored_whole(
+    platform: Platform, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A big request's rows reach the store a slice at a time (INSERT_CHUNK);
+    # every recipient of every slice, the rejected one in the middle too, is
+    # kept with its events and sent.
+    monkeypatch.setattr(messaging, "INSERT_CHUNK", 3)
+    account = await make_account(platform, credits="10")
+    h = auth(account)
+    to = ["0708400010", "0708400011", "0708400012", "12345", "0708400013", "0708400014", "0708400015"]
+    r = await api.post("/v1/messages", headers=h, json={"to": to, "text": "Habari"})
+    assert r.status_code == 202, r.text
+    sent = r.json()
+    assert [m["state"] for m in sent["messages"]] == ["queued"] * 3 + ["rejected"] + ["queued"] * 3
+    assert sent["cost"] == 6 and sent["balance"] == 4
+    ids = [m["id"] for m in sent["messages"]]
+    assert len(set(ids)) == 7
+
+    async def all_delivered() -> bool:
+        msgs = [(await api.get(f"/v1/messages/{i}", headers=h)).json() for i in ids]
+        return [m["state"] for m in msgs] == ["delivered"] * 3 + ["rejected"] + ["delivered"] * 3
+
+    await eventually(all_delivered)
+    listed = (await api.get("/v1/messages", params={"request_id": sent["request_id"]}, headers=h)).json()["data"]
+    assert sorted(m["id"] for m in listed) == sorted(ids)
+    first = (await api.get(f"/v1/messages/{ids[0]}", headers=h)).json()
+    assert [e["state"] for e in first["events"]] == ["accepted", "queued", "submitted", "delivered"]
