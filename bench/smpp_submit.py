@@ -62,7 +62,8 @@ def start_peer(latency_ms: float, use_uvloop: bool) -> tuple[subprocess.Popen[st
     return proc, int(line.rsplit(":", 1)[1])
 
 
-async def run_connector(port: int, seconds: float, concurrency: int) -> float:
+async def run_connector(port: int, seconds: float, concurrency: int) -> tuple[float, float]:
+    """(sends/s, this process's CPU µs per send: the connector and its callers)."""
     c = SmppConnector("127.0.0.1", port, "bench", "bench", binds=1, window=64, registered_delivery=False)
     await c.start(NoEvents())  # type: ignore[arg-type]
     msg = Outbound("m", "a", "Ujumbe", "254700000100", "Benchmark message body", "gsm7", 1, want_receipt=False)
@@ -79,12 +80,13 @@ async def run_connector(port: int, seconds: float, concurrency: int) -> float:
     stop_at = time.perf_counter() + min(1.0, seconds / 4)
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     done = 0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     stop_at = t0 + seconds
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     rate = done / (time.perf_counter() - t0)
+    cpu = (time.process_time() - cpu0) / max(done, 1) * 1e6
     await c.stop()
-    return rate
+    return rate, cpu
 
 
 async def run_ceiling(port: int, seconds: float, window: int = 4096) -> float:
@@ -141,18 +143,19 @@ async def main_async(args: argparse.Namespace) -> None:
     per = args.seconds / (3 * len(args.latencies))
     print(f"loop={'uvloop' if args.uvloop else 'asyncio'}  one bind, window {WINDOW}, {args.concurrency} concurrent "
           f"senders, {per:.1f} s per run, {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-    print(f"{'name':<22}{'msgs/s':>10}{'of w/lat':>9}{'of raw 64':>10}{'ceiling msgs/s':>16}{'ratio':>8}")
+    print(f"{'name':<22}{'msgs/s':>10}{'of w/lat':>9}{'of raw 64':>10}{'ceiling msgs/s':>16}{'ratio':>8}"
+          f"{'cpu us/send':>12}")
     for lat in args.latencies:
         proc, port = start_peer(lat, args.uvloop)
         try:
-            ours = await run_connector(port, per, args.concurrency)
+            ours, cpu = await run_connector(port, per, args.concurrency)
             raw64 = await run_ceiling(port, per, WINDOW)
             ceiling = await run_ceiling(port, per)
         finally:
             proc.terminate()
             proc.wait()
         print(f"{f'connector {lat:g} ms peer':<22}{ours:>10.0f}{of_window(ours, lat)}{ours / raw64:>10.3f}"
-              f"{ceiling:>16.0f}{ours / ceiling:>8.2f}", flush=True)
+              f"{ceiling:>16.0f}{ours / ceiling:>8.2f}{cpu:>12.0f}", flush=True)
         print(f"{f'raw window 64, {lat:g} ms':<22}{raw64:>10.0f}{of_window(raw64, lat)}{'':>10}{ceiling:>16.0f}"
               f"{raw64 / ceiling:>8.2f}", flush=True)
 
