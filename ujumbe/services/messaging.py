@@ -395,7 +395,7 @@ class Messaging:
             for k, (r, mid) in enumerate(zip(recipients, ids)):
                 if len(rows) == INSERT_CHUNK:
                     # A big request's rows go to the store a slice at a time
-                    # rather than all held at once (~0.5 KB per recipient).
+                    # rather than all held at once (~250 bytes a recipient).
                     q.add_messages(tx, rows, events, outbox)
                     await tx.flush()
                     any_queued = any_queued or bool(outbox)
