@@ -255,11 +255,17 @@ def serve_trivial(port: int) -> Proc:
 _LUA = r"""
 local n = %(start)d
 local run = "%(run)s"
-local key = "%(key)s"
+local keys = {%(keys)s}
+local senders = {%(senders)s}
+local key, sender = keys[1], senders[1]
 local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}
 local text = "Your order 1234 is on its way. Track it at duka.co.ke/t/1234"
 request = function()
   n = n + 1
+  if #keys > 1 then  -- several accounts (accept.py --accounts): each request another's key in turn
+    key, sender = keys[n %% #keys + 1], senders[n %% #keys + 1]
+    headers["Authorization"] = "Bearer " .. key
+  end
   -- valid Safaricom numbers, 18 million distinct, whose last two digits are
   -- 10-99: never one of the simulators' failure endings (...0001-0007)
   local to = string.format("2547%%02d%%04d%%02d", 10 + math.floor(n / 10000) %% 20, n %% 10000,
@@ -294,20 +300,25 @@ class WrkResult:
 
 # The body of each request, a Lua expression over ``to`` (the recipient),
 # ``n`` (the request's number), ``run`` (a token of this run), ``key`` (the API
-# key) and ``text``.
+# key), ``sender`` (its account's sender name) and ``text``.
 BODIES = {
-    "native": """'{"to":"' .. to .. '","sender":"DUKA","text":"' .. text .. '"}'""",
+    "native": """'{"to":"' .. to .. '","sender":"' .. sender .. '","text":"' .. text .. '"}'""",
     "tingg": """'{"notificationType":"bench","referenceID":"' .. run .. n .. '",'
       .. '"smsDto":{"msisdn":["' .. to .. '"],"message":"' .. text .. '"}}'""",
-    "tilil": """'{"api_key":"' .. key .. '","mobile":"' .. to .. '","sender_name":"DUKA","message":"' .. text .. '"}'""",
+    "tilil": """'{"api_key":"' .. key .. '","mobile":"' .. to .. '","sender_name":"' .. sender .. '","message":"' .. text .. '"}'""",
 }
 
 
-def wrk(port: int, key: str, seconds: float, connections: int, *, path: str = "/v1/messages",
-        threads: int = 1, body: str = "native") -> WrkResult:
+def wrk(port: int, key: str | list[str], seconds: float, connections: int, *, path: str = "/v1/messages",
+        threads: int = 1, body: str = "native", senders: list[str] | None = None) -> WrkResult:
+    """``key``: an API key, or several (one per account, ``senders`` their
+    sender names; default DUKA) taken in turn, request by request."""
     script = Path(tempfile.gettempdir()) / f"ujumbe-bench-{os.getpid()}.lua"
+    keys = [key] if isinstance(key, str) else key
+    senders = senders or ["DUKA"] * len(keys)
     # each run starts at a random place, so numbers are new to the server's caches
-    script.write_text(_LUA % {"key": key, "path": path, "start": random.randrange(18_000_000), "body": BODIES[body],
+    script.write_text(_LUA % {"keys": ", ".join(json.dumps(k) for k in keys),
+                              "senders": ", ".join(json.dumps(s) for s in senders), "path": path, "start": random.randrange(18_000_000), "body": BODIES[body],
                               "run": uuid.uuid4().hex[:12]})
     cmd = [need_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
            "-s", str(script), f"http://127.0.0.1:{port}{path}"]

@@ -18,21 +18,32 @@ JSON, measured in the same run. Load comes from ``wrk`` (one thread, its own
 process) with a Lua script POSTing one distinct recipient per request.
 
 ``--profile`` samples the server with py-spy during the first one-process
-``api`` run and prints the top functions.
+``api`` run and prints the top functions. ``--accounts N`` spreads the sends
+over N accounts (wrk takes their keys in turn), so PostgreSQL's grouped
+commits are measured both for one account's sends and for many accounts';
+``--round-trips`` (PostgreSQL) counts the server's statements per request
+(bench/_roundtrips) and prints the commonest.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
+import os
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     DEFAULT_PG,
+    PY,
     UJUMBE,
+    Database,
     Proc,
     create_account,
     database,
@@ -78,6 +89,46 @@ def check_send(port: int, endpoint: str, account: dict[str, str]) -> None:
         raise SystemExit(f"{endpoint} send refused: {r.status_code} {r.text}")
 
 
+# Many accounts in one interpreter, each as `ujumbe accounts create` and
+# `ujumbe senders add ACCOUNT DUKA<n>` make it (create_account runs a process
+# per account: a minute for a hundred). A sender name belongs to one account.
+_CREATE_ACCOUNTS = """
+import contextlib, io, json, sys, uuid
+from ujumbe.cli import main
+out = []
+for i in range(int(sys.argv[1])):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main(["accounts", "create", "--name", "Bench", "--email", f"bench-{uuid.uuid4().hex[:8]}@example.com",
+              "--password", "bench password 123", "--credits", "1000000000"])
+    account = json.loads(buf.getvalue())
+    account["sender"] = "DUKA" if i == 0 else f"DUKA{i}"
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(["senders", "add", account["account_id"], account["sender"]])
+    out.append(account)
+print(json.dumps(out))
+"""
+
+
+def create_accounts(db: Database, n: int) -> list[dict[str, str]]:
+    if n == 1:
+        account = create_account(db)
+        subprocess.run([*UJUMBE, "senders", "add", account["account_id"], "DUKA"], env=db.env, check=True,
+                       capture_output=True)
+        return [dict(account, sender="DUKA")]
+    out = subprocess.run([PY, "-c", _CREATE_ACCOUNTS, str(n)], env=db.env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def round_trips(folder: Path) -> collections.Counter[str]:
+    """Statements so far of every server process (bench/_roundtrips/sitecustomize.py)."""
+    total: collections.Counter[str] = collections.Counter()
+    for f in folder.glob("*.json"):
+        with open(f) as fh:
+            total.update(json.load(fh))
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pg", nargs="?", const=DEFAULT_PG, default=None, help="run on PostgreSQL (admin URL)")
@@ -88,7 +139,11 @@ def main() -> None:
     ap.add_argument("--processes", nargs="+", type=int, default=[1, 2], help="API processes (serve --processes)")
     ap.add_argument("--endpoints", nargs="+", default=list(ENDPOINTS), choices=list(ENDPOINTS))
     ap.add_argument("--profile", action="store_true", help="py-spy the first one-process api server during its run")
+    ap.add_argument("--accounts", type=int, default=1, help="spread the sends over this many accounts")
+    ap.add_argument("--round-trips", action="store_true", help="PostgreSQL: count the server's statements per request")
     args = ap.parse_args()
+    if args.round_trips and not args.pg:
+        ap.error("--round-trips counts PostgreSQL statements: give --pg")
     need_wrk()
 
     port = free_port()
@@ -105,14 +160,21 @@ def main() -> None:
              for n in args.processes]
     rows = []
     profiled = False
+    trips: list[tuple[str, int, collections.Counter[str]]] = []
     with database(args.pg) as db:
-        account = create_account(db)
-        senders_made = False
+        accounts = create_accounts(db, args.accounts)
+        account = accounts[0]
+        keys, senders = [a["api_key"] for a in accounts], [a["sender"] for a in accounts]
         for endpoint, role, processes in cases:
             path, body, _ = ENDPOINTS[endpoint]
             port = free_port()
             # receipts quickly, so --role all also records them while accepting
             fast_receipts = {"UJUMBE_SIM_RECEIPT_DELAY_MS": "10-50", "UJUMBE_PROCESSES": str(processes)}
+            counted = None
+            if args.round_trips:
+                counted = Path(tempfile.mkdtemp(prefix="ujumbe-trips-"))
+                fast_receipts.update(UJUMBE_BENCH_ROUND_TRIPS=str(counted), PYTHONPATH=os.pathsep.join(
+                    [str(Path(__file__).resolve().parent / "_roundtrips"), db.env["PYTHONPATH"]]))
             server = serve_ujumbe(db, role.split("+")[0], port, fast_receipts)
             # api+worker: the same work as --role all, the workers in a process of their own
             worker = (
@@ -120,14 +182,8 @@ def main() -> None:
                 if role == "api+worker" else None
             )
             try:
-                if not senders_made:  # a sender name is used once the operator grants it
-                    import subprocess
-
-                    subprocess.run([*UJUMBE, "senders", "add", account["account_id"], "DUKA"], env=db.env,
-                                   check=True, capture_output=True)
-                    senders_made = True
                 check_send(port, endpoint, account)
-                wrk(port, account["api_key"], 2, args.connections, path=path, body=body)  # warm-up: caches
+                wrk(port, keys, 2, args.connections, path=path, body=body, senders=senders)  # warm-up: caches
                 spy = None
                 raw = Path(tempfile.gettempdir()) / f"ujumbe-accept-{endpoint}-{role}.raw"
                 if args.profile and not profiled and role == "api" and processes == 1:
@@ -135,7 +191,12 @@ def main() -> None:
                     profiled = True
                 cpu0 = server.cpu_seconds(children=True)
                 pg0 = pg_backend_cpu(db.url) if db.url else {}
-                r = wrk(port, account["api_key"], args.seconds, args.connections, path=path, body=body)
+                trips0 = round_trips(counted) if counted else None
+                r = wrk(port, keys, args.seconds, args.connections, path=path, body=body, senders=senders)
+                if counted and trips0 is not None:
+                    time.sleep(0.5)  # the counts are written every 0.2 s
+                    trips.append((f"{ENDPOINTS[endpoint][2]}, {role}, {processes} process(es), {r.requests} requests",
+                                  r.requests, round_trips(counted) - trips0))
                 cpu_us = (server.cpu_seconds(children=True) - cpu0) / max(r.requests, 1) * 1e6
                 pg1 = pg_backend_cpu(db.url, pg0) if db.url else {}
                 pg_us = sum(pg1[p] - pg0.get(p, 0.0) for p in pg1) / max(r.requests, 1) * 1e6
@@ -152,7 +213,8 @@ def main() -> None:
                 if worker is not None:
                     worker.stop()
 
-    print(f"\naccept on {db.label}, {args.connections} connections, wrk 1 thread, {args.seconds:g} s runs, {today()}")
+    print(f"\naccept on {db.label}, {args.connections} connections, wrk 1 thread, {args.seconds:g} s runs, "
+          f"{args.accounts} account{'s' if args.accounts > 1 else ''}, {today()}")
     print(f"{'endpoint':<26}{'role':<11}{'procs':>5}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}"
           f"{'ceiling/s':>10}{'ratio':>7}" + (f"{'PG us/req':>10}" if db.url else ""))
     print(f"{'trivial Starlette handler':<26}{'':<11}{1:>5}{ceiling.rate:>8.0f}{ceiling.p50_ms:>8.2f}{ceiling.p99_ms:>8.2f}"
@@ -164,6 +226,14 @@ def main() -> None:
           "per request; steadier than req/s on a shared machine")
     if db.url:
         print("PG us/req: CPU time of the PostgreSQL backends serving the benchmark's database, per request")
+        print("per send, x trivial: (API processes + PostgreSQL backends) CPU per send / the trivial handler's")
+        for endpoint, role, processes, r, cpu_us, pg_us in rows:
+            print(f"  {ENDPOINTS[endpoint][2]}, {role}, {processes}: {(cpu_us + pg_us) / ceiling_cpu:.1f}")
+    for what, requests, counts in trips:
+        n = max(requests, 1)
+        print(f"\nround trips per request, {what}: {sum(counts.values()) / n:.2f}")
+        for statement, c in counts.most_common(12):
+            print(f"  {c / n:7.3f}  {statement}")
 
 
 if __name__ == "__main__":

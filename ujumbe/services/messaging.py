@@ -26,7 +26,7 @@ from ujumbe.core.states import State
 from ujumbe.services.accounts import Account
 from ujumbe.services.callbacks import CallbackUrls, Event, enqueue_dlr
 from ujumbe.services.senders import Senders
-from ujumbe.store import Store, Tx, now_ms
+from ujumbe.store import Charge, Store, Tx, now_ms
 from ujumbe.store import accounts as accounts_q
 from ujumbe.store import calls as calls_q
 from ujumbe.store import messages as q
@@ -440,9 +440,12 @@ class Messaging:
             return SendResult(request_id, req.reference, False, now, total, balance, enc, parts, recipients)
 
         # Safe to run again, and short unless the request is big: PostgreSQL
-        # may then commit it together with the account's other sends.
+        # may then commit it together with other sends, their charges folded
+        # into one update of the balance (a prepay must come before the charge).
         if len(recipients) <= 1000:
             unit.group = account.id  # type: ignore[attr-defined]
+            if total and req.prepay is None:
+                unit.charge = Charge(account.id, total, request_id)  # type: ignore[attr-defined]
         result = await self.store.run(unit)
         if result is not None:
             metrics.accepted(req.channel, req.dialect, result.recipients, result.cost)

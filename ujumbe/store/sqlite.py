@@ -90,6 +90,9 @@ class SqliteTx:
     async def plan_for_keys(self) -> None:
         return None  # SQLite's planner takes the index for a key lookup
 
+    def charge_taken(self, account_id: str, amount: int, request_id: str) -> int | None:
+        return None  # each unit charges in its own savepoint (see SqliteStore)
+
 
 def _owner_only(path: str) -> None:
     """Make the database and its -wal and -shm files readable by their owner
