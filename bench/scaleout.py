@@ -43,6 +43,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -99,9 +100,12 @@ def sql(url: str, query: str, *args: Any) -> Any:
 
 @contextlib.contextmanager
 def backlog(pg: str, n: int, callback_url: str | None = None) -> Any:
-    """A template database holding ``n`` queued messages, held; yields its Database."""
+    """A template database holding ``n`` queued messages, held; yields its
+    Database. With ``callback_url``, the account's delivery reports go there."""
     with database(pg) as db:
         assert db.url is not None
+        if callback_url:
+            db.env = dict(db.env, UJUMBE_ALLOW_PRIVATE_CALLBACKS="1")
         account = create_account(db)
         if callback_url:
             subprocess.run([*UJUMBE, "callbacks", "set", account["account_id"], "--dlr-url", callback_url],
@@ -255,8 +259,10 @@ async def watch(db: Database, run: Run, procs: list[Any], groups: list[Any], *, 
         if row[0] < run.n:
             raise SystemExit(f"only {row[0]}/{run.n} submitted")
         run.submit_rate = run.n / (max(row[2] - row[1], 1) / 1000)
-        # to the last message's own done_at, not to when this loop saw it
-        run.rate = run.n / (max(row[3] - released, 1) / 1000) if receiver is None else run.n / run.wall
+        # to the last message's own done_at (or its last callback's
+        # delivered_at), not to when this loop saw it
+        end = row[3] if receiver is None else await mon.fetchval("SELECT max(delivered_at) FROM callbacks")
+        run.rate = run.n / (max((end or 0) - released, 1) / 1000)
     finally:
         await mon.close()
         await smp.close()
@@ -270,12 +276,17 @@ def receiver_counts(port: int) -> dict[str, int]:
 
 
 def drain(template: Database, workers: int, n: int, quota: float | None, *, timeout: float, sample: bool,
-          env: dict[str, str] | None = None, receiver: int | None = None, weight: int = 0) -> Run:
+          env: Callable[[Database], dict[str, str]] | None = None, receiver: int | None = None,
+          weight: int = 0) -> Run:
+    """One run: ``workers`` worker processes on a fresh copy of the template;
+    ``env(db)`` adds to their environment (e.g. another database URL);
+    with ``receiver`` (a _receiver.py port) done at the last final callback."""
     run = Run(workers, n)
     with copy_of(template) as db, contextlib.ExitStack() as stack:
-        groups = stack.enter_context(_cpuquota.groups(workers, quota, f"w{workers}", max(weight, 1))) if quota else []
+        groups = (stack.enter_context(_cpuquota.groups(workers, quota, f"w{workers}", max(weight, 1)))
+                  if quota or weight else [])
         pg_group = stack.enter_context(_cpuquota.groups(1, None, f"pg{workers}", weight))[0] if weight else None
-        extra = {"UJUMBE_SIM_RECEIPT_DELAY_MS": "10-50", **(env or {})}
+        extra = {"UJUMBE_SIM_RECEIPT_DELAY_MS": "10-50", **(env(db) if env else {})}
         procs = [serve_worker(db, extra, f"{workers}-{i}", groups[i].procs_file() if groups else None)
                  for i in range(workers)]
         try:
