@@ -145,11 +145,15 @@ def report(results: list, args: argparse.Namespace, n: int, callbacks: bool) -> 
     for mode, run, turns, rts, _ in results:
         if mode != "delayed" or not rts:
             continue
-        total = sum(rts.values())
+        stages, statements = rts["stages"], rts["statements"]
+        total = sum(stages.values())
         print(f"round trips per message, by stage (worker's count: {total / n:.3f} per message; "
               f"proxy's turns {turns.get('turns', 0) / n:.3f}):")
-        for stage, c in sorted(rts.items(), key=lambda kv: -kv[1]):
+        for stage, c in sorted(stages.items(), key=lambda kv: -kv[1]):
             print(f"  {c / n:8.4f}  {c:8d}  {stage}")
+        print("the statements among them (top 25):")
+        for stmt, c in sorted(statements.items(), key=lambda kv: -kv[1])[:25]:
+            print(f"  {c / n:8.4f}  {c:8d}  {stmt}")
         break
 
 

@@ -342,6 +342,14 @@ def report(runs: list[Run], quota: float | None, kind: str, cores: int, weight: 
             ratio = r.rate / one.rate
             print(f"{w} workers: {ratio:.2f}x one (ideal {w:.2f}, target >= {target:.2f}): "
                   f"{'met' if ratio >= target else 'NOT met'}")
+    for r in runs:
+        if r is one or not one.worker_cpu:
+            continue
+        # at the same CPU per message, throughput follows the CPU the workers got
+        got = (sum(r.worker_cpu) / r.wall) / (sum(one.worker_cpu) / one.wall)
+        per = (sum(one.worker_cpu) / n) / (sum(r.worker_cpu) / n)
+        print(f"  {r.workers} workers: got {got:.2f}x one worker's CPU, at {per:.2f}x its messages per CPU second: "
+              f"{got * per:.2f}x expected from CPU alone ({r.rate / one.rate:.2f}x measured)")
     if quota:
         for r in runs:
             low = [c / r.wall for c in r.worker_cpu if c / r.wall < 0.85 * quota]

@@ -52,6 +52,7 @@ if _FILE:
     import asyncpg.connection
 
     COUNTS: collections.Counter[str] = collections.Counter()
+    DETAIL: collections.Counter[str] = collections.Counter()  # stage | statement
     _unit: dict[int, str] = {}  # connection -> stage of its open transaction
     _pending: dict[int, int] = {}  # connection -> BEGINs not attributed yet
     Connection = asyncpg.connection.Connection
@@ -62,20 +63,25 @@ if _FILE:
         async def counted(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
             key = id(self)
             q = query.lstrip()[:12].upper() if isinstance(query, str) else ""
+            text = query if isinstance(query, str) else ""
             if q.startswith("BEGIN"):
                 _pending[key] = _pending.get(key, 0) + 1
-            elif q.startswith(("COMMIT", "ROLLBACK")) or "RESET ALL" in (query if isinstance(query, str) else ""):
-                COUNTS[_unit.get(key) or _stage()] += 1
-                if "RESET ALL" in query:
+            elif q.startswith(("COMMIT", "ROLLBACK")) or "RESET ALL" in text:
+                stage = _unit.get(key) or _stage()
+                COUNTS[stage] += 1
+                DETAIL[f"{stage} | {'pool reset on release' if 'RESET ALL' in text else q.split()[0]}"] += 1
+                if "RESET ALL" in text:
                     _unit.pop(key, None)
             else:
                 stage = _stage()
                 if key in _pending:
-                    COUNTS[stage] += _pending.pop(key)
+                    COUNTS[stage] += _pending[key]
+                    DETAIL[f"{stage} | BEGIN"] += _pending.pop(key)
                     _unit[key] = stage
                 elif key not in _unit:
                     _unit[key] = stage
                 COUNTS[stage] += 1
+                DETAIL[f"{stage} | {' '.join(text.split())[:50]}"] += 1
             return await orig(self, query, *args, **kwargs)
 
         setattr(Connection, name, counted)
@@ -88,4 +94,4 @@ if _FILE:
         for key, n in _pending.items():
             COUNTS["other"] += n
         with open(_FILE, "w") as fh:
-            json.dump(dict(COUNTS), fh)
+            json.dump({"stages": dict(COUNTS), "statements": dict(DETAIL)}, fh)
