@@ -53,9 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cpuquota
 from _common import (
     DEFAULT_PG,
-    PY,
     UJUMBE,
-    BENCH,
     Database,
     cpu_of,
     create_account,
