@@ -167,10 +167,13 @@ class Proc:
     """A child process we started; stopped by its own pid, never by name."""
 
     def __init__(self, cmd: list[str], env: dict[str, str] | None = None, *, stdout: Any = subprocess.DEVNULL,
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, cgroup_procs: str | None = None) -> None:
         self.log = log
         err: Any = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-        self.p = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=stdout, stderr=err, start_new_session=True)
+        # in its cgroup (a CPU quota) before it runs a line of its own
+        enter = None if cgroup_procs is None else lambda: Path(cgroup_procs).write_text(str(os.getpid()))
+        self.p = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=stdout, stderr=err, start_new_session=True,
+                                  preexec_fn=enter)
         self.pid = self.p.pid
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -390,8 +393,10 @@ def add_connector(db: Database, name: str, port: int, *, binds: int = 1, window:
                    env=db.env, cwd=ROOT, check=True, capture_output=True)
 
 
-def serve_worker(db: Database, extra_env: dict[str, str] | None = None, tag: str = "") -> Proc:
-    """``ujumbe serve --role worker``: dispatch, receipts and callbacks, no HTTP."""
+def serve_worker(db: Database, extra_env: dict[str, str] | None = None, tag: str = "",
+                 cgroup_procs: str | None = None) -> Proc:
+    """``ujumbe serve --role worker``: dispatch, receipts and callbacks, no HTTP;
+    with ``cgroup_procs``, started inside that cgroup (bench/_cpuquota.py)."""
     env = dict(db.env, **(extra_env or {}))
     return Proc([*UJUMBE, "serve", "--role", "worker", "--port", str(free_port())], env,
-                log=db.data_dir / f"serve-worker{tag}.log")
+                log=db.data_dir / f"serve-worker{tag}.log", cgroup_procs=cgroup_procs)
