@@ -254,11 +254,11 @@ async def report(platform: Platform, account: object, camp: dict, args: argparse
         t, c = time.perf_counter(), cpu_s()
         size = bare_csv(rows)
         print(f"  ceiling: csv.writer alone of the same {len(rows)} rows: {time.perf_counter() - t:.1f} s, "
-              f"{cpu_s() - c:.1f} s CPU ({size / 1e6:.1f} MB)", flush=True)
+              f"{cpu_s() - c:.2f} s CPU ({size / 1e6:.1f} MB)", flush=True)
         t, c = time.perf_counter(), cpu_s()
         size = bare_openpyxl(rows)
         print(f"  reference: openpyxl write-only of the same rows: {time.perf_counter() - t:.1f} s, "
-              f"{cpu_s() - c:.1f} s CPU ({size / 1e6:.1f} MB)", flush=True)
+              f"{cpu_s() - c:.2f} s CPU ({size / 1e6:.1f} MB)", flush=True)
 
 
 if __name__ == "__main__":
