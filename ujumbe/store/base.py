@@ -48,9 +48,11 @@ class Tx(Protocol):
         """Insert ``rows`` with ``sql`` at the latest when this transaction
         commits; ``pg`` is the same insert over ``unnest`` of one array per
         column, for PostgreSQL. Rows inserted with the same ``sql`` keep their
-        order, also across the units of one grouped commit, and are written in
-        one statement. Only for rows this transaction does not read back
-        before ``flush()``: SQLite inserts at once, PostgreSQL waits."""
+        order, also across the units of one grouped commit (SQLite: of one
+        batch), and are written in one statement. Only for rows this
+        transaction, and the other units of its commit, do not read back
+        before ``flush()``; a flush writes (SQLite: this unit's) held rows
+        then and there."""
         ...
 
     async def flush(self) -> None:
