@@ -167,10 +167,13 @@ class Proc:
     """A child process we started; stopped by its own pid, never by name."""
 
     def __init__(self, cmd: list[str], env: dict[str, str] | None = None, *, stdout: Any = subprocess.DEVNULL,
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, cgroup_procs: str | None = None) -> None:
         self.log = log
         err: Any = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-        self.p = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=stdout, stderr=err, start_new_session=True)
+        # in its cgroup (a CPU quota) before it runs a line of its own
+        enter = None if cgroup_procs is None else lambda: Path(cgroup_procs).write_text(str(os.getpid()))
+        self.p = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=stdout, stderr=err, start_new_session=True,
+                                  preexec_fn=enter)
         self.pid = self.p.pid
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -269,16 +272,23 @@ def trivial_cpu_us(seconds: float, connections: int) -> tuple[float, "WrkResult"
 _LUA = r"""
 local n = %(start)d
 local run = "%(run)s"
-local key = "%(key)s"
+local keys = {%(keys)s}
+local senders = {%(senders)s}
+local key, sender = keys[1], senders[1]
 local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}
 local text = "Your order 1234 is on its way. Track it at duka.co.ke/t/1234"
+%(prelude)s
 request = function()
   n = n + 1
+  if #keys > 1 then  -- several accounts (accept.py --accounts): each request another's key in turn
+    key, sender = keys[n %% #keys + 1], senders[n %% #keys + 1]
+    headers["Authorization"] = "Bearer " .. key
+  end
   -- valid Safaricom numbers, 18 million distinct, whose last two digits are
   -- 10-99: never one of the simulators' failure endings (...0001-0007)
   local to = string.format("2547%%02d%%04d%%02d", 10 + math.floor(n / 10000) %% 20, n %% 10000,
     10 + math.floor(n / 200000) %% 90)
-  return wrk.format("POST", "%(path)s", headers, %(body)s)
+  return wrk.format("%(method)s", %(path)s, headers, %(body)s)
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -308,21 +318,67 @@ class WrkResult:
 
 # The body of each request, a Lua expression over ``to`` (the recipient),
 # ``n`` (the request's number), ``run`` (a token of this run), ``key`` (the API
-# key) and ``text``.
+# key), ``sender`` (its account's sender name) and ``text``.
 BODIES = {
-    "native": """'{"to":"' .. to .. '","sender":"DUKA","text":"' .. text .. '"}'""",
+    "native": """'{"to":"' .. to .. '","sender":"' .. sender .. '","text":"' .. text .. '"}'""",
     "tingg": """'{"notificationType":"bench","referenceID":"' .. run .. n .. '",'
       .. '"smsDto":{"msisdn":["' .. to .. '"],"message":"' .. text .. '"}}'""",
-    "tilil": """'{"api_key":"' .. key .. '","mobile":"' .. to .. '","sender_name":"DUKA","message":"' .. text .. '"}'""",
+    "tilil": """'{"api_key":"' .. key .. '","mobile":"' .. to .. '","sender_name":"' .. sender .. '","message":"' .. text .. '"}'""",
+    "tingting": """'{"number":"' .. to .. '","message":"Your ' .. sender .. ' code is {otp}","sms_send_options":"text"}'""",
 }
 
+# Messangi signs every call (HMAC-SHA256 over its path segments, the recipient
+# among them), which wrk's Lua cannot: the paths are made here beforehand, one
+# per request, recipients numbered as the Lua script numbers them.
+MESSANGI_TEXT = "Your order 1234 is on its way. Track it at duka.co.ke/t/1234"
 
-def wrk(port: int, key: str, seconds: float, connections: int, *, path: str = "/v1/messages",
-        threads: int = 1, body: str = "native") -> WrkResult:
+
+def recipient(n: int) -> str:
+    """The Lua script's ``to`` for request number ``n``."""
+    return f"2547{10 + n // 10000 % 20:02d}{n % 10000:04d}{10 + n // 200000 % 90:02d}"
+
+
+def messangi_paths(account: dict[str, Any], start: int, count: int, sender: str = "DUKA") -> list[str]:
+    """sendMT calls (instanceId/from/carrier/to/text, then publicKey and the
+    signature), as the dialect's tests sign them."""
+    import base64
+    import hashlib
+    import hmac
+
+    key = account["private_key"].encode()
+    text = base64.urlsafe_b64encode(MESSANGI_TEXT.encode()).decode().rstrip("=")
+    head = f"{account['instance_id']}/{sender}/null/"
+    out = []
+    for n in range(start + 1, start + count + 1):
+        signed = f"{head}{recipient(n)}/{text}"
+        sig = hmac.new(key, signed.encode(), hashlib.sha256).hexdigest()
+        out.append(f"/messangi_mmc/rest/api/sendMT/{signed}/{account['public_key']}/{sig}")
+    return out
+
+
+def wrk(port: int, key: str | list[str], seconds: float, connections: int, *, path: str = "/v1/messages",
+        threads: int = 1, body: str = "native", senders: list[str] | None = None,
+        account: dict[str, Any] | None = None) -> WrkResult:
+    """``key``: an API key, or several (one per account, ``senders`` their
+    sender names; default DUKA) taken in turn, request by request.
+    ``account``: Messangi's signing keys (its paths are signed here)."""
     script = Path(tempfile.gettempdir()) / f"ujumbe-bench-{os.getpid()}.lua"
+    keys = [key] if isinstance(key, str) else key
+    senders = senders or ["DUKA"] * len(keys)
     # each run starts at a random place, so numbers are new to the server's caches
-    script.write_text(_LUA % {"key": key, "path": path, "start": random.randrange(18_000_000), "body": BODIES[body],
-                              "run": uuid.uuid4().hex[:12]})
+    start = random.randrange(18_000_000)
+    fields = {"keys": ", ".join(json.dumps(k) for k in keys), "senders": ", ".join(json.dumps(s) for s in senders),
+              "path": json.dumps(path), "start": start, "body": BODIES.get(body, "nil"),
+              "run": uuid.uuid4().hex[:12], "method": "POST", "prelude": ""}
+    if body == "messangi":
+        assert account is not None, "Messangi's paths are signed with the account's keys"
+        listing = script.with_suffix(".paths")
+        # more than any run can send (a repeat would find its number in the cache)
+        listing.write_text("\n".join(messangi_paths(account, start, int(seconds * 12_000) + 1000)) + "\n")
+        fields.update(method="GET", path="paths[(n - start - 1) % #paths + 1]", prelude=(
+            f"local start = {start}\nlocal paths = {{}}\n"
+            f"for line in io.lines({json.dumps(str(listing))}) do paths[#paths + 1] = line end"))
+    script.write_text(_LUA % fields)
     cmd = [need_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
            "-s", str(script), f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -393,8 +449,10 @@ def add_connector(db: Database, name: str, port: int, *, binds: int = 1, window:
                    env=db.env, cwd=ROOT, check=True, capture_output=True)
 
 
-def serve_worker(db: Database, extra_env: dict[str, str] | None = None, tag: str = "") -> Proc:
-    """``ujumbe serve --role worker``: dispatch, receipts and callbacks, no HTTP."""
+def serve_worker(db: Database, extra_env: dict[str, str] | None = None, tag: str = "",
+                 cgroup_procs: str | None = None) -> Proc:
+    """``ujumbe serve --role worker``: dispatch, receipts and callbacks, no HTTP;
+    with ``cgroup_procs``, started inside that cgroup (bench/_cpuquota.py)."""
     env = dict(db.env, **(extra_env or {}))
     return Proc([*UJUMBE, "serve", "--role", "worker", "--port", str(free_port())], env,
-                log=db.data_dir / f"serve-worker{tag}.log")
+                log=db.data_dir / f"serve-worker{tag}.log", cgroup_procs=cgroup_procs)

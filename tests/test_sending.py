@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import Receiver, auth, eventually, make_account
 from ujumbe.runtime import Platform
+from ujumbe.services import messaging
 
 
 async def test_templated_send_to_three_numbers_one_invalid(
@@ -238,6 +240,72 @@ async def test_concurrent_sends_of_several_accounts_each_land_whole(platform: Pl
     await eventually(all_submitted)
 
 
+async def test_concurrent_sends_past_the_balance_keep_the_money_exact(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """Many sends at once through two processes on one database, on two
+    accounts whose balances cover about a third of them. On PostgreSQL a
+    group's charges are taken in one update of each balance row (folded);
+    whatever the path, every send is charged once or refused, a refused send
+    is one that did not fit, the ledger explains each balance row by row and
+    no balance goes below zero."""
+    import asyncio
+
+    from tests.conftest import make_settings
+    from ujumbe.core.errors import InsufficientCredit
+    from ujumbe.core.pricing import SCALE
+    from ujumbe.services.messaging import SendRequest, SendResult
+
+    apis = [Platform(make_settings(tmp_path, database_url)) for _ in range(2)]
+    for p in apis:
+        await p.start("api")
+    try:
+        accounts = [await apis[0].accounts.get((await make_account(apis[0], credits="40"))["account_id"])
+                    for _ in range(2)]
+        # 1, 2 or 3 recipients (credits) each: 2 x 60 sends asking 120 credits of each account
+        sends = [(a, acc, i, 1 + i % 3) for i in range(60) for a, acc in enumerate(accounts)]
+        results = await asyncio.gather(*(
+            apis[i % 2].messaging.send(acc, SendRequest(recipients=[f"07{11 + a}{i:04d}{k}9" for k in range(n)], text="hi"))
+            for a, acc, i, n in sends
+        ), return_exceptions=True)
+        assert all(isinstance(r, (SendResult, InsufficientCredit)) for r in results), results
+        if database_url:  # the folded path was taken, not only a charge per send
+            assert sum(p.store.folded_charges for p in apis) > 0  # type: ignore[attr-defined]
+
+        for a, acc in enumerate(accounts):
+            mine = [(n, r) for (b, _, _, n), r in zip(sends, results) if b == a]
+            went = [(n, r) for n, r in mine if isinstance(r, SendResult)]
+            refused = [(n, r) for n, r in mine if isinstance(r, InsufficientCredit)]
+            balance = await apis[1].credits.balance(acc.id)
+            assert went and refused
+            assert all(r.cost == n * SCALE for n, r in went)
+            assert 40 * SCALE - sum(r.cost for _, r in went) == balance >= 0
+            # refused only for want of credit: each costs more than was left, then and at the end
+            assert all(n * SCALE > balance for n, _ in refused)
+            assert all(0 <= r.details["balance"] < n for n, r in refused)  # type: ignore[operator]
+            assert all(0 <= r.balance < 40 * SCALE for _, r in went)  # type: ignore[operator]
+
+            rows = await apis[0].store.read(lambda tx, acc=acc: tx.fetch(
+                "SELECT kind, amount, balance_after, request_id FROM ledger WHERE account_id = ? ORDER BY id", acc.id))
+            charges = [r for r in rows if r["kind"] == "charge"]
+            # one charge row per send that went, none for a refused one
+            assert sorted(r["request_id"] for r in charges) == sorted(r.request_id for _, r in went)
+            assert {r["request_id"]: -r["amount"] for r in charges} == {r.request_id: r.cost for _, r in went}
+            # row by row: each balance_after is the one before plus its amount, never below zero, ending at the balance
+            running = 0
+            for row in rows:
+                running += row["amount"]
+                assert row["balance_after"] == running >= 0
+            assert running == balance
+            # the balance each send answered with is its own ledger row's
+            assert {r["request_id"]: r["balance_after"] for r in charges} == {r.request_id: r.balance for _, r in went}
+            listed = await apis[0].messaging.messages(acc.id, limit=500)
+            assert sorted(m["id"] for m in listed) == sorted(m.message_id for _, r in went for m in r.recipients)
+    finally:
+        for p in apis:
+            await p.stop()
+
+
 async def test_two_processes_on_one_database_never_share_a_message_id(
     tmp_path: Path, database_url: str | None
 ) -> None:
@@ -265,3 +333,32 @@ async def test_two_processes_on_one_database_never_share_a_message_id(
     finally:
         for p in apis:
             await p.stop()
+
+
+async def test_a_request_bigger_than_one_insert_slice_is_stored_whole(
+    platform: Platform, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A big request's rows reach the store a slice at a time (INSERT_CHUNK);
+    # every recipient of every slice, the rejected one in the middle too, is
+    # kept with its events and sent.
+    monkeypatch.setattr(messaging, "INSERT_CHUNK", 3)
+    account = await make_account(platform, credits="10")
+    h = auth(account)
+    to = ["0708400010", "0708400011", "0708400012", "12345", "0708400013", "0708400014", "0708400015"]
+    r = await api.post("/v1/messages", headers=h, json={"to": to, "text": "Habari"})
+    assert r.status_code == 202, r.text
+    sent = r.json()
+    assert [m["state"] for m in sent["messages"]] == ["queued"] * 3 + ["rejected"] + ["queued"] * 3
+    assert sent["cost"] == 6 and sent["balance"] == 4
+    ids = [m["id"] for m in sent["messages"]]
+    assert len(set(ids)) == 7
+
+    async def all_delivered() -> bool:
+        msgs = [(await api.get(f"/v1/messages/{i}", headers=h)).json() for i in ids]
+        return [m["state"] for m in msgs] == ["delivered"] * 3 + ["rejected"] + ["delivered"] * 3
+
+    await eventually(all_delivered)
+    listed = (await api.get("/v1/messages", params={"request_id": sent["request_id"]}, headers=h)).json()["data"]
+    assert sorted(m["id"] for m in listed) == sorted(ids)
+    first = (await api.get(f"/v1/messages/{ids[0]}", headers=h)).json()
+    assert [e["state"] for e in first["events"]] == ["accepted", "queued", "submitted", "delivered"]

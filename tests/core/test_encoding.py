@@ -8,6 +8,7 @@ import pytest
 
 from ujumbe.core.encoding import (
     GSM7,
+    GSM_ALL,
     UCS2,
     MessageTooLong,
     check_length,
@@ -217,6 +218,14 @@ def test_encode_gsm_extension_as_escape_pairs() -> None:
     assert encode_part("€", GSM7) == b"\x1b\x65"
     assert encode_part("{}", GSM7) == b"\x1b\x28\x1b\x29"
     assert encode_part("@a", GSM7) == b"\x00a"
+
+
+def test_encode_gsm7_gives_the_codecs_bytes_for_every_gsm_character() -> None:
+    # encode_part has its own table (a translate); the gsm0338 codec stays the source of truth
+    for ch in sorted(GSM_ALL):
+        assert encode_part(ch, GSM7) == ch.encode("gsm03.38"), repr(ch)
+    text = "".join(sorted(GSM_ALL)) * 3
+    assert encode_part(text, GSM7) == text.encode("gsm03.38")
 
 
 def test_round_trip_extension_table() -> None:

@@ -176,15 +176,16 @@ def _split(rest: str) -> tuple[str, list[str]]:
 async def _authenticate(request: Request, method: str, segments: list[str]) -> Account:
     public_key, given = urllib.parse.unquote(segments[-2]), urllib.parse.unquote(segments[-1]).lower()
     platform = services(request)
-    account = await platform.accounts.find("public_key", public_key) if public_key else None
+    account = await platform.accounts.by_public_key(public_key) if public_key else None
     if account is None:
         raise MessangiError("Unknown public key")
     key = platform.accounts.private_key(account.key_seed)
     signed = segments[:-2]
     # as sent, or with the client's own percent-encoding undone: either is what it signed
-    candidates = {signature(key, signed), signature(key, [urllib.parse.unquote(s) for s in signed])}
-    if not any(hmac.compare_digest(given, c) for c in candidates):
-        raise MessangiError("The signature does not match this call", status="BAD_SIGNATURE")
+    if not hmac.compare_digest(given, signature(key, signed)):
+        unquoted = [urllib.parse.unquote(s) for s in signed]
+        if unquoted == signed or not hmac.compare_digest(given, signature(key, unquoted)):
+            raise MessangiError("The signature does not match this call", status="BAD_SIGNATURE")
     if not account.active:
         raise MessangiError("This account is disabled")
     if urllib.parse.unquote(segments[0]) != account.instance_id:

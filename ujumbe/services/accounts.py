@@ -210,6 +210,7 @@ class Accounts:
         # database; revoking a key takes effect within the TTL.
         self._key_cache: OrderedDict[str, tuple[float, Account | None]] = OrderedDict()
         self.key_cache_ttl_s = 5.0
+        self._private_keys: dict[str, str] = {}
 
     def _derive(self, purpose: str, seed: str = "") -> bytes:
         return hmac.new(self._secret, f"{purpose}:{seed}".encode(), hashlib.sha256).digest()
@@ -270,7 +271,13 @@ class Accounts:
         }
 
     def private_key(self, key_seed: str) -> str:
-        return self._derive("private-key", key_seed).hex()
+        # an HMAC per Messangi call otherwise; a pure function of the seed
+        found = self._private_keys.get(key_seed)
+        if found is None:
+            if len(self._private_keys) > 10_000:
+                self._private_keys.clear()
+            found = self._private_keys[key_seed] = self._derive("private-key", key_seed).hex()
+        return found
 
     def webhook_secret(self, key_seed: str) -> str:
         return "whsec_" + base64.b64encode(self._derive("webhook", key_seed)).decode()
@@ -325,6 +332,20 @@ class Accounts:
     async def by_login(self, login: str) -> Account | None:
         row = await self.store.read(lambda tx: q.account_by_login(tx, login))
         return None if row is None else Account.from_row(row)
+
+    async def by_public_key(self, public_key: str) -> Account | None:
+        """The account with this Messangi public key (even if disabled), or
+        None; cached as API keys are (Messangi's send names it on every call)."""
+        cache_key = "public:" + public_key  # never a sha256 hex digest, the API keys' entries
+        hit = self._key_cache.get(cache_key)
+        now = time.monotonic()
+        if hit and now - hit[0] < self.key_cache_ttl_s:
+            return hit[1]
+        account = await self.find("public_key", public_key)
+        self._key_cache[cache_key] = (now, account)
+        if len(self._key_cache) > 10_000:
+            self._key_cache.popitem(last=False)
+        return account
 
     async def by_api_key(self, api_key: str) -> Account | None:
         """The account holding this key (even if disabled), or None."""

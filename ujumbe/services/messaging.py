@@ -26,12 +26,13 @@ from ujumbe.core.states import State
 from ujumbe.services.accounts import Account
 from ujumbe.services.callbacks import CallbackUrls, Event, enqueue_dlr
 from ujumbe.services.senders import Senders
-from ujumbe.store import Store, Tx, now_ms
+from ujumbe.store import Charge, Store, Tx, now_ms
 from ujumbe.store import accounts as accounts_q
 from ujumbe.store import calls as calls_q
 from ujumbe.store import messages as q
 
 MAX_RECIPIENTS = 100_000
+INSERT_CHUNK = 5_000  # a send's new rows handed to the store at a time
 SEALED_BODY = "sealed_body"  # the message meta key the dispatcher opens
 MASK_CHAR = "*"  # one GSM-7 septet, like a digit
 
@@ -390,7 +391,15 @@ class Messaging:
             ids = await tx.next_ids("messages", len(recipients))
             rows, events, outbox = [], [], []
             expires = start + validity * 1000
+            any_queued = False
             for k, (r, mid) in enumerate(zip(recipients, ids)):
+                if len(rows) == INSERT_CHUNK:
+                    # A big request's rows go to the store a slice at a time
+                    # rather than all held at once (~250 bytes a recipient).
+                    q.add_messages(tx, rows, events, outbox)
+                    await tx.flush()
+                    any_queued = any_queued or bool(outbox)
+                    rows, events, outbox = [], [], []
                 r.message_id = mid
                 ok = r.state != State.REJECTED.value
                 r_body, r_enc = stored_body, enc
@@ -412,6 +421,8 @@ class Messaging:
                         events.append((mid, now, State.QUEUED.value, None))
                     outbox.append((mid, start))
             q.add_messages(tx, rows, events, outbox)
+            any_queued = any_queued or bool(outbox)
+            del rows, events, outbox
             rejected = {r.message_id: r for r in recipients if r.state == State.REJECTED.value}
             if rejected:
                 # Some clients (Tingg) learn of a bad recipient only through the
@@ -422,16 +433,19 @@ class Messaging:
                     await enqueue_dlr(tx, msg, Event(State.REJECTED.value, now, r.error_code, r.error, at_accept=True))
             if req.stored is not None:
                 await req.stored(tx, recipients)
-            if outbox:
+            if any_queued:
                 tx.notify("outbox")
             if balance is None:
                 balance = await tx.fetchval("SELECT balance FROM accounts WHERE id = ?", account.id)
             return SendResult(request_id, req.reference, False, now, total, balance, enc, parts, recipients)
 
         # Safe to run again, and short unless the request is big: PostgreSQL
-        # may then commit it together with the account's other sends.
+        # may then commit it together with other sends, their charges folded
+        # into one update of the balance (a prepay must come before the charge).
         if len(recipients) <= 1000:
             unit.group = account.id  # type: ignore[attr-defined]
+            if total and req.prepay is None:
+                unit.charge = Charge(account.id, total, request_id)  # type: ignore[attr-defined]
         result = await self.store.run(unit)
         if result is not None:
             metrics.accepted(req.channel, req.dialect, result.recipients, result.cost)

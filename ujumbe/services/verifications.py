@@ -130,19 +130,23 @@ class Verifications:
             log.warning("code to %s refused for account %s: %s", number.e164, account.id, refused[0])
             raise RateLimited(refused[1], code=refused[0], prefix=prefix)
 
+        async def link(tx: Tx, recipients: list[Any]) -> None:
+            # in the send's own transaction: one commit fewer per code
+            await q.set_message(tx, vid, recipients[0].message_id if recipients else None)
+
         try:
             result = await self.messaging.send(account, SendRequest(
                 recipients=[number.e164], text=real, masked_text=masked, conceal=True, sender=sender,
                 callback_url=callback_url, channel=channel, dialect=dialect, validity_s=ttl,
                 # a call says the code digit by digit, twice (channels/voice otp_code): its length, never it
                 message_meta={"verification": vid, **({"otp_length": len(code)} if channel == "voice" else {})},
+                stored=link,
             ))
         except Exception:
             await self.store.run(lambda tx: q.set_status(tx, vid, "failed", now_ms()))
             raise
         sent = result.recipients[0] if result.recipients else None
         message_id = sent.message_id if sent else None
-        await self.store.run(lambda tx: q.set_message(tx, vid, message_id))
         if sent is None or sent.error_code:
             await self.store.run(lambda tx: q.set_status(tx, vid, "failed", now_ms()))
             row["status"] = "failed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ujumbe.store.base import Store, Tx, now_ms
+from ujumbe.store.base import Charge, Store, Tx, now_ms
 
 
 def create_store(database_url: str | None, data_dir: str | Path) -> Store:
@@ -24,4 +24,4 @@ def create_store(database_url: str | None, data_dir: str | Path) -> Store:
     return SqliteStore(Path(data_dir) / "ujumbe.db")
 
 
-__all__ = ["Store", "Tx", "create_store", "now_ms"]
+__all__ = ["Charge", "Store", "Tx", "create_store", "now_ms"]

@@ -15,6 +15,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -47,9 +48,11 @@ class Tx(Protocol):
         """Insert ``rows`` with ``sql`` at the latest when this transaction
         commits; ``pg`` is the same insert over ``unnest`` of one array per
         column, for PostgreSQL. Rows inserted with the same ``sql`` keep their
-        order, also across the units of one grouped commit, and are written in
-        one statement. Only for rows this transaction does not read back
-        before ``flush()``: SQLite inserts at once, PostgreSQL waits."""
+        order, also across the units of one grouped commit (SQLite: of one
+        batch), and are written in one statement. Only for rows this
+        transaction, and the other units of its commit, do not read back
+        before ``flush()``; a flush writes (SQLite: this unit's) held rows
+        then and there."""
         ...
 
     async def flush(self) -> None:
@@ -62,8 +65,34 @@ class Tx(Protocol):
         transaction however often it is asked."""
         ...
 
+    def charge_taken(self, account_id: str, amount: int, request_id: str) -> int | None:
+        """The balance after this charge when the store already took it,
+        folded with its group's (``Charge``); None: the unit takes it now."""
+        ...
+
 
 Unit = Callable[[Tx], Awaitable[T]]
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """The charge a grouped unit will take (``accounts.charge`` with these
+    arguments), declared as ``unit.charge`` beside ``unit.group``.
+
+    A store may take the charges of a whole group ahead, in one update of
+    each balance row, each charge taken if what the charges before it left
+    covers it, exactly as one charge after another would be; the unit's own
+    ``charge`` then answers with that balance (``Tx.charge_taken``). A unit
+    whose charge was not covered is not run in the group but alone, after it,
+    where it meets the balance as it then is. A unit may still decline to
+    charge (a duplicate reference): the store then runs the group's units
+    again, each alone. Only for a charge that nothing in the unit must
+    precede (a campaign's ``prepay`` gives back a hold first: not declared).
+    """
+
+    account_id: str
+    amount: int
+    request_id: str
 
 
 def now_ms() -> int:

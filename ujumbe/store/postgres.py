@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from ujumbe.core.errors import StoreUnavailable
+from ujumbe.store import accounts as accounts_q
 from ujumbe.store.base import MIGRATIONS_TABLE, Row, Store, T, Unit
 
 log = logging.getLogger("ujumbe.store")
@@ -28,7 +29,7 @@ log = logging.getLogger("ujumbe.store")
 CHANNEL = "ujumbe"
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 GROUP_MAX = 128  # units per grouped commit
-GROUP_FLUSHERS = 4  # grouped commits in flight at once, each for another key
+GROUP_FLUSHERS = 4  # grouped commits in flight at once, no key in two of them
 ID_BLOCK = 1000  # message ids a process reserves at a time
 FLUSH_ROWS = 5000  # rows per statement when insert_later's rows are written
 _PLACEHOLDER = re.compile(r"\?")
@@ -43,7 +44,7 @@ def to_pg(sql: str) -> str:
 
 class PostgresTx:
     dialect = "postgres"
-    __slots__ = ("_conn", "_store", "topics", "_planned", "_later")
+    __slots__ = ("_conn", "_store", "topics", "_planned", "_later", "taken")
 
     def __init__(self, conn: asyncpg.Connection, store: PostgresStore | None = None) -> None:
         self._conn = conn
@@ -52,6 +53,8 @@ class PostgresTx:
         self._planned = False
         # insert_later's rows by statement, in the order statements first came
         self._later: dict[str, tuple[str | None, list[Sequence[Any]]]] = {}
+        # charges the group took ahead, by request id: (account, amount, balance after)
+        self.taken: dict[str, tuple[str, int, int]] = {}
 
     async def plan_for_keys(self) -> None:
         """Plan the rest of this transaction for keyed batches.
@@ -100,6 +103,14 @@ class PostgresTx:
     def notify(self, topic: str) -> None:
         self.topics.add(topic)
 
+    def charge_taken(self, account_id: str, amount: int, request_id: str) -> int | None:
+        held = self.taken.pop(request_id, None)
+        if held is None:
+            return None
+        if held[:2] != (account_id, amount):  # not the charge the unit declared: the group runs again, alone
+            raise RuntimeError(f"request {request_id} charges other than it declared")
+        return held[2]
+
     def insert_later(self, sql: str, rows: Sequence[Sequence[Any]], pg: str | None = None) -> None:
         held = self._later.get(sql)
         if held is None:
@@ -120,11 +131,52 @@ class PostgresTx:
             for i in range(0, len(rows), FLUSH_ROWS):
                 await self._conn.execute(to_pg(pg), *(list(column) for column in zip(*rows[i : i + FLUSH_ROWS])))
 
+    async def finish(self) -> None:
+        """The end of a unit or a group: what insert_later holds and the
+        wake-up, in one statement when every kind of row has its ``unnest``
+        form and fits one slice (a send's request, messages, events and
+        outbox rows and its pg_notify: one round trip instead of five).
+        Statements joined in one WITH see one snapshot; none reads another's
+        rows, and nothing references them by foreign key."""
+        later = self._later
+        if later and all(pg is not None and len(rows) <= FLUSH_ROWS for pg, rows in later.values()):
+            self._later = {}
+            parts: list[str] = []
+            args: list[Any] = []
+            for pg, rows in later.values():
+                parts.append(pg)  # type: ignore[arg-type]
+                args.extend(list(column) for column in zip(*rows))
+            if self.topics:
+                last = "SELECT pg_notify(?, ?)"
+                args += [CHANNEL, ",".join(sorted(self.topics))]
+            else:
+                last = parts.pop()
+            ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(parts))
+            await self._conn.execute(to_pg(f"WITH {ctes} {last}" if ctes else last), *args)
+            return
+        await self.flush()
+        if self.topics:
+            # delivered by PostgreSQL at commit, to every process listening
+            await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, ",".join(sorted(self.topics)))
+
 
 async def _nextvals(conn: asyncpg.Connection, n: int) -> list[int]:
     rows = await conn.fetch("SELECT nextval('message_ids') FROM generate_series(1, $1)", n)
     return [r[0] for r in rows]
 
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection: nothing to undo.
+
+    asyncpg's default sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN
+    *; RESET ALL`` at every release, one round trip per transaction (a tenth
+    of a send's statements). Nothing here leaves session state behind: units
+    run in transactions (settings are SET LOCAL), LISTEN is on a connection
+    of its own, the migrations' advisory locks are released where taken. An
+    open transaction is still rolled back by asyncpg before this is called.
+    """
+    return None
 
 
 class StoreUnreachable(RuntimeError):
@@ -166,11 +218,13 @@ class PostgresStore(Store):
         # ids. Ids stay unique; across processes they are no longer in the
         # order the messages were accepted, and a stopped process leaves a gap.
         self._ids: collections.deque[int] = collections.deque()
+        self.folded_charges = 0  # charges taken ahead, folded with their group's (tests look)
 
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.min_size, max_size=self.max_size, statement_cache_size=512
+                self.dsn, min_size=self.min_size, max_size=self.max_size, statement_cache_size=512,
+                reset=_keep_session,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreUnreachable(self.dsn, exc) from None
@@ -222,10 +276,7 @@ class PostgresStore(Store):
             tx = PostgresTx(conn, self)
             async with conn.transaction():
                 result = await unit(tx)
-                await tx.flush()
-                if tx.topics:
-                    # delivered by PostgreSQL at commit, to every process listening
-                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, ",".join(sorted(tx.topics)))
+                await tx.finish()
         return result
 
     async def read(self, unit: Unit[T]) -> T:
@@ -248,12 +299,18 @@ class PostgresStore(Store):
     # that row lock until the commit has flushed the WAL: one transaction per
     # send caps an account at one send per WAL flush. Units marked with a
     # ``group`` key (short, touching only their own rows besides counters
-    # such as that balance, and safe to run again) are committed GROUP_MAX at
-    # a time, one group per key at a time (two would only queue on the row
-    # lock), on up to GROUP_FLUSHERS connections for different keys. If any
-    # unit of a group raises, the group is rolled back and each of its units
-    # is run again alone, so every caller gets exactly the outcome it would
-    # have had alone.
+    # such as that balance, and safe to run again) are committed up to
+    # GROUP_MAX at a time, on up to GROUP_FLUSHERS connections at once. A
+    # group takes the units of several keys (sends of many accounts, a few
+    # each, still share one transaction) but a key is in one group at a time:
+    # a second would only queue on its balance row. The charges the units
+    # declare (``unit.charge``, base.Charge) are taken first, folded: one
+    # update per balance row for the whole group instead of a round trip per
+    # send waiting its turn at the row; a unit whose charge the balance does
+    # not cover leaves the group and runs alone after it. If any unit of a
+    # group raises, the group is rolled back and each of its units is run
+    # again alone, so every caller gets exactly the outcome it would have had
+    # alone.
 
     async def _run_grouped(self, unit: Unit[T], key: str) -> T:
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -265,16 +322,27 @@ class PostgresStore(Store):
             task.add_done_callback(self._flushers.discard)
         return await fut
 
-    async def _flush_groups(self) -> None:
-        while True:
-            key = next((k for k in self._grouped if k not in self._flushing), None)
-            if key is None:
-                return
+    def _take_group(self) -> tuple[list[str], list[tuple[Unit[Any], asyncio.Future[Any]]]]:
+        """Waiting units of keys no other group holds, in order, GROUP_MAX at most."""
+        keys: list[str] = []
+        group: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
+        for key in [k for k in self._grouped if k not in self._flushing]:
             waiting = self._grouped[key]
-            group = [waiting.popleft() for _ in range(min(len(waiting), GROUP_MAX))]
+            while waiting and len(group) < GROUP_MAX:
+                group.append(waiting.popleft())
             if not waiting:
                 del self._grouped[key]
-            self._flushing.add(key)
+            keys.append(key)
+            if len(group) == GROUP_MAX:
+                break
+        return keys, group
+
+    async def _flush_groups(self) -> None:
+        while True:
+            keys, group = self._take_group()
+            if not group:
+                return
+            self._flushing.update(keys)
             try:
                 await self._commit_group(group)
             except BaseException as exc:  # the pool or the connection failed: every caller hears of it
@@ -284,13 +352,15 @@ class PostgresStore(Store):
                 if not isinstance(exc, Exception):
                     raise
             finally:
-                self._flushing.discard(key)
+                self._flushing.difference_update(keys)
 
     async def _commit_group(self, group: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> None:
         if len(group) == 1:
             unit, fut = group[0]
             await self._settle(fut, unit)
             return
+        members = group
+        refused: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         results: list[Any] = []
         failed = False
         async with self._connection() as conn:
@@ -298,24 +368,39 @@ class PostgresStore(Store):
             transaction = conn.transaction()
             await transaction.start()
             try:
-                for unit, _ in group:
+                declared = [(m, c) for m in group if (c := getattr(m[0], "charge", None)) is not None]
+                if len(declared) > 1:
+                    after = await accounts_q.fold_charges(tx, [c for _, c in declared])
+                    for (member, c), balance in zip(declared, after):
+                        if balance is None:
+                            refused.append(member)
+                        elif c.request_id in tx.taken:
+                            raise RuntimeError(f"two units declare the charge of request {c.request_id}")
+                        else:
+                            tx.taken[c.request_id] = (c.account_id, c.amount, balance)
+                    if refused:
+                        members = [m for m in group if not any(m is r for r in refused)]
+                for unit, _ in members:
                     results.append(await unit(tx))
-                await tx.flush()  # a failing row fails the group: each unit then runs alone
+                if tx.taken:  # a unit did not take the charge it declared (a duplicate reference)
+                    raise RuntimeError("a charge taken ahead was not used")
+                await tx.finish()  # a failing row fails the group: each unit then runs alone
             except Exception:  # noqa: BLE001  (any error: each unit is run again alone below)
                 failed = True
                 await transaction.rollback()
             else:
                 # a failure here propagates; the pool rolls the connection back on release
-                if tx.topics:
-                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, ",".join(sorted(tx.topics)))
                 await transaction.commit()
+                self.folded_charges += len(declared) - len(refused) if len(declared) > 1 else 0
         if failed:
             # Somebody's unit raised: run each alone so only that one fails.
             await asyncio.gather(*(self._settle(fut, unit) for unit, fut in group))
             return
-        for (_, fut), result in zip(group, results):
+        for (_, fut), result in zip(members, results):
             if not fut.done():
                 fut.set_result(result)
+        if refused:  # alone, each meets the balance as the group left it (or as topped up since)
+            await asyncio.gather(*(self._settle(fut, unit) for unit, fut in refused))
 
     async def _settle(self, fut: asyncio.Future[Any], unit: Unit[Any]) -> None:
         try:

@@ -43,18 +43,21 @@ from ujumbe.store.base import MIGRATIONS_TABLE, Row, Store, T, Unit
 log = logging.getLogger("ujumbe.store")
 
 MAX_BATCH = 1000
+WRITER_CACHE_KIB = 16384
 
 Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]  # a unit's future, result, error
 
 
 class SqliteTx:
     dialect = "sqlite"
-    __slots__ = ("_conn", "_store", "topics")
+    __slots__ = ("_conn", "_store", "topics", "_later")
 
     def __init__(self, conn: sqlite3.Connection, store: SqliteStore | None) -> None:
         self._conn = conn
         self._store = store
         self.topics: set[str] = set()
+        # insert_later's rows by statement, until the unit ends (or flushes)
+        self._later: dict[str, list[Sequence[Any]]] = {}
 
     async def execute(self, sql: str, *args: Any) -> None:
         self._conn.execute(sql, args)
@@ -80,14 +83,34 @@ class SqliteTx:
         self.topics.add(topic)
 
     def insert_later(self, sql: str, rows: Sequence[Sequence[Any]], pg: str | None = None) -> None:
-        # In-process: holding the rows back would save nothing.
-        self._conn.executemany(sql, rows)
+        # Held until the unit ends; the writer then inserts every unit's rows
+        # of one statement together, just before the batch commits. One
+        # executemany for a batch's sends instead of one per send, and the
+        # rows written outside each unit's SAVEPOINT, whose sub-journal would
+        # otherwise copy every page they touch: measured ~180 -> ~100 us of
+        # SQLite per send (request, message, two events, outbox).
+        if self._store is None:  # a read unit cannot insert; let SQLite say so
+            self._conn.executemany(sql, rows)
+            return
+        held = self._later.get(sql)
+        if held is None:
+            self._later[sql] = list(rows)
+        else:
+            held.extend(rows)
 
     async def flush(self) -> None:
-        return None
+        # This unit's rows only, inside its savepoint: those of earlier units
+        # wait for the commit (written here, a failure of this unit would
+        # roll them back with its own).
+        later, self._later = self._later, {}
+        for sql, rows in later.items():
+            self._conn.executemany(sql, rows)
 
     async def plan_for_keys(self) -> None:
         return None  # SQLite's planner takes the index for a key lookup
+
+    def charge_taken(self, account_id: str, amount: int, request_id: str) -> int | None:
+        return None  # each unit charges in its own savepoint (see SqliteStore)
 
 
 def _owner_only(path: str) -> None:
@@ -145,6 +168,12 @@ class SqliteStore(Store):
             _owner_only(self.path)
             self._write_lock = os.open(self.path + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._w = self._connect()
+        # The writer's cache holds what the open transaction touched: a
+        # 100,000-recipient send filled 64 MiB of it (its rows and index
+        # pages, ~55 MB of the process's peak). Its hot pages (the ends of the
+        # indexes being appended to) fit in far less; the OS's page cache
+        # keeps the rest one read away. Reads keep the large cache.
+        self._w.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self._r = self._connect()
         self._r.execute("PRAGMA query_only=1")
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
@@ -232,9 +261,12 @@ class SqliteStore(Store):
             self._end_turn()
             raise
 
-    def _commit(self, conn: sqlite3.Connection) -> None:
-        """On the commit thread: commit and give the next writer its turn at
-        once, not when this event loop next gets round to it."""
+    def _commit(self, conn: sqlite3.Connection, later: dict[str, list[Sequence[Any]]]) -> None:
+        """On the commit thread: the batch's held rows (``insert_later``), then
+        commit and give the next writer its turn at once, not when this event
+        loop next gets round to it."""
+        for sql, rows in later.items():
+            conn.executemany(sql, rows)
         conn.execute("COMMIT")
         self._end_turn()
 
@@ -265,6 +297,7 @@ class SqliteStore(Store):
             batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
             outcomes: list[Outcome] = []
             topics: set[str] = set()
+            later: dict[str, list[Sequence[Any]]] = {}  # the units' insert_later rows, in the units' order
             self._next = {}
             for unit, fut in batch:
                 tx = SqliteTx(conn, self)
@@ -279,13 +312,20 @@ class SqliteStore(Store):
                     conn.execute("RELEASE unit")
                     outcomes.append((fut, result, None))
                     topics |= tx.topics
+                    for sql, rows in tx._later.items():
+                        held = later.get(sql)
+                        if held is None:
+                            later[sql] = rows
+                        else:
+                            held.extend(rows)
             try:
                 started = loop.time()
-                await loop.run_in_executor(self._committer, self._commit, conn)
+                await loop.run_in_executor(self._committer, self._commit, conn, later)
                 self._last_batch = len(batch)
                 if not self._sync_wal:
                     self._last_commit_s = loop.time() - started
             except Exception as exc:
+                # (a held row that cannot be inserted fails the batch, as on PostgreSQL)
                 log.exception("commit failed; %d units rolled back", len(batch))
                 try:
                     conn.execute("ROLLBACK")
