@@ -174,6 +174,11 @@ async def test_list_filters_and_pages(platform: Platform, api: httpx.AsyncClient
     assert [m["to"] for m in rejected] == ["1"]
     one = (await api.get("/v1/messages", headers=h, params={"to": "254708400039"})).json()["data"]
     assert len(one) == 1
+    # the number as a client writes it finds the same message
+    for written in ("+254708400039", "0708400039", "+254 708 400 039"):
+        same = (await api.get("/v1/messages", headers=h, params={"to": written})).json()["data"]
+        assert [m["id"] for m in same] == [one[0]["id"]], written
+    assert [m["to"] for m in (await api.get("/v1/messages", headers=h, params={"to": "1"})).json()["data"]] == ["1"]
     req = (await api.get(f"/v1/requests/{request_id}", headers=h)).json()
     assert len(req["messages"]) == 6
 

@@ -14,7 +14,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ujumbe.core import emails
+from ujumbe.core import emails, numbers
 from ujumbe.core.calls import DEFAULT_VOICE, VoiceOptions
 from ujumbe.core.errors import Conflict, Invalid, NotFound, UjumbeError
 from ujumbe.core.pricing import display
@@ -430,8 +430,20 @@ async def get_message(request: Request) -> Response:
     return JSON(message_out(msg))
 
 
+def _stored_recipient(to: str | None, region: str) -> str | None:
+    """``?to=`` as messages store it: a number written as the client sends one
+    (+254..., 07..., with spaces) is its E.164 digits; anything else (an
+    email address, a short code) is looked up as given."""
+    if to is None or "@" in to:
+        return to
+    try:
+        return numbers.normalize(to, region).e164
+    except numbers.InvalidNumber:
+        return to
+
+
 @route("GET", "/v1/messages", summary="List messages, newest first", tag="messages", response=MessagePage,
-       query={"state": "only this state", "to": "only this recipient", "request_id": "only this request",
+       query={"state": "only this state", "to": "only this recipient (a number as a send takes it, or an address)", "request_id": "only this request",
               "limit": "page size, 1-500 (default 50)", "cursor": "next_cursor of the previous page"})
 async def list_messages(request: Request) -> Response:
     account = await account_of(request)
@@ -441,7 +453,8 @@ async def list_messages(request: Request) -> Response:
         raise Invalid(f"'{state}' is not a state; use one of {', '.join(s.value for s in State)}", code="invalid_parameter")
     rows = await services(request).messaging.messages(
         account.id, limit=limit, before=int_param(request, "cursor", None), state=state,
-        recipient=request.query_params.get("to"), request_id=request.query_params.get("request_id"),
+        recipient=_stored_recipient(request.query_params.get("to"), account.region),
+        request_id=request.query_params.get("request_id"),
     )
     return JSON(MessagePage([message_out(m) for m in rows], str(rows[-1]["id"]) if len(rows) == limit else None))
 
