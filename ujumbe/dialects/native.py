@@ -443,7 +443,8 @@ def _stored_recipient(to: str | None, region: str) -> str | None:
 
 
 @route("GET", "/v1/messages", summary="List messages, newest first", tag="messages", response=MessagePage,
-       query={"state": "only this state", "to": "only this recipient (a number as a send takes it, or an address)", "request_id": "only this request",
+       query={"state": "only this state", "to": "only this recipient (a number as a send takes it, or an address)",
+              "request_id": "only this request",
               "limit": "page size, 1-500 (default 50)", "cursor": "next_cursor of the previous page"})
 async def list_messages(request: Request) -> Response:
     account = await account_of(request)
