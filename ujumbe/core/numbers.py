@@ -175,6 +175,16 @@ def normalize(raw: str, region: str = "KE") -> PhoneNumber:
     return result
 
 
+def stored_form(raw: str, region: str = "KE") -> str:
+    """A recipient as messages store it, for looking them up: a number in any
+    form a send takes (+254 7..., 07..., spaces) is its E.164 digits;
+    anything else (an email address, a refused recipient) stays as given."""
+    if "@" in raw:
+        return raw
+    result = _normalize(raw, region.upper())
+    return raw if isinstance(result, str) else result.e164
+
+
 @lru_cache(maxsize=100_000)
 def carrier_name(e164: str) -> str | None:
     """Network name for bare (or '+'-prefixed) E.164 digits; None when unknown."""

@@ -430,18 +430,6 @@ async def get_message(request: Request) -> Response:
     return JSON(message_out(msg))
 
 
-def _stored_recipient(to: str | None, region: str) -> str | None:
-    """``?to=`` as messages store it: a number written as the client sends one
-    (+254..., 07..., with spaces) is its E.164 digits; anything else (an
-    email address, a short code) is looked up as given."""
-    if to is None or "@" in to:
-        return to
-    try:
-        return numbers.normalize(to, region).e164
-    except numbers.InvalidNumber:
-        return to
-
-
 @route("GET", "/v1/messages", summary="List messages, newest first", tag="messages", response=MessagePage,
        query={"state": "only this state", "to": "only this recipient (a number as a send takes it, or an address)",
               "request_id": "only this request",
@@ -452,9 +440,10 @@ async def list_messages(request: Request) -> Response:
     state = request.query_params.get("state")
     if state is not None and state not in {s.value for s in State}:
         raise Invalid(f"'{state}' is not a state; use one of {', '.join(s.value for s in State)}", code="invalid_parameter")
+    to = request.query_params.get("to")
     rows = await services(request).messaging.messages(
         account.id, limit=limit, before=int_param(request, "cursor", None), state=state,
-        recipient=_stored_recipient(request.query_params.get("to"), account.region),
+        recipient=None if to is None else numbers.stored_form(to, account.region),
         request_id=request.query_params.get("request_id"),
     )
     return JSON(MessagePage([message_out(m) for m in rows], str(rows[-1]["id"]) if len(rows) == limit else None))
