@@ -17,6 +17,7 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,33 +334,33 @@ class Accounts:
         row = await self.store.read(lambda tx: q.account_by_login(tx, login))
         return None if row is None else Account.from_row(row)
 
-    async def by_public_key(self, public_key: str) -> Account | None:
-        """The account with this Messangi public key (even if disabled), or
-        None; cached as API keys are (Messangi's send names it on every call)."""
-        cache_key = "public:" + public_key  # never a sha256 hex digest, the API keys' entries
-        hit = self._key_cache.get(cache_key)
+    async def _cached(self, key: str, load: Callable[[], Awaitable[Account | None]]) -> Account | None:
+        """The account cached under ``key`` for ``key_cache_ttl_s``, else ``load()``'s."""
+        hit = self._key_cache.get(key)
         now = time.monotonic()
         if hit and now - hit[0] < self.key_cache_ttl_s:
             return hit[1]
-        account = await self.find("public_key", public_key)
-        self._key_cache[cache_key] = (now, account)
+        account = await load()
+        self._key_cache[key] = (now, account)
         if len(self._key_cache) > 10_000:
             self._key_cache.popitem(last=False)
         return account
 
+    async def by_public_key(self, public_key: str) -> Account | None:
+        """The account with this Messangi public key (even if disabled), or
+        None; cached as API keys are (Messangi's send names it on every call)."""
+        # "public:" never begins a sha256 hex digest, the API keys' entries
+        return await self._cached("public:" + public_key, lambda: self.find("public_key", public_key))
+
     async def by_api_key(self, api_key: str) -> Account | None:
         """The account holding this key (even if disabled), or None."""
         digest = sha256(api_key)
-        hit = self._key_cache.get(digest)
-        now = time.monotonic()
-        if hit and now - hit[0] < self.key_cache_ttl_s:
-            return hit[1]
-        row = await self.store.read(lambda tx: q.account_by_api_key(tx, digest))
-        account = Account.from_row(row) if row else None
-        self._key_cache[digest] = (now, account)
-        if len(self._key_cache) > 10_000:
-            self._key_cache.popitem(last=False)
-        return account
+
+        async def load() -> Account | None:
+            row = await self.store.read(lambda tx: q.account_by_api_key(tx, digest))
+            return Account.from_row(row) if row else None
+
+        return await self._cached(digest, load)
 
     def forget_cached_keys(self) -> None:
         """Drop the key cache, so a key just revoked (or an account just
