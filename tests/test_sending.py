@@ -273,7 +273,8 @@ async def test_concurrent_sends_past_the_balance_keep_the_money_exact(
             apis[i % 2].messaging.send(acc, SendRequest(recipients=[f"07{11 + a}{i:04d}{k}9" for k in range(n)], text="hi"))
             for a, acc, i, n in sends
         ), return_exceptions=True)
-        assert all(isinstance(r, (SendResult, InsufficientCredit)) for r in results), results
+        odd = [r for r in results if not isinstance(r, (SendResult, InsufficientCredit))]
+        assert not odd, odd
         if database_url:  # the folded path was taken, not only a charge per send
             assert sum(p.store.folded_charges for p in apis) > 0  # type: ignore[attr-defined]
 

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import random
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from functools import lru_cache
@@ -31,6 +32,9 @@ _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.Interfac
 GROUP_MAX = 128  # units per grouped commit
 GROUP_FLUSHERS = 4  # grouped commits in flight at once, no key in two of them
 ID_BLOCK = 1000  # message ids a process reserves at a time
+_LIMIT_FIX = ("raise max_connections in postgresql.conf (or the role's or database's CONNECTION LIMIT) "
+              "or run fewer processes")
+CONNECT_WAIT = 10.0  # seconds a unit waits for a connection while the server is at its limit
 FLUSH_ROWS = 5000  # rows per statement when insert_later's rows are written
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -183,11 +187,11 @@ class StoreUnreachable(RuntimeError):
     """PostgreSQL cannot be reached or refuses us: one line naming where and
     what to check, rather than the driver's traceback."""
 
-    def __init__(self, dsn: str, exc: BaseException) -> None:
+    def __init__(self, dsn: str, exc: BaseException, fix: str = "") -> None:
         where = _where(dsn)
         reason = str(exc) or type(exc).__name__
-        super().__init__(f"cannot open the database at {where}: {reason}; check UJUMBE_DATABASE_URL "
-                         "(or --database-url) and that PostgreSQL runs there")
+        fix = fix or "check UJUMBE_DATABASE_URL (or --database-url) and that PostgreSQL runs there"
+        super().__init__(f"cannot open the database at {where}: {reason}; {fix}")
 
 def _where(dsn: str) -> str:
     """Host, port and database of ``dsn`` for a message: never its user info
@@ -218,17 +222,31 @@ class PostgresStore(Store):
         # ids. Ids stay unique; across processes they are no longer in the
         # order the messages were accepted, and a stopped process leaves a gap.
         self._ids: collections.deque[int] = collections.deque()
+        self._limit_warned = -60.0
         self.folded_charges = 0  # charges taken ahead, folded with their group's (tests look)
 
     async def open(self) -> None:
-        try:
-            self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.min_size, max_size=self.max_size, statement_cache_size=512,
-                reset=_keep_session,
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnreachable(self.dsn, exc) from None
-        self._listen_conn = await asyncpg.connect(self.dsn)
+        # A server at its connection limit may free some in a moment (another
+        # process stopping): starting waits for that up to CONNECT_WAIT.
+        deadline = asyncio.get_running_loop().time() + CONNECT_WAIT
+        while True:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=self.min_size, max_size=self.max_size, statement_cache_size=512,
+                    reset=_keep_session,
+                )
+                try:
+                    self._listen_conn = await asyncpg.connect(self.dsn)
+                except BaseException:
+                    await self._pool.close()
+                    raise
+                break
+            except asyncpg.TooManyConnectionsError as exc:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise StoreUnreachable(self.dsn, exc, _LIMIT_FIX) from None
+                await asyncio.sleep(0.1 + 0.1 * random.random())
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise StoreUnreachable(self.dsn, exc) from None
         await self._listen_conn.add_listener(CHANNEL, self._on_notify)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -288,10 +306,39 @@ class PostgresStore(Store):
         """A pooled connection; losing the server is StoreUnavailable, which
         every entry point can answer in its own words (e.g. Tilil's 1007)."""
         try:
-            async with self._pool.acquire() as conn:
+            conn = await self._acquire()
+            try:
                 yield conn
+            finally:
+                await self._pool.release(conn)
         except _CONNECTION_ERRORS as exc:
             raise StoreUnavailable("The database cannot be reached; try again shortly") from exc
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A connection from the pool. A server at its connection limit
+        (``max_connections``, or a role's or database's own) refuses the pool
+        a new one; the work then waits for one of the pool's own to come free
+        (the pool hands out live ones first) instead of failing, up to
+        CONNECT_WAIT, as a cluster of many processes meets it under load."""
+        delay, deadline = 0.005, 0.0
+        while True:
+            try:
+                return await self._pool.acquire()
+            except asyncpg.TooManyConnectionsError as exc:
+                now = asyncio.get_running_loop().time()
+                if not deadline:
+                    deadline = now + CONNECT_WAIT
+                    if now >= self._limit_warned + 60:  # once a minute, not once a request
+                        self._limit_warned = now
+                        log.warning(
+                            "PostgreSQL refuses more connections (%s); waiting for a pooled one: %s "
+                            "(each opens up to %d)", exc, _LIMIT_FIX, self.max_size + 1,
+                        )
+                if now >= deadline:
+                    raise StoreUnavailable(
+                        "The database refuses more connections; try again shortly") from exc
+                await asyncio.sleep(delay * (0.5 + random.random()))  # jittered: waiters do not retry in step
+                delay = min(delay * 2, 0.1)
 
     # -- group commit for short units (sends) --
     #
