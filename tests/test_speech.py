@@ -178,6 +178,8 @@ async def test_voice_test_answers_a_wav_of_the_speech(platform: Platform, api: A
         ({"text": GREETING, "language": "xx"}, "invalid_language", "ne, hi, en, sw"),
         ({"text": "  "}, "missing_text", "Give a text"),
         ({"voice": "np_rija"}, "validation_error", "text"),
+        # within the 5,000 characters, but said digit by digit: about 54 minutes of audio
+        ({"text": "0" * 5000}, "text_too_long", "at most 15 minutes"),
     ]:
         r = await api.post("/v1/voice/test", headers=auth(account), json=body)
         assert r.status_code == 400, (body, r.text)

@@ -127,3 +127,13 @@ def test_wav_is_a_valid_8khz_mono_16bit_file() -> None:
 ])
 def test_audio_files_are_known_by_their_first_bytes(head: bytes, kind: str | None) -> None:
     assert speech.sniff_audio(head) == kind
+
+
+def test_a_text_is_bounded_by_how_long_it_lasts_not_only_its_characters() -> None:
+    prose = " ".join(["ramro"] * 800)  # 800 words: under 5 minutes at 175 wpm, 10 at 80
+    assert 270 < speech.check_duration(speech.speakable(prose, "en"), 175) < 280
+    assert speech.check_duration(speech.speakable(prose, "en"), 80) == 600
+    digits = speech.speakable("7" * 5000, "ne")  # a digit and a pause for each character
+    with pytest.raises(SpeechError, match="about 54 minutes; at most 15") as caught:
+        speech.check_duration(digits, 175)
+    assert caught.value.code == "text_too_long"

@@ -39,6 +39,7 @@ MIN_LENGTH_FACTOR, MAX_LENGTH_FACTOR = round(NORMAL_WPM / MAX_WPM, 2), round(NOR
 
 MAX_TEXT = 5000  # characters said at once: several minutes of speech
 MAX_CODE = 20  # characters of a one-time code
+MAX_SPEECH_SECONDS = 900  # what one text may last, estimated from its words and pauses (check_duration)
 
 DIGIT_PAUSE_MS = 300  # between the digits of a code
 REPEAT_PAUSE_MS = 700  # before a code is said again
@@ -247,6 +248,21 @@ def _merge(parts: list[Part]) -> list[Part]:
     while out and isinstance(out[-1], Pause):
         out.pop()
     return out
+
+
+def check_duration(parts: list[Part], wpm: int) -> float:
+    """About how many seconds ``parts`` last said at ``wpm``; a text past
+    MAX_SPEECH_SECONDS raises. The character limit alone does not bound it:
+    a long run of digits is said digit by digit with a pause after each,
+    so 5,000 characters could be an hour of audio and a minute of CPU."""
+    words = sum(len(p.split()) for p in parts if isinstance(p, str))
+    seconds = words * 60 / wpm + sum(p.ms for p in parts if isinstance(p, Pause)) / 1000
+    if seconds > MAX_SPEECH_SECONDS:
+        raise SpeechError(
+            f"Said at this length_factor the text would last about {math.ceil(seconds / 60)} minutes; at most "
+            f"{MAX_SPEECH_SECONDS // 60} minutes are said at once (long digit runs are said digit by digit): "
+            "shorten the text or lower length_factor", "text_too_long")
+    return seconds
 
 
 def spoken(parts: list[Part]) -> str:

@@ -67,7 +67,9 @@ class Speech:
         try:
             voice = rules.check_voice(voice)
             wpm = rules.rate_for(length_factor)
-            ssml = rules.ssml(rules.speakable(text, language, code))
+            parts = rules.speakable(text, language, code)
+            rules.check_duration(parts, wpm)
+            ssml = rules.ssml(parts)
         except rules.SpeechError as exc:
             raise _invalid(exc) from None
         key = (ssml, voice, wpm, language)
