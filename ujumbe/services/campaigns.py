@@ -342,6 +342,8 @@ class Campaigns:
 
         async def unit(tx: Tx) -> None:
             await q.update_campaign(tx, campaign_id, {"deleted_at": now_ms()})
+            # its reports and uploaded contact files go with it (jobs of a deleted campaign are never served)
+            await q.purge_campaign_jobs(tx, campaign_id)
 
         await self.store.run(unit)
         return found
@@ -1136,9 +1138,13 @@ class Jobs:
         xlsx_bytes = await asyncio.to_thread(sheet.close)
 
         async def unit(tx: Tx) -> None:
+            if not await q.job_exists(tx, job["id"]):
+                return  # the campaign was deleted meanwhile, and its jobs with it: no file without its record
             await q.put_file(tx, job["id"], "report.csv", REPORT_TYPES["csv"], csv_bytes)
             await q.put_file(tx, job["id"], "report.xlsx", REPORT_TYPES["xlsx"], xlsx_bytes)
             await q.update_job(tx, job["id"], {"done": total, "total": total})
+            # only the latest report is served (current_report): the older ones and their files go
+            await q.purge_campaign_jobs(tx, cid, reports_before=job["id"])
 
         await self.store.run(unit)
         return {"rows": done, "files": ["csv", "xlsx"]}

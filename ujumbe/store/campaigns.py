@@ -377,6 +377,29 @@ async def purge_jobs(tx: Tx, kind: str, before: int, limit: int = 100) -> int:
     return len(ids)
 
 
+async def purge_campaign_jobs(tx: Tx, campaign_id: int, *, reports_before: int | None = None) -> int:
+    """Forget a campaign's jobs with their files, in one go so that no file
+    outlives its record: all of them (the campaign is deleted), or only its
+    finished reports older than job ``reports_before`` (a newer one replaced
+    them). How many."""
+    sql, args = "SELECT id FROM jobs WHERE campaign_id = ?", [campaign_id]
+    if reports_before is not None:
+        sql += " AND kind = 'report' AND status IN ('done', 'failed') AND id < ?"
+        args.append(reports_before)
+    ids = [r[0] for r in await tx.fetch(sql, *args)]
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ", ".join("?" for _ in chunk)
+        await tx.execute(f"DELETE FROM job_files WHERE job_id IN ({marks})", *chunk)
+        await tx.execute(f"DELETE FROM jobs WHERE id IN ({marks})", *chunk)
+    return len(ids)
+
+
+async def job_exists(tx: Tx, job_id: int) -> bool:
+    lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
+    return await tx.fetchval("SELECT 1 FROM jobs WHERE id = ?" + lock, job_id) is not None
+
+
 async def put_file(tx: Tx, job_id: int, name: str, content_type: str, data: bytes) -> None:
     await tx.execute("DELETE FROM job_files WHERE job_id = ? AND name = ?", job_id, name)
     await tx.execute("INSERT INTO job_files (job_id, name, content_type, data) VALUES (?, ?, ?, ?)",
