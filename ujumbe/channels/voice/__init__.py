@@ -271,12 +271,7 @@ class VoiceChannel(Channel):
         try:
             if await live.handed_on:
                 return  # failed over: the next trunk reports this message
-            receipt = Receipt(
-                self.name, op_id, result.state, result.ended_at or int(time.time() * 1000),
-                "" if result.state.value == "delivered" else result.reason, calls.REASON_TEXT.get(result.reason, ""),
-                calls.summary(result), call=result, sip_log=live.log,
-            )
-            await self._report(receipt)
+            await self._report(call_receipt(self.name, op_id, result, sip_log=live.log))
         finally:
             self._live.pop(msg.message_id, None)
 
@@ -294,6 +289,18 @@ class VoiceChannel(Channel):
             except Exception:
                 log.exception("%s: recording call %s failed; trying again", self.name, receipt.operator_id)
                 await asyncio.sleep(1 + attempt)
+
+
+def call_receipt(connector: str, operator_id: str, result: CallResult, sip_log: Any = None) -> Receipt:
+    """The receipt that ends a call's message: its state, reason (an error
+    code unless delivered), the reason's words, the summary and the call's
+    facts. The one place a call's final record is made (the channel's calls,
+    and the lost calls the embedded server ends at start)."""
+    return Receipt(
+        connector, operator_id, result.state, result.ended_at or int(time.time() * 1000),
+        "" if result.state.value == "delivered" else result.reason, calls.REASON_TEXT.get(result.reason, ""),
+        calls.summary(result), call=result, sip_log=sip_log,
+    )
 
 
 def _said(name: str, detail: Any) -> str:
