@@ -103,6 +103,14 @@ class VoiceChannel(Channel):
         return 0 if self._stopping or not self.started or time.monotonic() < self._down_until else 1
 
     @property
+    def longest_call_ms(self) -> int | None:
+        """How long after it was placed a call of this channel can still be in
+        progress (its caller's bound); the dispatcher ends the message's
+        validity there, so a call whose process died expires (refunded) on
+        every store instead of waiting out the whole validity period."""
+        return getattr(self.caller, "longest_call_ms", None)
+
+    @property
     def active_calls(self) -> int:
         return len(self._live)
 
