@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import eventually, make_account
-from ujumbe.core.errors import ChannelUnavailable, Conflict, InsufficientCredit, Invalid
+from ujumbe.core.errors import ChannelUnavailable, Conflict, InsufficientCredit, Invalid, NotFound
 from ujumbe.core.pricing import to_units
 from ujumbe.runtime import Platform
 
@@ -269,3 +269,34 @@ async def test_one_send_with_a_text_per_recipient(platform: Platform) -> None:
     msgs = {m["recipient"]: m for m in await platform.messaging.messages(account.id, limit=10)}
     assert msgs["254708400100"]["body"] == "Habari Wanjiru" and msgs["254708400100"]["encoding"] == "gsm7"
     assert msgs["254708400101"]["encoding"] == "ucs2"
+
+
+async def test_report_files_go_with_a_newer_report_and_with_the_campaign(platform: Platform) -> None:
+    # a report's csv/xlsx (and an import's uploaded contacts) are kept in job_files with their job
+    account = await account_of(platform)
+    camp, _ = await platform.campaigns.create(account, name="Files", services="SMS", message="Hi",
+                                              numbers_in=[("0708400700", {})])
+
+    async def files_of(job_id: int) -> list[str]:
+        rows = await platform.store.read(lambda tx: tx.fetch("SELECT name FROM job_files WHERE job_id = ?", job_id))
+        return sorted(r[0] for r in rows)
+
+    first = await platform.jobs.wait(account, (await platform.jobs.start_report(account, camp["id"]))["id"], 30)
+    assert first["status"] == "done" and await files_of(first["id"]) == ["report.csv", "report.xlsx"]
+    await platform.campaigns.add_numbers(account, camp["id"], [("0708400701", {})])
+    second = await platform.jobs.wait(account, (await platform.jobs.start_report(account, camp["id"]))["id"], 30)
+    assert second["status"] == "done"
+    # the newer report replaces the older one: its record and its files are gone together
+    assert await files_of(first["id"]) == []
+    with pytest.raises(NotFound):
+        await platform.jobs.get(account, first["id"])
+    _, _, name = await platform.jobs.file(account, second["id"], "csv")
+    assert name == f"campaign-{camp['id']}-report.csv"
+
+    await platform.campaigns.delete(account, camp["id"])
+    assert await files_of(second["id"]) == []
+    with pytest.raises(NotFound) as err:
+        await platform.jobs.file(account, second["id"], "csv")
+    assert err.value.code == "job_not_found"
+    left = await platform.store.read(lambda tx: tx.fetchval("SELECT count(*) FROM jobs WHERE campaign_id = ?", camp["id"]))
+    assert left == 0

@@ -221,3 +221,27 @@ async def test_delivery_reports_are_pushed_in_messangi_words(platform: Platform,
     assert report["to"] == "584121234567" and report["from"] == "2020"
     assert report["statusDescription"] == "Delivered to the handset"
     assert "text" not in report  # a report never carries the message (it may hold a code)
+
+
+async def test_guessing_signatures_is_limited_per_address_in_messangi_words(platform: Platform,
+                                                                           setup: dict[str, Any]) -> None:
+    # as a wrong API key in the other dialects: counted per client address in the
+    # store, over the limit refused after a pause; a right signature still gets in
+    platform.accounts.throttle.hold_s = 0.05
+    a = setup["a"]
+    inst = a["instance_id"]
+    good = signed_path(a, "sendMT", inst, "2020", "null", "04121234567", b64("Hola"))
+    limit = platform.accounts.key_attempts
+    async with client_of(platform) as api:
+        for n in range(limit):
+            r = await api.get(good[:-8] + f"{n:08x}")
+            assert r.status_code == 200 and "<status>BAD_SIGNATURE</status>" in r.text, r.text
+        for guess in (good[:-8] + "ffffffff", BASE + f"sendMT/{inst}/2020/null/04121234567/{b64('x')}/guess/{'0' * 64}"):
+            r = await api.get(guess)
+            root = parse(r.text)
+            assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
+            assert root.findtext("status") == "ERROR", r.text
+            assert root.findtext("description").startswith("Too many failed signatures"), r.text
+            assert root.findtext("input") == "sendMT"
+        r = await api.get(good)
+        assert "<status>OK</status>" in r.text, r.text

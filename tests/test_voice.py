@@ -366,6 +366,43 @@ async def test_a_call_waiting_for_a_free_line_longer_than_a_lease_is_placed_once
         assert [c["to"] for c in p.voice_simulator.caller.placed] == [m["to"] for m in ms]  # none twice
 
 
+async def test_a_call_whose_process_died_reaches_a_final_state_on_every_store(tmp_path: Path,
+                                                                             database_url: str | None) -> None:
+    # no outcome ever comes (the process placing it "dies"): past the longest a
+    # call can last (the simulator's, scaled by its speed) it expires, refunded,
+    # on PostgreSQL too, where other workers of a cluster cannot be told apart
+    from ujumbe.services.messaging import SendRequest
+
+    async with running(tmp_path, database_url, sim_call_speed=0.01) as p:
+        await p.credits.set_price("*", "2", "voice")
+        p.messaging.forget_prices()
+        row = await make_account(p, credits="10")
+        account = await p.accounts.get(row["account_id"])
+        assert p.voice_simulator is not None
+        p.voice_simulator.events = None  # what the call did is never told
+        result = await p.messaging.send(account, SendRequest(recipients=["0708400260"], text="Namaste", channel="voice"))
+        mid = result.recipients[0].message_id
+        assert mid is not None
+
+        async def placed() -> bool:
+            return (await p.messaging.message(account.id, mid))["state"] == "submitted"
+
+        await eventually(placed)
+        m = await p.messaging.message(account.id, mid)
+        assert await p.credits.balance(account.id) < to_units("10")  # the call's hold
+    async with running(tmp_path, database_url, sim_call_speed=0.01) as p:
+        async def ended() -> dict[str, Any] | None:
+            m = await p.messaging.message(account.id, mid)
+            return m if m["state"] not in ("queued", "submitted") else None
+
+        m = await eventually(ended, timeout=60)
+        if database_url is None:
+            assert m["state"] == "failed" and m["call"]["reason"] == "shutdown"  # ended at start, as before
+        else:
+            assert m["state"] == "expired", m
+        assert m["cost"] == 0 and await p.credits.balance(account.id) == to_units("10")
+
+
 async def test_a_call_lost_with_a_dead_process_ends_at_the_next_start(tmp_path: Path, database_url: str | None) -> None:
     from ujumbe.services.messaging import SendRequest
 

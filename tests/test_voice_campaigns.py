@@ -20,7 +20,7 @@ from tests.test_tingting import envelope_error, envelope_ok, logged_in, xlsx
 from ujumbe.core import calls
 from ujumbe.core import campaigns as rules
 from ujumbe.core.errors import Invalid
-from ujumbe.core.pricing import to_units
+from ujumbe.core.pricing import display, to_units
 from ujumbe.core.speech import wav
 from ujumbe.runtime import Platform
 
@@ -144,6 +144,85 @@ async def test_sms_and_phone_send_each_number_a_text_and_a_call(voice: Platform)
         assert (call[1], text[1]) == ("voice", "sms") and call[2] == text[2]
         assert n["credit_consumed_units"] == call[3] + text[3]
     assert by_id[nums[0]["sms_message_id"]][2] == "Namaste Asha"
+    await money_is_exact(voice, account, camp["id"], start)
+
+
+async def texts_and_calls(platform: Platform, account: Any, cid: int) -> list[dict[str, Any]]:
+    """Each number with what its text and its call (if any) finally cost."""
+    nums = await platform.campaigns.numbers(account, cid)
+    costs = dict(await platform.store.read(lambda tx: tx.fetch(
+        "SELECT id, cost FROM messages WHERE account_id = ?", account.id)))
+    return [{**n, "text_cost": costs.get(n["sms_message_id"]), "call_cost": costs.get(n["message_id"])} for n in nums]
+
+
+async def test_sms_and_phone_whose_call_is_refused_still_counts_its_text(tmp_path: Path,
+                                                                         database_url: str | None) -> None:
+    # a text a call cannot speak (over calls.MAX_TEXT) but the account can send as SMS
+    async with running(tmp_path, database_url, sim_call_speed=0.01) as p:
+        account = await account_of(p, credits="500", max_chars=3000)
+        start = await balance(p, account.id)
+        camp, _ = await p.campaigns.create(account, name="Long", services="SMS,PHONE", message="a" * (calls.MAX_TEXT + 1),
+                                           numbers_in=[("0708400600", {})])
+        await p.campaigns.begin(account, camp["id"])
+        await settled(p, account, camp["id"])
+        [n] = await texts_and_calls(p, account, camp["id"])
+        assert n["status"] == "failed" and "a call speaks at most" in n["error"]
+        assert n["text_cost"] > 0 and n["credit_consumed_units"] == n["text_cost"]  # what the text was charged
+        await money_is_exact(p, account, camp["id"], start)
+
+
+async def test_sms_and_phone_whose_call_the_balance_no_longer_covers_counts_its_text(voice: Platform) -> None:
+    await voice.credits.set_price("*", "3", "voice")
+    account = await account_of(voice, credits="50")
+    start = await balance(voice, account.id)
+    camp, _ = await voice.campaigns.create(account, name="Spent", services="SMS,PHONE", message="Namaste",
+                                           numbers_in=[("0708400610", {})])
+    send = voice.campaigns.messaging.send
+    spent: list[int] = []
+
+    async def another_send_spends_it_all(acc: Any, req: Any) -> Any:
+        out = await send(acc, req)
+        if req.channel == "sms":  # between the text and the call, the account's credits go elsewhere
+            left = await balance(voice, account.id)
+            spent.append(left)
+            await voice.credits.add(account.id, str(-display(left)), note="another send")
+        return out
+
+    voice.campaigns.messaging.send = another_send_spends_it_all  # type: ignore[method-assign]
+    await voice.campaigns.begin(account, camp["id"])
+    await settled(voice, account, camp["id"])
+    [n] = await texts_and_calls(voice, account, camp["id"])
+    assert n["status"] == "failed" and n["error"].startswith("Insufficient credit") and n["message_id"] is None
+    assert n["text_cost"] > 0 and n["credit_consumed_units"] == n["text_cost"]
+    rows = await ledger(voice, account.id)
+    assert sum(r["amount"] for r in rows) == await balance(voice, account.id) == start - n["text_cost"] - spent[0]
+
+
+async def test_sms_and_phone_stopped_between_text_and_call_counts_its_text(voice: Platform) -> None:
+    account = await account_of(voice, credits="500")
+    start = await balance(voice, account.id)
+    camp, _ = await voice.campaigns.create(account, name="Halt", services="SMS,PHONE", message="Namaste",
+                                           numbers_in=[("0708400620", {})])
+    send = voice.campaigns.messaging.send
+
+    async def stopped_after_the_text(acc: Any, req: Any) -> Any:
+        out = await send(acc, req)
+        if req.channel == "sms":
+            await voice.campaigns.stop(account, camp["id"])
+        return out
+
+    voice.campaigns.messaging.send = stopped_after_the_text  # type: ignore[method-assign]
+    await voice.campaigns.begin(account, camp["id"])
+    await settled(voice, account, camp["id"])
+
+    async def final() -> Any:
+        [n] = await texts_and_calls(voice, account, camp["id"])
+        return n if n["status"] in rules.FINAL_NUMBER else None
+
+    n = await eventually(final)
+    assert (n["status"], n["error"], n["message_id"]) == ("terminated", "stopped", None)
+    assert n["text_cost"] > 0 and n["credit_consumed_units"] == n["text_cost"]
+    assert voice.voice_simulator.caller.placed == []  # type: ignore[union-attr]
     await money_is_exact(voice, account, camp["id"], start)
 
 

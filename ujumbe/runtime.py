@@ -14,17 +14,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ujumbe.channels.base import Channel, Receipt
+from ujumbe.channels.base import Channel
 from ujumbe.channels.email.sim import EmailSimulator
 from ujumbe.channels.email.smtp import smtp_from_url
 from ujumbe.channels.simulator import Simulator
 from ujumbe.channels.speech import decode as audio_decode
 from ujumbe.channels.speech import engine as tts_engine
-from ujumbe.channels.voice import VoiceChannel
+from ujumbe.channels.voice import VoiceChannel, call_receipt
 from ujumbe.channels.voice.sim import CallSimulator
 from ujumbe.config import Settings, private_dir
-from ujumbe.core.calls import REASON_TEXT, CallResult
-from ujumbe.core.calls import summary as calls_summary
+from ujumbe.core.calls import CallResult
 from ujumbe.core.errors import NotFound
 from ujumbe.services.accounts import Accounts
 from ujumbe.services.callbacks import CallbackLog, check_target
@@ -292,8 +291,7 @@ class Platform:
             now = now_ms()
             result = CallResult(call_id=op_id, reason="shutdown", sip_phrase="the server stopped during the call",
                                 started_at=now, ended_at=now)
-            await self.reports.receipt(Receipt(channel.name, op_id, result.state, now, "shutdown",
-                                               REASON_TEXT["shutdown"], calls_summary(result), call=result))
+            await self.reports.receipt(call_receipt(channel.name, op_id, result))
 
     async def stop(self) -> None:
         # Calls end first (terminated/shutdown), while the workers still record their outcomes.

@@ -160,6 +160,8 @@ def billable_minutes(duration_ms: int) -> int:
 # TingTing's voices and languages (core/speech); channels/voice renders each through services/speech.
 from ujumbe.core.speech import DEFAULT_VOICE, LANGUAGES, MAX_LENGTH_FACTOR, MIN_LENGTH_FACTOR, VOICES  # noqa: E402
 LENGTH_FACTOR_RANGE = (MIN_LENGTH_FACTOR, MAX_LENGTH_FACTOR)
+# What a call's bound adds for recording its outcome (the receipt path retries for a few seconds).
+LOST_GRACE_MS = 60_000
 MAX_TEXT = 2000  # characters spoken in one call: far past any notice, a few minutes of speech
 # The slowest speech per character measured here (Nepali, length_factor 1.0,
 # pauses included) is about 13 characters a second: an upper bound for the

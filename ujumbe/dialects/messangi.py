@@ -30,9 +30,9 @@ from starlette.routing import Route
 
 from ujumbe.channels.base import Inbound
 from ujumbe.core import numbers
-from ujumbe.core.errors import InsufficientCredit, NotFound, UjumbeError
+from ujumbe.core.errors import InsufficientCredit, NotFound, RateLimited, UjumbeError
 from ujumbe.core.states import MESSANGI_STATUS, State
-from ujumbe.http.common import services
+from ujumbe.http.common import client_address, services
 from ujumbe.services import callbacks
 from ujumbe.services.accounts import Account
 from ujumbe.services.messaging import SendRequest
@@ -178,6 +178,7 @@ async def _authenticate(request: Request, method: str, segments: list[str]) -> A
     platform = services(request)
     account = await platform.accounts.by_public_key(public_key) if public_key else None
     if account is None:
+        await _refused(request)
         raise MessangiError("Unknown public key")
     key = platform.accounts.private_key(account.key_seed)
     signed = segments[:-2]
@@ -185,12 +186,25 @@ async def _authenticate(request: Request, method: str, segments: list[str]) -> A
     if not hmac.compare_digest(given, signature(key, signed)):
         unquoted = [urllib.parse.unquote(s) for s in signed]
         if unquoted == signed or not hmac.compare_digest(given, signature(key, unquoted)):
+            await _refused(request)
             raise MessangiError("The signature does not match this call", status="BAD_SIGNATURE")
     if not account.active:
         raise MessangiError("This account is disabled")
     if urllib.parse.unquote(segments[0]) != account.instance_id:
         raise MessangiError("The instance id is not this public key's")
     return account
+
+
+async def _refused(request: Request) -> None:
+    """A wrong public key or signature is counted per client address, as a wrong
+    API key is in the other dialects (shared count); over the limit it is
+    answered after a pause, in Messangi's words (HTTP 200, status ERROR)."""
+    accounts = services(request).accounts
+    try:
+        await accounts.refuse_credential(f"key:{client_address(request)}", accounts.key_attempts)
+    except RateLimited as exc:
+        retry = exc.details.get("retry_after")
+        raise MessangiError(f"Too many failed signatures from this address; try again in {retry} s") from None
 
 
 # --- sending ---

@@ -25,7 +25,10 @@ number a text and a call; the number's status is the call's, its
 SMS,PHONE sends a batch's texts first (their send releases the whole hold,
 text and call, as an SMS batch's does), then its calls at once; a call the
 balance can no longer cover then (another send of the account spent the
-released credits in between) fails its number, whose text was sent.
+released credits in between) fails its number, whose text was sent. A number
+whose text went and whose call did not (refused, not covered, or the campaign
+stopped in between) stays running until its text is final, so its
+``credit_consumed`` is what the text was charged, as the ledger shows.
 """
 
 from __future__ import annotations
@@ -339,6 +342,8 @@ class Campaigns:
 
         async def unit(tx: Tx) -> None:
             await q.update_campaign(tx, campaign_id, {"deleted_at": now_ms()})
+            # its reports and uploaded contact files go with it (jobs of a deleted campaign are never served)
+            await q.purge_campaign_jobs(tx, campaign_id)
 
         await self.store.run(unit)
         return found
@@ -686,10 +691,11 @@ class Campaigns:
         async def stored(tx: Tx, recipients: list[Recipient]) -> None:
             marks = []
             for row, r in zip(rows, recipients):
-                if r.state == "rejected" or r.message_id is None:
-                    marks.append((r.message_id, rules.FAILED, r.error or r.error_code, row["id"]))
-                else:
+                if r.message_id is not None and (r.state != "rejected" or both):
+                    # SMS,PHONE: a refused call (final, free) still settles, so its text's cost is counted
                     marks.append((r.message_id, rules.RUNNING, None, row["id"]))
+                else:
+                    marks.append((r.message_id, rules.FAILED, r.error or r.error_code, row["id"]))
             await q.mark_sent(tx, marks)
 
         async def sms_stored(tx: Tx, recipients: list[Recipient]) -> None:
@@ -702,6 +708,7 @@ class Campaigns:
 
         services = campaign["services"].split(",")
         phone = "PHONE" in services
+        both = phone and "SMS" in services
         requests = []
         if "SMS" in services:
             requests.append(SendRequest(
@@ -730,7 +737,10 @@ class Campaigns:
                 await tx.fetchval("SELECT held FROM campaigns WHERE id = ?" + _lock(tx), cid)
                 held, taken = await _take_holds(tx, ids, strict=False)
                 await _release(tx, account.id, campaign, held, "not sent")
-                await q.mark_sent(tx, [(None, rules.FAILED, reason, i) for i in taken])
+                # SMS,PHONE whose text went: the number waits (running) for the text's cost
+                texted = await q.texted(tx, taken) if both else set()
+                await q.mark_sent(tx, [(None, rules.RUNNING if i in texted else rules.FAILED, reason, i)
+                                       for i in taken])
 
             await self.store.run(failed)
 
@@ -742,6 +752,11 @@ class Campaigns:
         marks: list[tuple[str, int, str | None, int | None, str | None, int]] = []
         for r in rows:
             cost = int(r["cost"] or 0) + int(r["sms_cost"] or 0)
+            if r["channel"] is None:
+                # SMS,PHONE whose call never went: its text's cost, and why (stopped, or the send's refusal)
+                status = rules.TERMINATED if r["error"] == "stopped" else rules.FAILED
+                marks.append((status, cost, r["error"], None, None, int(r["id"])))
+                continue
             if r["channel"] != "voice":
                 error = None if r["state"] == "delivered" else r["error_reason"] or r["state"]
                 marks.append((rules.outcome(r["state"]), cost, error, None, None, int(r["id"])))
@@ -1123,9 +1138,13 @@ class Jobs:
         xlsx_bytes = await asyncio.to_thread(sheet.close)
 
         async def unit(tx: Tx) -> None:
+            if not await q.job_exists(tx, job["id"]):
+                return  # the campaign was deleted meanwhile, and its jobs with it: no file without its record
             await q.put_file(tx, job["id"], "report.csv", REPORT_TYPES["csv"], csv_bytes)
             await q.put_file(tx, job["id"], "report.xlsx", REPORT_TYPES["xlsx"], xlsx_bytes)
             await q.update_job(tx, job["id"], {"done": total, "total": total})
+            # only the latest report is served (current_report): the older ones and their files go
+            await q.purge_campaign_jobs(tx, cid, reports_before=job["id"])
 
         await self.store.run(unit)
         return {"rows": done, "files": ["csv", "xlsx"]}

@@ -211,13 +211,21 @@ async def mark_sent(tx: Tx, rows: Sequence[tuple[int | None, str, str | None, in
     )
 
 
+# A number still scheduled whose text already went (SMS,PHONE: its call was
+# next): it waits, running, for the text's final cost, and then ends terminated.
+_STOP_SET = (
+    "status = CASE WHEN sms_message_id IS NULL THEN 'terminated' ELSE 'running' END, "
+    "error = CASE WHEN sms_message_id IS NULL THEN error ELSE 'stopped' END, held = 0, lease_until = NULL, "
+)
+
+
 async def terminate_scheduled(tx: Tx, campaign_id: int) -> int:
     """End the numbers not sent yet; what was held for them (read and zeroed
     at once, so a send taking the same holds cannot count them twice)."""
     if tx.dialect == "postgres":
         return int(await tx.fetchval(
             "WITH t AS (SELECT id, held FROM campaign_numbers WHERE campaign_id = ? AND status = 'scheduled' "
-            "FOR UPDATE), u AS (UPDATE campaign_numbers n SET status = 'terminated', held = 0, lease_until = NULL, "
+            f"FOR UPDATE), u AS (UPDATE campaign_numbers n SET {_STOP_SET}"
             "updated_at = ? FROM t WHERE n.id = t.id RETURNING t.held) SELECT coalesce(sum(held), 0) FROM u",
             campaign_id, now_ms(),
         ))
@@ -227,8 +235,7 @@ async def terminate_scheduled(tx: Tx, campaign_id: int) -> int:
         campaign_id,
     ))
     await tx.execute(
-        "UPDATE campaign_numbers SET status = 'terminated', held = 0, lease_until = NULL, updated_at = ? "
-        "WHERE campaign_id = ? AND status = 'scheduled'",
+        f"UPDATE campaign_numbers SET {_STOP_SET}updated_at = ? WHERE campaign_id = ? AND status = 'scheduled'",
         now_ms(), campaign_id,
     )
     return held
@@ -239,12 +246,16 @@ async def finished_messages(tx: Tx, limit: int) -> list[dict[str, Any]]:
     text's): number id, campaign id, the message's channel, state, cost and
     error, the call's outcome, reason, duration and playback (voice), the
     text's cost."""
+    # SMS,PHONE numbers whose call never went (refused by the balance, or the
+    # campaign stopped between the text and the call) have no message_id: they
+    # wait for their text alone, with their error already set (n.error).
     rows = await tx.fetch(
-        "SELECT n.id, n.campaign_id, m.channel, m.state, m.cost, m.error_reason, c.outcome, c.reason, "
+        "SELECT n.id, n.campaign_id, n.error, m.channel, m.state, m.cost, m.error_reason, c.outcome, c.reason, "
         "c.duration_ms, c.playback_ms, s.cost AS sms_cost FROM campaign_numbers n "
-        "JOIN messages m ON m.id = n.message_id LEFT JOIN calls c ON c.message_id = n.message_id "
+        "LEFT JOIN messages m ON m.id = n.message_id LEFT JOIN calls c ON c.message_id = n.message_id "
         "LEFT JOIN messages s ON s.id = n.sms_message_id WHERE n.status = 'running' "
-        "AND m.state IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired') "
+        "AND (m.state IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired') "
+        "OR (n.message_id IS NULL AND n.sms_message_id IS NOT NULL)) "
         "AND (n.sms_message_id IS NULL OR s.state IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired')) "
         "LIMIT ?",
         limit,
@@ -261,6 +272,18 @@ async def settle(tx: Tx, rows: Sequence[tuple[str, int, str | None, int | None, 
         "playback = ?, updated_at = ? WHERE id = ? AND status = 'running'",
         [(status, cost, error, duration, playback, now, nid) for status, cost, error, duration, playback, nid in rows],
     )
+
+
+async def texted(tx: Tx, ids: Sequence[int]) -> set[int]:
+    """Of these numbers, those whose text went in this run (SMS,PHONE)."""
+    out: set[int] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows = await tx.fetch(
+            f"SELECT id FROM campaign_numbers WHERE id IN ({', '.join('?' for _ in chunk)}) "
+            "AND sms_message_id IS NOT NULL", *chunk)
+        out.update(int(r[0]) for r in rows)
+    return out
 
 
 async def mark_sms(tx: Tx, rows: Sequence[tuple[int | None, int]]) -> None:
@@ -352,6 +375,29 @@ async def purge_jobs(tx: Tx, kind: str, before: int, limit: int = 100) -> int:
         await tx.execute("DELETE FROM job_files WHERE job_id = ?", jid)
         await tx.execute("DELETE FROM jobs WHERE id = ?", jid)
     return len(ids)
+
+
+async def purge_campaign_jobs(tx: Tx, campaign_id: int, *, reports_before: int | None = None) -> int:
+    """Forget a campaign's jobs with their files, in one go so that no file
+    outlives its record: all of them (the campaign is deleted), or only its
+    finished reports older than job ``reports_before`` (a newer one replaced
+    them). How many."""
+    sql, args = "SELECT id FROM jobs WHERE campaign_id = ?", [campaign_id]
+    if reports_before is not None:
+        sql += " AND kind = 'report' AND status IN ('done', 'failed') AND id < ?"
+        args.append(reports_before)
+    ids = [r[0] for r in await tx.fetch(sql, *args)]
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ", ".join("?" for _ in chunk)
+        await tx.execute(f"DELETE FROM job_files WHERE job_id IN ({marks})", *chunk)
+        await tx.execute(f"DELETE FROM jobs WHERE id IN ({marks})", *chunk)
+    return len(ids)
+
+
+async def job_exists(tx: Tx, job_id: int) -> bool:
+    lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
+    return await tx.fetchval("SELECT 1 FROM jobs WHERE id = ?" + lock, job_id) is not None
 
 
 async def put_file(tx: Tx, job_id: int, name: str, content_type: str, data: bytes) -> None:

@@ -404,9 +404,18 @@ class Dispatcher:
                 submitted_ids.setdefault(o.channel, []).extend(ids)
                 o.result = "submitted"
                 sent_since[o.channel] = min(sent, sent_since.get(o.channel, sent))
+                extra: dict[str, Any] = {"connector": o.channel}
+                longest = None
+                if msg["channel"] == "voice":
+                    ch = self.router.connectors.get(o.channel) or self.router.builtin.get(o.channel)
+                    longest = getattr(ch, "longest_call_ms", None)
+                if longest is not None and sent + longest < msg["expires_at"]:
+                    # a call placed is over by then: if its outcome never comes (the
+                    # process placing it died), it expires then, on every store
+                    extra["expires_at"] = sent + longest
                 await transition(
                     tx, msg, State.SUBMITTED, now, detail=f"{o.channel}: {','.join(ids)}"[:300],
-                    extra={"connector": o.channel}, writes=writes,
+                    extra=extra, writes=writes,
                 )
                 done.append(o.message_id)
             else:

@@ -84,6 +84,8 @@ class Sweeper:
             # never sent (an outage outlasted it): that is what to say, and it is refunded
             detail = ("no final receipt within the validity period" if msg["submitted_at"]
                       else "validity period ended before sending")
+            if msg["submitted_at"] and msg.get("channel") == "voice":
+                detail = "no outcome of the call within the longest it can last (the process placing it stopped)"
             await transition(tx, msg, State.EXPIRED, now, detail=detail, writes=writes)
         await writes.flush(tx)
         await q.outbox_done(tx, ids)

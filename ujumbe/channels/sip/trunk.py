@@ -32,7 +32,7 @@ from ujumbe.channels.sip.message import NameAddr, SipMessage, SipParseError, Uri
 from ujumbe.channels.sip.rtp import RtpStream
 from ujumbe.channels.sip.transport import TcpTransport, TransportError, UdpTransport
 from ujumbe.channels.smpp.ratelimit import TokenBucket
-from ujumbe.core.calls import CallResult, reason_for_status
+from ujumbe.core.calls import LOST_GRACE_MS, CallResult, reason_for_status
 
 log = logging.getLogger("ujumbe.channels.sip")
 
@@ -234,6 +234,14 @@ class SipTrunk:
         self._public: tuple[str, int] | None = None  # what the trunk says our address is (received/rport)
         self._started = False
         self._stopping = False
+
+    @property
+    def longest_call_ms(self) -> int | None:
+        """From placed to ended, at most (ring timeout, then the longest answered
+        call); None without a max_duration_s: a call may then last any time."""
+        if self.cfg.max_duration_s <= 0:
+            return None
+        return int((self.cfg.ring_timeout_s + self.cfg.max_duration_s) * 1000) + LOST_GRACE_MS
 
     # --- life cycle ---
 

@@ -103,6 +103,14 @@ class VoiceChannel(Channel):
         return 0 if self._stopping or not self.started or time.monotonic() < self._down_until else 1
 
     @property
+    def longest_call_ms(self) -> int | None:
+        """How long after it was placed a call of this channel can still be in
+        progress (its caller's bound); the dispatcher ends the message's
+        validity there, so a call whose process died expires (refunded) on
+        every store instead of waiting out the whole validity period."""
+        return getattr(self.caller, "longest_call_ms", None)
+
+    @property
     def active_calls(self) -> int:
         return len(self._live)
 
@@ -271,12 +279,7 @@ class VoiceChannel(Channel):
         try:
             if await live.handed_on:
                 return  # failed over: the next trunk reports this message
-            receipt = Receipt(
-                self.name, op_id, result.state, result.ended_at or int(time.time() * 1000),
-                "" if result.state.value == "delivered" else result.reason, calls.REASON_TEXT.get(result.reason, ""),
-                calls.summary(result), call=result, sip_log=live.log,
-            )
-            await self._report(receipt)
+            await self._report(call_receipt(self.name, op_id, result, sip_log=live.log))
         finally:
             self._live.pop(msg.message_id, None)
 
@@ -294,6 +297,18 @@ class VoiceChannel(Channel):
             except Exception:
                 log.exception("%s: recording call %s failed; trying again", self.name, receipt.operator_id)
                 await asyncio.sleep(1 + attempt)
+
+
+def call_receipt(connector: str, operator_id: str, result: CallResult, sip_log: Any = None) -> Receipt:
+    """The receipt that ends a call's message: its state, reason (an error
+    code unless delivered), the reason's words, the summary and the call's
+    facts. The one place a call's final record is made (the channel's calls,
+    and the lost calls the embedded server ends at start)."""
+    return Receipt(
+        connector, operator_id, result.state, result.ended_at or int(time.time() * 1000),
+        "" if result.state.value == "delivered" else result.reason, calls.REASON_TEXT.get(result.reason, ""),
+        calls.summary(result), call=result, sip_log=sip_log,
+    )
 
 
 def _said(name: str, detail: Any) -> str:

@@ -25,7 +25,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ujumbe.core.calls import CallResult
+from ujumbe.core.calls import LOST_GRACE_MS, CallResult
+from ujumbe.core.speech import MAX_AUDIO_SECONDS
 
 BYTES_PER_MS = 16  # PCM16 mono at 8 kHz
 RING_MS = 2500
@@ -44,6 +45,12 @@ class CallSimulator:
         self.max_calls = max_calls
         self.ring_timeout_ms = int(ring_timeout_s * 1000)
         self.placed: list[dict[str, Any]] = []  # what was "dialled", for tests and demos
+
+    @property
+    def longest_call_ms(self) -> int:
+        """From placed to ended, at most: ringing until the timeout, then the
+        longest audio (scaled like every wait); past it the call is lost."""
+        return max(5000, int((self.ring_timeout_ms + MAX_AUDIO_SECONDS * 1000 + LOST_GRACE_MS) * self.speed))
 
     async def start(self) -> None:
         return None
