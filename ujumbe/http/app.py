@@ -155,7 +155,8 @@ def hot_routes(routes: list[BaseRoute], paths: tuple[str, ...]) -> list[Route]:
     for route in routes:
         if not (isinstance(route, Route) and route.path in paths):
             break
-        if not (inspect.iscoroutinefunction(route.endpoint) and getattr(route.app, "__qualname__", "").startswith("request_response.")):
+        plain = getattr(route.app, "__qualname__", "").startswith("request_response.")  # no route middleware
+        if not (plain and inspect.iscoroutinefunction(route.endpoint)):
             break  # this one and those after it keep to the router, in order
         hot.append(route)
     return hot
