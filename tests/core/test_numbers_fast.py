@@ -65,3 +65,22 @@ def test_fast_path_takes_the_common_kenyan_shapes() -> None:
         assert (got.e164, got.region, got.network, got.country_code) == ("254708400000", "KE", "Safaricom", 254)
     for text in ("+2540708400000", "0254708400000", "+0708400000", "000254708400000"):
         assert numbers._fast(text, "KE") is None, text
+
+
+def test_number_type_and_network_are_phonenumbers_own_everywhere() -> None:
+    # the precompiled type tests and the carrier looked up by prefix, against
+    # phonenumbers' own on valid and near-miss numbers of every region
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for text, _ in forms(region):
+            try:
+                parsed = phonenumbers.parse(text, region)
+            except phonenumbers.NumberParseException:
+                continue
+            kind = phonenumbers.number_type(parsed)
+            assert numbers._number_type(parsed) == kind, (text, region)
+            e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+            assert numbers._valid_network(e164, parsed.country_code) == (
+                carrier.name_for_valid_number(parsed, "en") or None), (text, region)
+            checked += kind != PhoneNumberType.UNKNOWN
+    assert checked > 1000

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ujumbe.core.errors import Invalid, NotFound, TooLarge, UjumbeError, Unauthorized
@@ -71,15 +71,28 @@ async def read_body(request: Request, limit: int = MAX_BODY, too_large: Callable
     if cached is not None:
         return cached
     refuse = too_large or _too_large
-    declared = request.headers.get("content-length", "")
+    declared = header(request, b"content-length") or ""
     if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
         raise refuse()
+    # Starlette's Request.stream() without its async generator (a send's body
+    # is one message): the same messages read the same way, the same errors.
+    if request._stream_consumed:
+        raise RuntimeError("Stream consumed")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise refuse()
-        chunks.append(chunk)
+    while not request._stream_consumed:
+        message = await request._receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            if not message.get("more_body", False):
+                request._stream_consumed = True
+            size += len(chunk)
+            if size > limit:
+                raise refuse()
+            if chunk:
+                chunks.append(chunk)
+        elif message["type"] == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
     body = b"".join(chunks)
     request._body = body  # where Starlette's own request.body() keeps it
     return body
@@ -183,9 +196,17 @@ class IdConvertor(Convertor[str]):
 register_url_convertor("id", IdConvertor())
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """``request.headers.get(name)`` for a lowercase ``name``, read from the
+    scope without building Starlette's Headers (the send paths read one or two)."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 def bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = (header(request, b"authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send a bearer token in the Authorization header", code="missing_token")
     return token.strip()
