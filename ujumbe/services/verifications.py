@@ -45,6 +45,14 @@ class Checked:
     attempts_left: int
 
 
+class _Refused(Exception):
+    """The guard refused a code inside the send's transaction (undoing it)."""
+
+    def __init__(self, refused: tuple[str, str]) -> None:
+        super().__init__(refused[0])
+        self.refused = refused
+
+
 class Verifications:
     def __init__(self, store: Store, messaging: Messaging, secret: str) -> None:
         self.store = store
@@ -118,21 +126,34 @@ class Verifications:
             )
             refused = otp.refusal(limits, counts)
             if refused is not None:
-                await q.add_refusal(tx, account.id, number.e164, prefix, refused[0], now)
                 return refused
             await q.cancel_pending(tx, account.id, number.e164, now)  # a new code replaces the old one
             await q.insert(tx, row)
             await q.remember_prefix(tx, account.id, prefix, now)
             return None
 
-        refused = await self.store.run(guard)
-        if refused is not None:
-            log.warning("code to %s refused for account %s: %s", number.e164, account.id, refused[0])
-            raise RateLimited(refused[1], code=refused[0], prefix=prefix)
+        async def stored(tx: Tx, recipients: list[Any]) -> None:
+            # The guard in the send's own transaction: one commit per code. A
+            # refusal undoes the send (the message was never stored).
+            row["message_id"] = recipients[0].message_id if recipients else None
+            refused = await guard(tx)
+            if refused is not None:
+                raise _Refused(refused)
 
-        async def link(tx: Tx, recipients: list[Any]) -> None:
-            # in the send's own transaction: one commit fewer per code
-            await q.set_message(tx, vid, recipients[0].message_id if recipients else None)
+        async def alone(tx: Tx) -> tuple[str, str] | None:
+            # The guard before the send, as its own transaction (the send failed):
+            # the same refusal, or the code's row, as if the guard had come first.
+            if await q.get(tx, account.id, vid) is not None:
+                return None  # already stored (the send failed after its commit)
+            row["message_id"] = None
+            refused = await guard(tx)
+            if refused is not None:
+                await q.add_refusal(tx, account.id, number.e164, prefix, refused[0], now)
+            return refused
+
+        def refuse(refused: tuple[str, str]) -> RateLimited:
+            log.warning("code to %s refused for account %s: %s", number.e164, account.id, refused[0])
+            return RateLimited(refused[1], code=refused[0], prefix=prefix)
 
         try:
             result = await self.messaging.send(account, SendRequest(
@@ -140,9 +161,15 @@ class Verifications:
                 callback_url=callback_url, channel=channel, dialect=dialect, validity_s=ttl,
                 # a call says the code digit by digit, twice (channels/voice otp_code): its length, never it
                 message_meta={"verification": vid, **({"otp_length": len(code)} if channel == "voice" else {})},
-                stored=link,
+                stored=stored,
             ))
+        except _Refused as exc:
+            await self.store.run(lambda tx: q.add_refusal(tx, account.id, number.e164, prefix, exc.refused[0], now))
+            raise refuse(exc.refused) from None
         except Exception:
+            refused = await self.store.run(alone)
+            if refused is not None:
+                raise refuse(refused) from None
             await self.store.run(lambda tx: q.set_status(tx, vid, "failed", now_ms()))
             raise
         sent = result.recipients[0] if result.recipients else None
