@@ -118,18 +118,18 @@ class Verifications:
 
         async def guard(tx: Tx) -> tuple[str, str] | None:
             await q.lock_destination(tx, account.id, number.e164)
+            sent = await q.prefix_sent(tx, account.id, prefix)
             counts = otp.Counts(
                 to_destination=await q.count_to(tx, account.id, number.e164, now - limits.destination_window_s * 1000),
-                to_prefix=await q.count_prefix(tx, account.id, prefix, now - 3_600_000),
-                prefix_known=await q.prefix_known(tx, account.id, prefix),
+                to_prefix=await q.count_prefix(tx, account.id, prefix, now - 3_600_000, sent),
+                prefix_known=sent is not None,
                 new_prefixes=await q.new_prefixes_since(tx, account.id, now - 3_600_000),
             )
             refused = otp.refusal(limits, counts)
             if refused is not None:
                 return refused
             await q.cancel_pending(tx, account.id, number.e164, now)  # a new code replaces the old one
-            await q.insert(tx, row)
-            await q.remember_prefix(tx, account.id, prefix, now)
+            await q.insert(tx, {**row, "prefix_seq": await q.remember_prefix(tx, account.id, prefix, now)})
             return None
 
         async def stored(tx: Tx, recipients: list[Any]) -> None:
