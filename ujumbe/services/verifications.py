@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger("ujumbe.verifications")
 
 CHANNELS = ("sms", "voice")
 DEFAULT_TEXT = "Your verification code is {otp}"
+SETTINGS_TTL_S = 5.0  # as long as accounts and sender names are cached
 
 
 @dataclass(slots=True)
@@ -58,10 +60,28 @@ class Verifications:
         self.store = store
         self.messaging = messaging
         self._key = hmac.new(secret.encode(), b"ujumbe/otp-codes/v1", hashlib.sha256).digest()
+        self._limits: dict[str, tuple[float, otp.Limits]] = {}  # account id: (when read, its limits)
+        self._changes = 0
 
     async def limits(self, account_id: str) -> otp.Limits:
         raw = await self.store.read(lambda tx: q.settings(tx, account_id))
         return otp.Limits.merged(json.loads(raw) if raw else None)
+
+    async def _cached_limits(self, account_id: str) -> otp.Limits:
+        """For a new code: cached like accounts and sender names (SETTINGS_TTL_S),
+        a read per code otherwise. A change made through this process is seen
+        at once; one made through another, within the TTL."""
+        hit = self._limits.get(account_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < SETTINGS_TTL_S:
+            return hit[1]
+        changes = self._changes
+        limits = await self.limits(account_id)
+        if changes == self._changes:  # not read before a change made meanwhile
+            if len(self._limits) > 10_000:
+                self._limits.clear()
+            self._limits[account_id] = (now, limits)
+        return limits
 
     async def set_limits(self, account_id: str, changes: dict[str, Any]) -> otp.Limits:
         current = (await self.limits(account_id)).as_dict()
@@ -74,6 +94,8 @@ class Verifications:
         except otp.OtpError as exc:
             raise Invalid(str(exc), code=exc.code) from None
         await self.store.run(lambda tx: q.put_settings(tx, account_id, json.dumps(limits.as_dict()), now_ms()))
+        self._changes += 1
+        self._limits.pop(account_id, None)
         return limits
 
     async def start(
@@ -100,7 +122,7 @@ class Verifications:
                 code = otp.generate(otp.DEFAULT_LENGTH if length is None else length)
         except otp.OtpError as exc:
             raise Invalid(str(exc), code=exc.code) from None
-        limits = await self.limits(account.id)
+        limits = await self._cached_limits(account.id)
         ttl = limits.ttl_s if expires_in is None else expires_in
         if not isinstance(ttl, int) or not 30 <= ttl <= 86_400:
             raise Invalid("'expires_in' is 30 to 86400 seconds", code="invalid_expiry")
