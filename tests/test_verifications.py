@@ -172,6 +172,31 @@ async def test_pumping_guard_holds_back_a_burst_to_new_ranges(platform: Platform
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_settings"
 
 
+async def test_codes_per_range_count_the_last_hour_only(platform: Platform) -> None:
+    """The per-range limit counts codes sent in the last hour: refused codes
+    and codes older than an hour do not count."""
+    account = await make_account(platform, credits="1000")
+    async with client_of(platform) as api:
+        await api.put("/v1/verification-settings", headers=auth(account), json={"sends_per_prefix_hour": 3})
+        sent = [(await start(api, account, to=f"07084001{i:02d}")).json() for i in range(20, 23)]
+        assert all(v["status"] == "pending" for v in sent)
+        r = await start(api, account, to="0708400123")  # a fourth code to 254708 in the hour
+        assert r.status_code == 429 and r.json()["error"]["code"] == "prefix_limit"
+        # that refusal is not a code: one more allowed, exactly one
+        await api.put("/v1/verification-settings", headers=auth(account), json={"sends_per_prefix_hour": 4})
+        assert (await start(api, account, to="0708400124")).status_code == 201
+        assert (await start(api, account, to="0708400125")).status_code == 429
+        # the first two codes were sent over an hour ago: two more go
+        await platform.store.run(lambda tx: tx.execute(
+            "UPDATE verifications SET created_at = created_at - 3600001 WHERE id IN (?, ?)",
+            sent[0]["id"], sent[1]["id"]))
+        assert (await start(api, account, to="0708400126")).status_code == 201
+        assert (await start(api, account, to="0708400127")).status_code == 201
+        assert (await start(api, account, to="0708400128")).status_code == 429
+        # another range of the same account is counted apart
+        assert (await start(api, account, to="0718400128")).status_code == 201
+
+
 async def test_bad_requests_and_other_accounts(platform: Platform) -> None:
     a = await make_account(platform)
     b = await make_account(platform)

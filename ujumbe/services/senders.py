@@ -215,9 +215,13 @@ class Senders:
         """Refuse (``SenderRefused``) a name another account holds, or this
         account's own pending or rejected one. Names nobody holds pass: only
         dialects that require registration (Tilil) need more (``usable``)."""
+        await self._claimed(account_id, name)
+
+    async def _claimed(self, account_id: str, name: str) -> list[Any]:
+        """check_use's work; the name's rows (every account's), as cached."""
         name = name.strip()
         if not name:
-            return
+            return []
         key = name.lower()
         hit = self._claims.get(key)
         now = time.monotonic()
@@ -230,13 +234,16 @@ class Senders:
         refused = _refusal(account_id, name, hit[1], hit[2])
         if refused is not None:
             raise refused
+        return hit[1]
 
     async def usable(self, account_id: str, name: str) -> Sender | None:
         """This account's approved sender of that exact name; None when it has
-        not registered it; ``SenderRefused`` when it may not use it."""
-        await self.check_use(account_id, name)
-        sender = await self.get(account_id, name)
-        return sender if sender is not None and sender.status == "approved" else None
+        not registered it; ``SenderRefused`` when it may not use it. From the
+        rows check_use cached (they hold this account's too): no read per send."""
+        rows = await self._claimed(account_id, name)
+        name = name.strip()
+        own = next((r for r in rows if r["account_id"] == account_id and r["name"] == name), None)
+        return _row(own) if own is not None and own["status"] == "approved" else None
 
     async def list(self, account_id: str) -> list[Sender]:
         return [_row(r) for r in await self.store.read(lambda tx: q.list_of(tx, account_id))]

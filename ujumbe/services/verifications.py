@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger("ujumbe.verifications")
 
 CHANNELS = ("sms", "voice")
 DEFAULT_TEXT = "Your verification code is {otp}"
+SETTINGS_TTL_S = 5.0  # as long as accounts and sender names are cached
 
 
 @dataclass(slots=True)
@@ -45,15 +47,41 @@ class Checked:
     attempts_left: int
 
 
+class _Refused(Exception):
+    """The guard refused a code inside the send's transaction (undoing it)."""
+
+    def __init__(self, refused: tuple[str, str]) -> None:
+        super().__init__(refused[0])
+        self.refused = refused
+
+
 class Verifications:
     def __init__(self, store: Store, messaging: Messaging, secret: str) -> None:
         self.store = store
         self.messaging = messaging
         self._key = hmac.new(secret.encode(), b"ujumbe/otp-codes/v1", hashlib.sha256).digest()
+        self._limits: dict[str, tuple[float, otp.Limits]] = {}  # account id: (when read, its limits)
+        self._changes = 0
 
     async def limits(self, account_id: str) -> otp.Limits:
         raw = await self.store.read(lambda tx: q.settings(tx, account_id))
         return otp.Limits.merged(json.loads(raw) if raw else None)
+
+    async def _cached_limits(self, account_id: str) -> otp.Limits:
+        """For a new code: cached like accounts and sender names (SETTINGS_TTL_S),
+        a read per code otherwise. A change made through this process is seen
+        at once; one made through another, within the TTL."""
+        hit = self._limits.get(account_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < SETTINGS_TTL_S:
+            return hit[1]
+        changes = self._changes
+        limits = await self.limits(account_id)
+        if changes == self._changes:  # not read before a change made meanwhile
+            if len(self._limits) > 10_000:
+                self._limits.clear()
+            self._limits[account_id] = (now, limits)
+        return limits
 
     async def set_limits(self, account_id: str, changes: dict[str, Any]) -> otp.Limits:
         current = (await self.limits(account_id)).as_dict()
@@ -66,6 +94,8 @@ class Verifications:
         except otp.OtpError as exc:
             raise Invalid(str(exc), code=exc.code) from None
         await self.store.run(lambda tx: q.put_settings(tx, account_id, json.dumps(limits.as_dict()), now_ms()))
+        self._changes += 1
+        self._limits.pop(account_id, None)
         return limits
 
     async def start(
@@ -92,7 +122,7 @@ class Verifications:
                 code = otp.generate(otp.DEFAULT_LENGTH if length is None else length)
         except otp.OtpError as exc:
             raise Invalid(str(exc), code=exc.code) from None
-        limits = await self.limits(account.id)
+        limits = await self._cached_limits(account.id)
         ttl = limits.ttl_s if expires_in is None else expires_in
         if not isinstance(ttl, int) or not 30 <= ttl <= 86_400:
             raise Invalid("'expires_in' is 30 to 86400 seconds", code="invalid_expiry")
@@ -110,29 +140,42 @@ class Verifications:
 
         async def guard(tx: Tx) -> tuple[str, str] | None:
             await q.lock_destination(tx, account.id, number.e164)
+            sent = await q.prefix_sent(tx, account.id, prefix)
             counts = otp.Counts(
                 to_destination=await q.count_to(tx, account.id, number.e164, now - limits.destination_window_s * 1000),
-                to_prefix=await q.count_prefix(tx, account.id, prefix, now - 3_600_000),
-                prefix_known=await q.prefix_known(tx, account.id, prefix),
+                to_prefix=await q.count_prefix(tx, account.id, prefix, now - 3_600_000, sent),
+                prefix_known=sent is not None,
                 new_prefixes=await q.new_prefixes_since(tx, account.id, now - 3_600_000),
             )
             refused = otp.refusal(limits, counts)
             if refused is not None:
-                await q.add_refusal(tx, account.id, number.e164, prefix, refused[0], now)
                 return refused
             await q.cancel_pending(tx, account.id, number.e164, now)  # a new code replaces the old one
-            await q.insert(tx, row)
-            await q.remember_prefix(tx, account.id, prefix, now)
+            await q.insert(tx, {**row, "prefix_seq": await q.remember_prefix(tx, account.id, prefix, now)})
             return None
 
-        refused = await self.store.run(guard)
-        if refused is not None:
-            log.warning("code to %s refused for account %s: %s", number.e164, account.id, refused[0])
-            raise RateLimited(refused[1], code=refused[0], prefix=prefix)
+        async def stored(tx: Tx, recipients: list[Any]) -> None:
+            # The guard in the send's own transaction: one commit per code. A
+            # refusal undoes the send (the message was never stored).
+            row["message_id"] = recipients[0].message_id if recipients else None
+            refused = await guard(tx)
+            if refused is not None:
+                raise _Refused(refused)
 
-        async def link(tx: Tx, recipients: list[Any]) -> None:
-            # in the send's own transaction: one commit fewer per code
-            await q.set_message(tx, vid, recipients[0].message_id if recipients else None)
+        async def alone(tx: Tx) -> tuple[str, str] | None:
+            # The guard before the send, as its own transaction (the send failed):
+            # the same refusal, or the code's row, as if the guard had come first.
+            if await q.get(tx, account.id, vid) is not None:
+                return None  # already stored (the send failed after its commit)
+            row["message_id"] = None
+            refused = await guard(tx)
+            if refused is not None:
+                await q.add_refusal(tx, account.id, number.e164, prefix, refused[0], now)
+            return refused
+
+        def refuse(refused: tuple[str, str]) -> RateLimited:
+            log.warning("code to %s refused for account %s: %s", number.e164, account.id, refused[0])
+            return RateLimited(refused[1], code=refused[0], prefix=prefix)
 
         try:
             result = await self.messaging.send(account, SendRequest(
@@ -140,9 +183,15 @@ class Verifications:
                 callback_url=callback_url, channel=channel, dialect=dialect, validity_s=ttl,
                 # a call says the code digit by digit, twice (channels/voice otp_code): its length, never it
                 message_meta={"verification": vid, **({"otp_length": len(code)} if channel == "voice" else {})},
-                stored=link,
+                stored=stored,
             ))
+        except _Refused as exc:
+            await self.store.run(lambda tx: q.add_refusal(tx, account.id, number.e164, prefix, exc.refused[0], now))
+            raise refuse(exc.refused) from None
         except Exception:
+            refused = await self.store.run(alone)
+            if refused is not None:
+                raise refuse(refused) from None
             await self.store.run(lambda tx: q.set_status(tx, vid, "failed", now_ms()))
             raise
         sent = result.recipients[0] if result.recipients else None

@@ -9,7 +9,7 @@ from ujumbe.store.base import Row, Tx
 COLUMNS = (
     "id, account_id, recipient, prefix, channel, code_hash, length, status, attempts, max_attempts, "
     "message_id, dialect, created_at, expires_at, updated_at"
-)
+)  # not prefix_seq: the guard's own (count_prefix)
 
 
 async def insert(tx: Tx, row: dict[str, Any]) -> None:
@@ -57,17 +57,28 @@ async def count_to(tx: Tx, account_id: str, recipient: str, since: int) -> int:
     ))
 
 
-async def count_prefix(tx: Tx, account_id: str, prefix: str, since: int) -> int:
-    return int(await tx.fetchval(
-        "SELECT count(*) FROM verifications WHERE account_id = ? AND prefix = ? AND created_at >= ?",
-        account_id, prefix, since,
-    ))
+async def prefix_sent(tx: Tx, account_id: str, prefix: str) -> int | None:
+    """Codes ever sent to this range (its counter), None when it is new to the account."""
+    value = await tx.fetchval(
+        "SELECT sent FROM verification_prefixes WHERE account_id = ? AND prefix = ?", account_id, prefix
+    )
+    return None if value is None else int(value)
 
 
-async def prefix_known(tx: Tx, account_id: str, prefix: str) -> bool:
-    return bool(await tx.fetchval(
-        "SELECT 1 FROM verification_prefixes WHERE account_id = ? AND prefix = ?", account_id, prefix
-    ))
+async def count_prefix(tx: Tx, account_id: str, prefix: str, since: int, sent: int | None) -> int:
+    """Codes to this range since ``since``: the range's counter (``sent``,
+    from prefix_sent) minus the number of the first code since then, plus one.
+    Two index look-ups, however many codes the hour holds (a count(*) of them
+    grew with every code). The first code is the earliest by created_at, the
+    smallest number among those of that millisecond."""
+    if not sent:
+        return 0
+    first = await tx.fetchval(
+        "SELECT min(prefix_seq) FROM verifications WHERE account_id = ? AND prefix = ? AND created_at = ("
+        "SELECT min(created_at) FROM verifications WHERE account_id = ? AND prefix = ? AND created_at >= ?)",
+        account_id, prefix, account_id, prefix, since,
+    )
+    return 0 if first is None else max(0, sent - int(first) + 1)
 
 
 async def new_prefixes_since(tx: Tx, account_id: str, since: int) -> int:
@@ -76,12 +87,13 @@ async def new_prefixes_since(tx: Tx, account_id: str, since: int) -> int:
     ))
 
 
-async def remember_prefix(tx: Tx, account_id: str, prefix: str, now: int) -> None:
-    await tx.execute(
-        "INSERT INTO verification_prefixes (account_id, prefix, first_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (account_id, prefix) DO NOTHING",
+async def remember_prefix(tx: Tx, account_id: str, prefix: str, now: int) -> int:
+    """Counts one more code to this range; its number (the code's prefix_seq)."""
+    return int(await tx.fetchval(
+        "INSERT INTO verification_prefixes (account_id, prefix, first_at, sent) VALUES (?, ?, ?, 1) "
+        "ON CONFLICT (account_id, prefix) DO UPDATE SET sent = verification_prefixes.sent + 1 RETURNING sent",
         account_id, prefix, now,
-    )
+    ))
 
 
 async def add_refusal(tx: Tx, account_id: str, recipient: str, prefix: str, reason: str, now: int) -> None:
