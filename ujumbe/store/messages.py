@@ -167,28 +167,6 @@ async def messages_by_ids(tx: Tx, ids: Sequence[int]) -> list[dict[str, Any]]:
     return out
 
 
-# What may change on a message while a worker sends it (the sweeper expires
-# it, another worker took over its lease and recorded it, an account's
-# callback URL): read again when the outcome is recorded, the rest is carried
-# from the claim.
-LIVE_COLUMNS = (
-    "m.id, m.state, m.charge, m.cost, m.error_code, m.error_reason, m.connector, m.submitted_at, m.done_at, "
-    "m.updated_at, a.dlr_url"
-)
-
-
-async def live_by_ids(tx: Tx, ids: Sequence[int]) -> list[dict[str, Any]]:
-    """``LIVE_COLUMNS`` of these messages: no join to requests, no body or meta."""
-    await tx.plan_for_keys()
-    out: list[dict[str, Any]] = []
-    for chunk in chunks(tx, ids, 500):
-        where, args = is_in(tx, "m.id", chunk, "bigint", joined=True)
-        out.extend(dicts(await tx.fetch(
-            f"SELECT {LIVE_COLUMNS} FROM messages m JOIN accounts a ON a.id = m.account_id WHERE {where}", *args
-        )))
-    return out
-
-
 def dicts(rows: list[Any]) -> list[dict[str, Any]]:
     """Rows as dicts, the column names read once rather than per row (the
     workers convert hundreds of 27-column rows per batch)."""

@@ -87,7 +87,6 @@ class Outcome:
     epoch: int = 0  # the worker's epoch at the claim (see Dispatcher._fenced)
     result: str = ""  # what recording it made of the message, for its log line (see _log_outcomes)
     due: int = 0  # when it goes again (retry)
-    msg: dict[str, Any] | None = None  # the message as claimed (see _record)
 
 
 class Dispatcher:
@@ -274,16 +273,15 @@ class Dispatcher:
                     slot.release()
                     return
                 submitted = await channel.send(outbound)
-            outcome = Outcome(msg["id"], attempts, channel.name, submitted=submitted, sent_at=sent_at, msg=msg)
+            outcome = Outcome(msg["id"], attempts, channel.name, submitted=submitted, sent_at=sent_at)
             ids = self._unrecorded.setdefault(channel.name, {})
             for op_id in submitted.operator_ids:
                 ids[op_id] = ids.get(op_id, 0) + 1
         except SendError as exc:
-            outcome = Outcome(msg["id"], attempts, channel.name if channel else "", error=exc, msg=msg)
+            outcome = Outcome(msg["id"], attempts, channel.name if channel else "", error=exc)
         except Exception as exc:  # never lose a message to a bug: retry it
             log.exception("dispatch of message %s crashed", msg["id"])
-            outcome = Outcome(msg["id"], attempts, channel.name if channel else "", error=SendError(str(exc), transient=True),
-                              msg=msg)
+            outcome = Outcome(msg["id"], attempts, channel.name if channel else "", error=SendError(str(exc), transient=True))
         finally:
             self._in_flight -= 1
             self._slot_free.set()
@@ -386,19 +384,7 @@ class Dispatcher:
 
     async def _record(self, tx: Tx, batch: list[Outcome]) -> None:
         now = now_ms()
-        # The claim read each message whole moments ago; only what another
-        # process may have changed since is read again (a quarter of the
-        # columns, without the join to requests), over the claimed copy.
-        claimed = {o.message_id: o.msg for o in batch}
-        msgs: dict[int, dict[str, Any]] = {}
-        missing = [mid for mid, m in claimed.items() if m is None]
-        for live in await q.live_by_ids(tx, [mid for mid, m in claimed.items() if m is not None]):
-            msg = claimed[live["id"]]
-            assert msg is not None
-            msg.update(live)
-            msgs[live["id"]] = msg
-        if missing:
-            msgs.update((m["id"], m) for m in await q.messages_by_ids(tx, missing))
+        msgs = {m["id"]: m for m in await q.messages_by_ids(tx, [o.message_id for o in batch])}
         done: list[int] = []
         parts: list[tuple[int, int, str, str, str, int]] = []
         submitted_ids: dict[str, list[str]] = {}
