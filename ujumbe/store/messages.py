@@ -488,7 +488,7 @@ async def take_early_receipts(
 
 async def overdue(tx: Tx, now: int, limit: int) -> list[int]:
     rows = await tx.fetch(
-        "SELECT id FROM messages WHERE state IN ('queued', 'submitted', 'accepted') AND expires_at < ? LIMIT ?",
+        "SELECT id FROM messages WHERE done_at IS NULL AND expires_at < ? LIMIT ?",  # messages_open: not final
         now, limit,
     )
     return [r[0] for r in rows]

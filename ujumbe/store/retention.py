@@ -64,8 +64,13 @@ async def purge_messages(tx: Tx, after_id: int, cutoff_ms: int, limit: int) -> t
         )
         ids = [r["id"] for r in purge]
         marks = _marks(len(ids))
-        for table in ("message_events", "message_parts", "outbox", "callback_attempts", "calls"):
+        for table in ("message_events", "message_parts", "outbox", "calls"):
             await tx.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", *ids)
+        # found through the message's callbacks: attempts have no index by message (one less per attempt)
+        await tx.execute(
+            f"DELETE FROM callback_attempts WHERE callback_id IN (SELECT id FROM callbacks WHERE message_id IN ({marks}))",
+            *ids,
+        )
     return len(purge), rows[-1]["id"], more
 
 
