@@ -18,5 +18,5 @@ CREATE TABLE callback_attempts (
 -- A callback's attempts in order (the message page, the exchanges), and its
 -- purge with the callback.
 CREATE INDEX callback_attempts_callback ON callback_attempts(callback_id, id);
--- Purged with their message through its callbacks (retention; 0013 dropped
--- the index by message_id this made before).
+-- Purged with their message (retention).
+CREATE INDEX callback_attempts_message ON callback_attempts(message_id) WHERE message_id IS NOT NULL;

@@ -23,17 +23,16 @@ DROP INDEX callbacks_url_pending;
 DROP INDEX callbacks_message_pending;
 CREATE INDEX callbacks_message ON callbacks(message_id, id) WHERE message_id IS NOT NULL;
 
--- callback_attempts_message served only retention, which purges a message's
--- attempts through its callbacks (callbacks_message, then
--- callback_attempts_callback): an entry fewer per attempt recorded. 0022
--- no longer makes it; a database that ran 0022 before this has it.
-DROP INDEX IF EXISTS callback_attempts_message;
+-- callback_attempts_message (0022) served only retention, which purges a
+-- message's attempts through its callbacks (callbacks_message, then
+-- callback_attempts_callback): an entry fewer per attempt recorded.
+DROP INDEX callback_attempts_message;
 
 -- On SQLite a table with a composite primary key is a rowid B-tree plus a
 -- unique index on the key: each part written went into both, and each
 -- receipt's update found the row through the index, then the rowid. Without
 -- a rowid the key is the table. PostgreSQL keeps its table.
---sqlite: CREATE TABLE message_parts_0013 (
+--sqlite: CREATE TABLE message_parts_0027 (
 --sqlite:     message_id BIGINT NOT NULL,
 --sqlite:     part INTEGER NOT NULL,
 --sqlite:     operator_id TEXT NOT NULL,
@@ -46,10 +45,10 @@ DROP INDEX IF EXISTS callback_attempts_message;
 --sqlite:     error_reason TEXT,
 --sqlite:     PRIMARY KEY (message_id, part)
 --sqlite: ) WITHOUT ROWID;
---sqlite: INSERT INTO message_parts_0013 (message_id, part, operator_id, connector, state, updated_at, sent_at,
+--sqlite: INSERT INTO message_parts_0027 (message_id, part, operator_id, connector, state, updated_at, sent_at,
 --sqlite:     expires_at, error_code, error_reason)
 --sqlite:   SELECT message_id, part, operator_id, connector, state, updated_at, sent_at, expires_at, error_code,
 --sqlite:     error_reason FROM message_parts;
 --sqlite: DROP TABLE message_parts;
---sqlite: ALTER TABLE message_parts_0013 RENAME TO message_parts;
+--sqlite: ALTER TABLE message_parts_0027 RENAME TO message_parts;
 --sqlite: CREATE INDEX message_parts_operator ON message_parts(operator_id);
