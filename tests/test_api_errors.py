@@ -58,6 +58,16 @@ async def test_unknown_paths_and_methods_answer_json(api: httpx.AsyncClient) -> 
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
 
 
+async def test_head_is_answered_as_get_is(platform: Platform, api: httpx.AsyncClient) -> None:
+    """HEAD on a path that takes GET and POST was a 500 (the GET/POST split had no HEAD)."""
+    account = await make_account(platform)
+    get = await api.get("/v1/messages", headers=auth(account))
+    head = await api.head("/v1/messages", headers=auth(account))
+    assert get.status_code == head.status_code == 200
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert (await api.head("/v1/messages")).status_code == 401  # and it asks for a key as GET does
+
+
 async def test_bad_query_parameters(platform: Platform, api: httpx.AsyncClient) -> None:
     account = await make_account(platform)
     for params in ({"limit": "lots"}, {"limit": "0"}, {"state": "happy"}, {"cursor": "x"}):

@@ -135,7 +135,9 @@ def _dispatch(handlers: dict[str, Handler]) -> Handler:
         return next(iter(handlers.values()))
 
     async def endpoint(request: Request) -> Response:
-        return await handlers[request.method](request)
+        # Starlette lets HEAD into any route that takes GET: it is answered as GET is
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
 
     return endpoint
 
