@@ -208,6 +208,7 @@ async def test_another_account_cannot_see_the_call(voice: Platform, vapi: httpx.
     ({"audio_id": "aud_missing"}, "audio_not_found"),
     ({"text": "Hi", "from": "not a number"}, "invalid_sender"),
     ({"text": "क" * 2001}, "message_too_long"),
+    ({"text": "7" * 2000}, "message_too_long"),  # within the characters, but said digit by digit: 21 minutes
     ({"text": "Hi", "subject": "Hello"}, "invalid_request"),
 ])
 async def test_bad_voice_input_is_400_in_the_native_shape(

@@ -158,6 +158,7 @@ def billable_minutes(duration_ms: int) -> int:
 # --- what a voice message asks for, and what it costs ---
 
 # TingTing's voices and languages (core/speech); channels/voice renders each through services/speech.
+from ujumbe.core import speech  # noqa: E402
 from ujumbe.core.speech import DEFAULT_VOICE, LANGUAGES, MAX_LENGTH_FACTOR, MIN_LENGTH_FACTOR, VOICES  # noqa: E402
 LENGTH_FACTOR_RANGE = (MIN_LENGTH_FACTOR, MAX_LENGTH_FACTOR)
 # What a call's bound adds for recording its outcome (the receipt path retries for a few seconds).
@@ -197,6 +198,22 @@ class VoiceOptions:
             language=str(m.get("language") or "ne"), audio_id=str(m["audio_id"]) if m.get("audio_id") else None,
             audio_ms=int(m["audio_ms"]) if m.get("audio_ms") is not None else None,  # type: ignore[call-overload]
         )
+
+
+def too_long_to_say(text: str, vo: VoiceOptions) -> str | None:
+    """Why ``text`` cannot be said in one call, or None. Its characters, and
+    how long it lasts said (core/speech.check_duration: digits are said one
+    by one, so 2,000 of them are over 20 minutes), checked at accept rather
+    than failing the call when it is rendered."""
+    if len(text) > MAX_TEXT:
+        return f"The text has {len(text)} characters; a call speaks at most {MAX_TEXT}"
+    if vo.audio_id:  # an uploaded file is played, not the text
+        return None
+    try:
+        speech.check_duration(speech.speakable(text, vo.language), speech.rate_for(vo.length_factor))
+    except speech.SpeechError as exc:
+        return str(exc) if exc.code == "text_too_long" else None  # the others are answered where they are checked
+    return None
 
 
 def estimated_ms(text: str, length_factor: float = 1.0) -> int:

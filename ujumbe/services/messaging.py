@@ -257,9 +257,8 @@ class Messaging:
             enc, parts = "utf-8", 1  # one message whatever its size or script
         elif vo is not None:
             enc, parts = ("audio" if vo.audio_id else "speech"), 1  # one call
-            if texts is None and len(body) > calls.MAX_TEXT:  # per recipient with texts (below)
-                raise Invalid(f"The text has {len(body)} characters; a call speaks at most {calls.MAX_TEXT}",
-                              code="message_too_long")
+            if texts is None and (why := calls.too_long_to_say(body, vo)):
+                raise Invalid(why, code="message_too_long")  # per recipient with texts (below)
         else:
             try:
                 if texts is None:
@@ -322,11 +321,9 @@ class Messaging:
             r_parts = parts
             if vo is not None:
                 spoken = texts[k] if texts is not None else body
-                if len(spoken) > calls.MAX_TEXT:
+                if texts is not None and (why := calls.too_long_to_say(spoken, vo)):
                     recipients.append(Recipient(raw, number.e164, None, State.REJECTED.value, number.network,
-                                                error_code="message_too_long",
-                                                error=f"The text has {len(spoken)} characters; a call speaks at most "
-                                                      f"{calls.MAX_TEXT}"))
+                                                error_code="message_too_long", error=why))
                     continue
                 cost = self._call_hold(prices, number.network, vo, spoken)
                 total += cost
