@@ -19,38 +19,30 @@ from ujumbe.runtime import Platform
 from ujumbe.services.messaging import SendRequest, SendResult
 
 
+async def _execute(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 async def _limited_url(limit: int) -> tuple[str, str]:
     """A database whose only user may hold ``limit`` connections at once
     (a role's CONNECTION LIMIT answers as max_connections does: 53300)."""
     url = await postgres_database()
     role = f"ujumbe_lim_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_URL, timeout=5)
-    try:
-        await admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT {limit}')
-    finally:
-        await admin.close()
-    db = await asyncpg.connect(url, timeout=5)
-    try:
-        await db.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
-        await db.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
-        await db.execute(f'GRANT ALL ON SCHEMA public TO "{role}"')
-    finally:
-        await db.close()
+    await _execute(PG_URL, f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT {limit}')
+    await _execute(url, f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"',
+                   f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"', f'GRANT ALL ON SCHEMA public TO "{role}"')
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}")), role
 
 
 async def _drop_role(url: str, role: str) -> None:
-    db = await asyncpg.connect(url.replace(f"{role}@", "postgres@"), timeout=5)
-    try:
-        await db.execute(f'DROP OWNED BY "{role}"')
-    finally:
-        await db.close()
-    admin = await asyncpg.connect(PG_URL, timeout=5)
-    try:
-        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
-    finally:
-        await admin.close()
+    await _execute(url.replace(f"{role}@", "postgres@"), f'DROP OWNED BY "{role}"')
+    await _execute(PG_URL, f'DROP ROLE IF EXISTS "{role}"')
 
 
 async def test_sends_wait_for_a_pooled_connection_when_the_server_refuses_more(
