@@ -199,9 +199,8 @@ async def _refused(request: Request) -> None:
     """A wrong public key or signature is counted per client address, as a wrong
     API key is in the other dialects (shared count); over the limit it is
     answered after a pause, in Messangi's words (HTTP 200, status ERROR)."""
-    accounts = services(request).accounts
     try:
-        await accounts.refuse_credential(f"key:{client_address(request)}", accounts.key_attempts)
+        await services(request).accounts.refuse_key(client_address(request))
     except RateLimited as exc:
         retry = exc.details.get("retry_after")
         raise MessangiError(f"Too many failed signatures from this address; try again in {retry} s") from None

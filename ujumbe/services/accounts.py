@@ -375,11 +375,16 @@ class Accounts:
         account = await self.by_api_key(api_key)
         if account is None:
             if client:
-                await self.refuse_credential(f"key:{client}", self.key_attempts)
+                await self.refuse_key(client)
             raise Unauthorized("Unknown or revoked API key", code="invalid_api_key")
         if not account.active:
             raise Unauthorized("This account is disabled", code="account_disabled")
         return account
+
+    async def refuse_key(self, client: str) -> None:
+        """A wrong API key, or a wrong key of a dialect's own (Messangi's public
+        key or signature), from this client address: one count for them all."""
+        await self.refuse_credential(f"key:{client}", self.key_attempts)
 
     async def refuse_credential(self, key: str, limit: int) -> None:
         """A wrong bearer credential from ``key`` (a client address): counted;

@@ -421,6 +421,10 @@ class Router:
     def channels(self) -> dict[str, Channel]:
         return {**self.builtin, **self.connectors}
 
+    def channel(self, name: str) -> Channel | None:
+        """The channel of that name, a connector before a built-in (as ``channels``), without building the dict."""
+        return self.connectors.get(name) or self.builtin.get(name)
+
     # --- choosing ---
 
     def candidates(self, msg: dict[str, Any]) -> list[str]:

@@ -133,8 +133,7 @@ class Dispatcher:
         if ids and operator_id in ids:
             return True
         # a part of a message whose other parts are still being submitted
-        ch = self.router.connectors.get(channel) or self.router.builtin.get(channel)
-        answering = getattr(ch, "answering", None)
+        answering = getattr(self.router.channel(channel), "answering", None)
         return bool(answering) and operator_id in answering  # type: ignore[operator]
 
     def _recorded(self, batch: list[Outcome]) -> None:
@@ -405,10 +404,8 @@ class Dispatcher:
                 o.result = "submitted"
                 sent_since[o.channel] = min(sent, sent_since.get(o.channel, sent))
                 extra: dict[str, Any] = {"connector": o.channel}
-                longest = None
-                if msg["channel"] == "voice":
-                    ch = self.router.connectors.get(o.channel) or self.router.builtin.get(o.channel)
-                    longest = getattr(ch, "longest_call_ms", None)
+                longest = getattr(self.router.channel(o.channel), "longest_call_ms", None) \
+                    if msg["channel"] == "voice" else None
                 if longest is not None and sent + longest < msg["expires_at"]:
                     # a call placed is over by then: if its outcome never comes (the
                     # process placing it died), it expires then, on every store
